@@ -1,0 +1,209 @@
+//! Pins as the domain sees them: [`NewPin`] is a validated request, [`UserPin`]
+//! a user's own pin object, [`ClusterPin`] the one peer-side record per CID.
+
+use std::collections::BTreeMap;
+
+use cid::Cid;
+use multiaddr::Multiaddr;
+
+use crate::{PinStatus, Timestamp};
+
+/// The longest pin name, in characters (the spec's `maxLength: 255`).
+pub const MAX_NAME_CHARS: usize = 255;
+/// The most `meta` entries one pin may carry (the spec's `maxProperties: 1000`).
+pub const MAX_META_ENTRIES: usize = 1000;
+/// The longest `meta` key, in bytes.
+pub const MAX_META_KEY_BYTES: usize = 255;
+/// The longest `meta` value, in bytes.
+pub const MAX_META_VALUE_BYTES: usize = 4096;
+/// The most origins one pin may list (the spec's `maxItems: 20`).
+pub const MAX_ORIGINS: usize = 20;
+/// The longest user name, in bytes; user names are parts of storage keys.
+const MAX_USER_BYTES: usize = 255;
+
+/// Why a value was refused; the text names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    #[error("name is longer than {MAX_NAME_CHARS} characters")]
+    NameTooLong,
+    #[error("meta has more than {MAX_META_ENTRIES} entries")]
+    TooManyMeta,
+    #[error("meta key is empty or longer than {MAX_META_KEY_BYTES} bytes")]
+    BadMetaKey,
+    #[error("meta value for key {0:?} is longer than {MAX_META_VALUE_BYTES} bytes")]
+    MetaValueTooLong(String),
+    #[error("origins has more than {MAX_ORIGINS} entries")]
+    TooManyOrigins,
+    #[error("user name is empty, longer than {MAX_USER_BYTES} bytes or contains a control character")]
+    BadUserName,
+}
+
+/// An authenticated user's name: non-empty, at most 255 bytes, no control characters.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UserName(String);
+
+impl UserName {
+    pub fn new(name: impl Into<String>) -> Result<UserName, ValidationError> {
+        let name = name.into();
+        if name.is_empty() || name.len() > MAX_USER_BYTES || name.chars().any(char::is_control) {
+            return Err(ValidationError::BadUserName);
+        }
+        Ok(UserName(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for UserName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How much of a DAG a pin keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum PinMode {
+    /// The root and every block reachable from it.
+    #[default]
+    Recursive,
+    /// The root block only.
+    Direct,
+}
+
+impl PinMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PinMode::Recursive => "recursive",
+            PinMode::Direct => "direct",
+        }
+    }
+}
+
+/// Cluster-level options of a pin, shared by all users who hold its CID.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct PinOptions {
+    pub mode: PinMode,
+    /// Minimum replication factor; -1 means "every peer".
+    pub replication_min: i32,
+    /// Maximum replication factor; -1 means "every peer".
+    pub replication_max: i32,
+    /// Peers to allocate the pin to first.
+    pub user_allocations: Vec<String>,
+    /// When set, the pin is removed at this time.
+    pub expire_at: Option<Timestamp>,
+}
+
+impl PinOptions {
+    /// The defaults of a pin made through the Pinning Service API.
+    pub fn everywhere() -> PinOptions {
+        PinOptions { replication_min: -1, replication_max: -1, ..PinOptions::default() }
+    }
+}
+
+/// A validated request to pin a CID on behalf of one user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewPin {
+    pub cid: Cid,
+    pub name: Option<String>,
+    pub meta: BTreeMap<String, String>,
+    pub origins: Vec<Multiaddr>,
+    pub options: PinOptions,
+}
+
+impl NewPin {
+    /// Checks the limits that hold whichever API the request came through.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if let Some(name) = &self.name {
+            if name.chars().count() > MAX_NAME_CHARS {
+                return Err(ValidationError::NameTooLong);
+            }
+        }
+        if self.meta.len() > MAX_META_ENTRIES {
+            return Err(ValidationError::TooManyMeta);
+        }
+        for (key, value) in &self.meta {
+            if key.is_empty() || key.len() > MAX_META_KEY_BYTES {
+                return Err(ValidationError::BadMetaKey);
+            }
+            if value.len() > MAX_META_VALUE_BYTES {
+                return Err(ValidationError::MetaValueTooLong(key.clone()));
+            }
+        }
+        if self.origins.len() > MAX_ORIGINS {
+            return Err(ValidationError::TooManyOrigins);
+        }
+        Ok(())
+    }
+}
+
+/// One user's pin object for a CID. Its request ID is the CID.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserPin {
+    pub cid: Cid,
+    pub name: Option<String>,
+    pub meta: BTreeMap<String, String>,
+    pub origins: Vec<Multiaddr>,
+    /// When the request entered the service: immutable and unique per user.
+    pub created: Timestamp,
+}
+
+/// Blocks and bytes fetched so far for a pin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Progress {
+    pub blocks: u64,
+    pub bytes: u64,
+}
+
+/// The single peer-side record of a CID, whoever pinned it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterPin {
+    pub cid: Cid,
+    pub options: PinOptions,
+    pub status: PinStatus,
+    /// Why the last attempt failed, when it did.
+    pub error: Option<String>,
+    /// How many times the tracker has tried to pin it.
+    pub attempts: u32,
+    pub progress: Progress,
+    /// Size of the whole DAG in bytes, once known.
+    pub dag_size: Option<u64>,
+    /// When the first user pinned it.
+    pub created: Timestamp,
+    /// When the status last changed.
+    pub updated: Timestamp,
+}
+
+/// A user's pin object together with the status of its content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinView {
+    pub user: UserPin,
+    pub cluster: ClusterPin,
+}
+
+/// How a `name` filter compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum NameMatch {
+    /// Whole name, case-sensitive.
+    #[default]
+    Exact,
+    /// Whole name, case-insensitive.
+    IExact,
+    /// Substring, case-sensitive.
+    Partial,
+    /// Substring, case-insensitive.
+    IPartial,
+}
+
+impl NameMatch {
+    /// Whether `name` matches `pattern` under this strategy.
+    pub fn matches(self, pattern: &str, name: &str) -> bool {
+        match self {
+            NameMatch::Exact => name == pattern,
+            NameMatch::IExact => name.to_lowercase() == pattern.to_lowercase(),
+            NameMatch::Partial => name.contains(pattern),
+            NameMatch::IPartial => name.to_lowercase().contains(&pattern.to_lowercase()),
+        }
+    }
+}
