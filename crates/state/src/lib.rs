@@ -1,1 +1,408 @@
-//! Placeholder.
+//! The pinset: every pin of every user and the one cluster record per CID, in
+//! sled. Read [`Pinset`] first. This is the only crate that imports sled.
+//!
+//! # Model
+//!
+//! A CID has at most one *cluster record* ([`ClusterPin`]: options, status,
+//! progress), and each user who pinned it has their own *user pin*
+//! ([`UserPin`]: name, meta, origins, `created`). The cluster record exists
+//! while at least one user holds the CID. `created` is in milliseconds and
+//! strictly increases per user (now, or one past the user's newest), so it is
+//! unique per user and paging by `before` never skips or repeats.
+//!
+//! # Writes and durability
+//!
+//! All writes go to one writer thread (see `writer.rs`). It takes every request
+//! waiting, applies them in order to an overlay, writes the result as one
+//! atomic sled batch, fsyncs once and then answers every caller: a write whose
+//! future resolved with `Ok` survives `kill -9` and power loss, and records,
+//! indexes and counters always move together. Reads go straight to sled.
+//!
+//! # Key layout
+//!
+//! One sled tree (the default one). Every key starts with a tag byte.
+//! `len` is a one-byte length prefix, `len16` a two-byte big-endian one;
+//! `created` is a big-endian `u64` of milliseconds and `status` is
+//! [`PinStatus::code`]. A CID at the end of a key is its raw binary form, so the
+//! `c` and `q` keyspaces are in CID byte order.
+//!
+//! | key | value | purpose |
+//! |-----|-------|---------|
+//! | `\0schema` | `u32` BE | schema version ([`SCHEMA_VERSION`]) |
+//! | `c` cid | cluster record | one per pinned CID |
+//! | `q` status cid | empty | cluster pins by status ([`Pinset::cluster_pins`]) |
+//! | `k` status | `u64` BE | cluster pins per status ([`Pinset::cluster_count`]) |
+//! | `h` len cid user | created `u64` BE | the holders of a CID |
+//! | `u` len user cid | user record | a user's pin object |
+//! | `t` len user created | cid | a user's pins, newest last |
+//! | `s` len user status created | cid | a user's pins by cluster status |
+//! | `n` len user len16 lowercase(name) created | cid | a user's pins by name |
+//! | `m` len user status | `u64` BE | a user's pins per status |
+//!
+//! Counters at zero are removed. Records are postcard-encoded structs behind a
+//! one-byte format version (see `records.rs`); the domain types are never
+//! stored directly.
+//!
+//! # Listing
+//!
+//! [`Pinset::list`] walks one index newest first, bounded by `after`/`before`
+//! in the key: `n` for `exact`/`iexact` names, a merge of the `s` ranges of the
+//! selected statuses for a status filter, else `t`. `cids` are direct lookups.
+//! The first page costs the page plus the entries the other filters skip.
+
+mod check;
+mod error;
+mod keys;
+mod query;
+mod read;
+mod records;
+mod scan;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use pincluster_model::{
+    Cid, ClusterPin, NameMatch, NewPin, PinStatus, PinView, Progress, StatusSet, Timestamp, UserName,
+    UserPin,
+};
+use tokio::sync::oneshot;
+
+pub use check::IntegrityReport;
+pub use error::{StateError, StorageError};
+pub use scan::ClusterPins;
+
+use writer::{Done, Op, Request};
+
+/// The schema version this build writes and the newest it can open.
+pub const SCHEMA_VERSION: u32 = 1;
+/// The largest page [`Pinset::list`] returns; larger limits are clamped.
+pub const MAX_LIMIT: usize = 1000;
+/// The default sled cache size: 64 MiB.
+pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Where and how to open the pinset.
+#[derive(Clone, Debug)]
+pub struct StateOptions {
+    /// The sled database directory; created when missing.
+    pub path: PathBuf,
+    /// The sled page cache size in bytes.
+    pub cache_capacity_bytes: u64,
+}
+
+impl StateOptions {
+    /// Options for a database at `path` with the default cache size.
+    pub fn new(path: impl Into<PathBuf>) -> StateOptions {
+        StateOptions { path: path.into(), cache_capacity_bytes: DEFAULT_CACHE_CAPACITY_BYTES }
+    }
+}
+
+/// What [`Pinset::pin`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinOutcome {
+    /// The user's pin as stored, with the cluster status.
+    pub view: PinView,
+    /// The CID had no cluster record before: the tracker must queue it.
+    pub new_cluster_pin: bool,
+}
+
+/// What [`Pinset::replace`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplaceOutcome {
+    /// The new pin as stored.
+    pub view: PinView,
+    /// The new CID had no cluster record before: the tracker must queue it.
+    pub new_cluster_pin: bool,
+    /// The old CID, when no user holds it any more and its cluster record was removed.
+    pub orphaned: Option<Cid>,
+}
+
+/// What [`Pinset::unpin`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnpinOutcome {
+    /// The user was the last holder: the cluster record was removed too.
+    pub orphaned: bool,
+}
+
+/// A change to a cluster record made by the tracker. `None` fields keep their value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusUpdate {
+    /// The new status.
+    pub status: PinStatus,
+    /// The error text. With status `Failed`, `None` keeps the current text; with
+    /// any other status the text is replaced by this value, so `None` clears it.
+    pub error: Option<String>,
+    /// The attempt count.
+    pub attempts: Option<u32>,
+    /// Blocks and bytes fetched so far.
+    pub progress: Option<Progress>,
+    /// Size of the whole DAG once known.
+    pub dag_size: Option<u64>,
+}
+
+impl StatusUpdate {
+    /// An update that only changes the status (and clears the error unless `Failed`).
+    pub fn status(status: PinStatus) -> StatusUpdate {
+        StatusUpdate { status, error: None, attempts: None, progress: None, dag_size: None }
+    }
+}
+
+/// A cluster record with every user who holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterEntry {
+    /// The cluster record.
+    pub pin: ClusterPin,
+    /// Each holder with their own pin object, in user-name byte order.
+    pub holders: Vec<(UserName, UserPin)>,
+}
+
+/// A listing query over one user's pins: the AND of every filter given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Query {
+    /// Only these CIDs (direct lookups).
+    pub cids: Option<Vec<Cid>>,
+    /// Only pins whose name matches; pins without a name never match.
+    pub name: Option<(String, NameMatch)>,
+    /// Only pins whose cluster status is in the set; [`StatusSet::ALL`] means no filter.
+    pub statuses: StatusSet,
+    /// Only pins with `created < before`.
+    pub before: Option<Timestamp>,
+    /// Only pins with `created > after`.
+    pub after: Option<Timestamp>,
+    /// Only pins whose meta has every one of these keys with an equal value.
+    pub meta: BTreeMap<String, String>,
+    /// The page size, at most [`MAX_LIMIT`]; 0 returns only the count.
+    pub limit: usize,
+}
+
+impl Default for Query {
+    /// No filter (every status), a page of 10.
+    fn default() -> Query {
+        Query {
+            cids: None,
+            name: None,
+            statuses: StatusSet::ALL,
+            before: None,
+            after: None,
+            meta: BTreeMap::new(),
+            limit: 10,
+        }
+    }
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// How many pins match the query in all (not just this page).
+    pub count: u64,
+    /// The page, newest `created` first.
+    pub results: Vec<PinView>,
+}
+
+/// The pinset. Cheap to clone; every clone shares one database and one writer.
+#[derive(Clone)]
+pub struct Pinset {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Pinset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pinset").finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    db: sled::Db,
+    requests: Option<Sender<Request>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer after it answered what it holds.
+        self.requests.take();
+        if let Some(writer) = self.writer.take() {
+            if writer.join().is_err() {
+                tracing::error!("the pinset writer thread panicked");
+            }
+        }
+    }
+}
+
+impl Pinset {
+    /// Opens (or creates) the database and starts the writer thread.
+    ///
+    /// Fails with [`StateError::NewerSchema`] when a newer pincluster wrote it.
+    pub fn open(options: &StateOptions) -> Result<Pinset, StateError> {
+        let db = sled::Config::new()
+            .path(&options.path)
+            .cache_capacity(options.cache_capacity_bytes)
+            .open()?;
+        check_schema(&db)?;
+        let (requests, rx) = mpsc::channel();
+        let writer = writer::spawn(db.clone(), rx).map_err(|e| StateError::from(sled::Error::Io(e)))?;
+        Ok(Pinset { inner: Arc::new(Inner { db, requests: Some(requests), writer: Some(writer) }) })
+    }
+
+    async fn submit(&self, ops: Vec<Op>) -> Result<Vec<Result<Done, StateError>>, StateError> {
+        let (reply, answer) = oneshot::channel();
+        let sender = self.inner.requests.as_ref().ok_or(StateError::Closed)?;
+        sender.send(Request { ops, reply }).map_err(|_| StateError::Closed)?;
+        answer.await.map_err(|_| StateError::Closed)?
+    }
+
+    async fn submit_one(&self, op: Op) -> Result<Done, StateError> {
+        self.submit(vec![op]).await?.pop().unwrap_or(Err(StateError::Closed))
+    }
+
+    /// Pins `pin.cid` for `user`, durably.
+    ///
+    /// A new user pin gets `created` = now (or one past the user's newest pin);
+    /// if the user already holds the CID, its name, meta and origins are
+    /// replaced and `created` is kept. The cluster record is created in status
+    /// `Queued` when missing, else its options are replaced.
+    pub async fn pin(&self, user: &UserName, pin: NewPin) -> Result<PinOutcome, StateError> {
+        match self.submit_one(Op::Pin { user: user.clone(), pin }).await? {
+            Done::Pin(outcome) => Ok(outcome),
+            _ => Err(StateError::Closed),
+        }
+    }
+
+    /// Pins many at once in one group commit (bulk import). One result per item,
+    /// in order; an item that fails does not stop the others.
+    pub async fn pin_many(
+        &self,
+        items: Vec<(UserName, NewPin)>,
+    ) -> Result<Vec<Result<PinOutcome, StateError>>, StateError> {
+        let ops = items.into_iter().map(|(user, pin)| Op::Pin { user, pin }).collect();
+        let results = self.submit(ops).await?;
+        Ok(results
+            .into_iter()
+            .map(|r| match r {
+                Ok(Done::Pin(outcome)) => Ok(outcome),
+                Ok(_) => Err(StateError::Closed),
+                Err(error) => Err(error),
+            })
+            .collect())
+    }
+
+    /// Replaces the user's pin `old` by `pin`, durably.
+    ///
+    /// [`StateError::NotFound`] when the user does not hold `old`. The same CID
+    /// updates in place; another CID creates the new pin and removes the old one
+    /// in one atomic step.
+    pub async fn replace(&self, user: &UserName, old: &Cid, pin: NewPin) -> Result<ReplaceOutcome, StateError> {
+        match self.submit_one(Op::Replace { user: user.clone(), old: *old, pin }).await? {
+            Done::Replace(outcome) => Ok(outcome),
+            _ => Err(StateError::Closed),
+        }
+    }
+
+    /// Removes the user's pin of `cid`, durably; [`StateError::NotFound`] when absent.
+    pub async fn unpin(&self, user: &UserName, cid: &Cid) -> Result<UnpinOutcome, StateError> {
+        match self.submit_one(Op::Unpin { user: user.clone(), cid: *cid }).await? {
+            Done::Unpin(outcome) => Ok(outcome),
+            _ => Err(StateError::Closed),
+        }
+    }
+
+    /// Changes the cluster record of `cid` and moves every holder's index
+    /// entries and counters with it, durably; sets `updated` to now.
+    /// [`StateError::NotFound`] when the CID has no record.
+    pub async fn update_status(&self, cid: &Cid, update: StatusUpdate) -> Result<(), StateError> {
+        match self.submit_one(Op::Status { cid: *cid, update }).await? {
+            Done::Status => Ok(()),
+            _ => Err(StateError::Closed),
+        }
+    }
+
+    /// The user's pin of `cid` with its cluster status.
+    pub fn get(&self, user: &UserName, cid: &Cid) -> Result<Option<PinView>, StateError> {
+        read::view(&self.inner.db, user, cid)
+    }
+
+    /// One page of the user's pins matching `query`, newest `created` first,
+    /// and the number of all matches. Unreadable pins are logged and skipped.
+    pub fn list(&self, user: &UserName, query: &Query) -> Result<Page, StateError> {
+        query::list(&self.inner.db, user, query)
+    }
+
+    /// How many pins `user` holds, from the counters.
+    pub fn user_pin_count(&self, user: &UserName) -> Result<u64, StateError> {
+        query::user_count(&self.inner.db, user, StatusSet::ALL)
+    }
+
+    /// The cluster record of `cid` and every user who holds it.
+    pub fn cluster_pin(&self, cid: &Cid) -> Result<Option<ClusterEntry>, StateError> {
+        let db = &self.inner.db;
+        let Some(rec) = read::cluster(db, cid)? else {
+            return Ok(None);
+        };
+        let prefix = keys::holder_prefix(cid)?;
+        let mut holders = Vec::new();
+        for item in db.scan_prefix(&prefix) {
+            let (key, _) = item?;
+            let user = key.get(prefix.len()..).and_then(keys::decode_user).ok_or_else(|| {
+                StateError::Corrupt { key: keys::display(&key), reason: "bad user name in holder key".into() }
+            })?;
+            // A holder removed since the scan started is simply left out.
+            if let Some(pin) = read::user_pin(db, &user, cid)? {
+                holders.push((user, pin));
+            }
+        }
+        Ok(Some(ClusterEntry { pin: rec.pin, holders }))
+    }
+
+    /// Every cluster pin whose status is in `filter`, lazily, in CID byte order.
+    /// Memory use does not grow with the pinset.
+    pub fn cluster_pins(&self, filter: StatusSet) -> ClusterPins {
+        ClusterPins::new(&self.inner.db, filter)
+    }
+
+    /// How many cluster pins have a status in `filter`, from the counters.
+    pub fn cluster_count(&self, filter: StatusSet) -> Result<u64, StateError> {
+        let mut total = 0u64;
+        for status in filter.iter() {
+            total = total.saturating_add(read::counter(&self.inner.db, &keys::cluster_count(status))?);
+        }
+        Ok(total)
+    }
+
+    /// Checks that every record, index entry and counter agree. Walks the whole
+    /// database: meant for tests and operators, not for request paths.
+    pub fn check_integrity(&self) -> Result<IntegrityReport, StateError> {
+        check::check(&self.inner.db)
+    }
+
+    /// Bytes the database uses on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StateError> {
+        Ok(self.inner.db.size_on_disk()?)
+    }
+}
+
+/// Writes the schema version into a new database, or checks the stored one.
+fn check_schema(db: &sled::Db) -> Result<(), StateError> {
+    let corrupt = |reason: &str| StateError::Corrupt { key: keys::display(keys::SCHEMA_KEY), reason: reason.into() };
+    match db.get(keys::SCHEMA_KEY)? {
+        Some(bytes) => {
+            let raw: [u8; 4] = bytes.as_ref().try_into().map_err(|_| corrupt("schema version is not 4 bytes"))?;
+            let found = u32::from_be_bytes(raw);
+            if found > SCHEMA_VERSION {
+                return Err(StateError::NewerSchema { found, supported: SCHEMA_VERSION });
+            }
+            if found < 1 {
+                return Err(corrupt("schema version 0 does not exist"));
+            }
+            Ok(())
+        }
+        None if db.is_empty() => {
+            db.insert(keys::SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+            db.flush()?;
+            Ok(())
+        }
+        None => Err(corrupt("the database has data but no schema version")),
+    }
+}

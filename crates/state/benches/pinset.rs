@@ -1,0 +1,2 @@
+//! Placeholder for the pinset benchmark.
+fn main() {}

@@ -1,0 +1,236 @@
+//! One user's listing: picks an index to drive the scan, filters, pages and
+//! counts; read [`list`] first.
+//!
+//! The driving index is chosen so that the first page costs the page plus the
+//! entries that the remaining filters skip: the name index for `exact`/`iexact`,
+//! a merge of the status indexes for a status filter, else the creation index.
+//! All of them are walked newest first, bounded by `after`/`before` in the key.
+
+use std::collections::BTreeSet;
+
+use pincluster_model::{Cid, NameMatch, PinView, StatusSet, Timestamp, UserName, UserPin};
+
+use crate::keys::{self, Tag};
+use crate::read;
+use crate::{Page, Query, StateError, MAX_LIMIT};
+
+/// Which index a query walks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Driver {
+    Created,
+    Status,
+    Name,
+}
+
+/// Lists one user's pins newest first; see [`crate::Pinset::list`].
+pub(crate) fn list(db: &sled::Db, user: &UserName, query: &Query) -> Result<Page, StateError> {
+    let limit = query.limit.min(MAX_LIMIT);
+    let lo = query.after.map_or(0, |t| t.0.saturating_add(1));
+    let hi = query.before.map_or(u64::MAX, |t| t.0);
+    if query.statuses.is_empty() || lo >= hi {
+        return Ok(Page { count: 0, results: Vec::new() });
+    }
+    if let Some(cids) = &query.cids {
+        return by_cids(db, user, query, cids, limit);
+    }
+
+    let driver = match &query.name {
+        Some((_, NameMatch::Exact | NameMatch::IExact)) => Driver::Name,
+        _ if !query.statuses.is_all() => Driver::Status,
+        _ => Driver::Created,
+    };
+    let mut prefixes = Vec::new();
+    match driver {
+        Driver::Created => prefixes.push(keys::user_prefix(Tag::ByCreated, user)?),
+        Driver::Status => {
+            for status in query.statuses.iter() {
+                prefixes.push(keys::by_status_prefix(user, status)?);
+            }
+        }
+        Driver::Name => {
+            let pattern = query.name.as_ref().map_or("", |(p, _)| p.as_str());
+            prefixes.push(keys::by_name_prefix(user, &keys::fold_name(pattern))?);
+        }
+    }
+    let candidates = Candidates::new(db, &prefixes, lo, hi);
+
+    // Whether the index entry alone proves a match, so counting needs no record.
+    let index_decides = query.meta.is_empty()
+        && match driver {
+            Driver::Created => query.name.is_none() && query.statuses.is_all(),
+            Driver::Status => query.name.is_none(),
+            Driver::Name => {
+                matches!(query.name, Some((_, NameMatch::IExact))) && query.statuses.is_all()
+            }
+        };
+    // Whether the maintained counters answer `count`.
+    let from_counters =
+        query.before.is_none() && query.after.is_none() && query.name.is_none() && query.meta.is_empty();
+
+    let mut results = Vec::with_capacity(limit.min(64));
+    let mut count = 0u64;
+    for candidate in candidates {
+        let (_, cid) = candidate?;
+        if results.len() < limit {
+            if let Some(view) = load_view(db, user, &cid) {
+                if matches_user(query, &view.user) && query.statuses.contains(view.cluster.status) {
+                    results.push(view);
+                    count += 1;
+                }
+            }
+        } else if from_counters {
+            break;
+        } else if index_decides || counts_as_match(db, user, &cid, query, driver) {
+            count += 1;
+        }
+    }
+    if from_counters {
+        count = user_count(db, user, query.statuses)?;
+    }
+    Ok(Page { count, results })
+}
+
+/// The `cids` filter: direct lookups, then the other filters.
+fn by_cids(db: &sled::Db, user: &UserName, query: &Query, cids: &[Cid], limit: usize) -> Result<Page, StateError> {
+    let distinct: BTreeSet<Cid> = cids.iter().copied().collect();
+    let mut found: Vec<PinView> = distinct
+        .iter()
+        .filter_map(|cid| load_view(db, user, cid))
+        .filter(|view| matches_user(query, &view.user) && query.statuses.contains(view.cluster.status))
+        .collect();
+    found.sort_by_key(|view| std::cmp::Reverse(view.user.created));
+    let count = found.len() as u64;
+    found.truncate(limit);
+    Ok(Page { count, results: found })
+}
+
+/// A pin's view for listing: absent (removed meanwhile) or corrupt pins are skipped.
+fn load_view(db: &sled::Db, user: &UserName, cid: &Cid) -> Option<PinView> {
+    match read::view(db, user, cid) {
+        Ok(view) => view,
+        Err(error) => {
+            tracing::error!(%error, %cid, "skipping unreadable pin in listing");
+            None
+        }
+    }
+}
+
+/// Checks a pin past the page against the filters, reading only what they need.
+fn counts_as_match(db: &sled::Db, user: &UserName, cid: &Cid, query: &Query, driver: Driver) -> bool {
+    let pin = match read::user_pin(db, user, cid) {
+        Ok(Some(pin)) => pin,
+        Ok(None) => return false,
+        Err(error) => {
+            tracing::error!(%error, %cid, "skipping unreadable pin in count");
+            return false;
+        }
+    };
+    if !matches_user(query, &pin) {
+        return false;
+    }
+    if query.statuses.is_all() || driver == Driver::Status {
+        return true;
+    }
+    match read::cluster(db, cid) {
+        Ok(Some(rec)) => query.statuses.contains(rec.pin.status),
+        Ok(None) => false,
+        Err(error) => {
+            tracing::error!(%error, %cid, "skipping unreadable cluster pin in count");
+            false
+        }
+    }
+}
+
+/// The filters that look at the user's own pin object.
+fn matches_user(query: &Query, pin: &UserPin) -> bool {
+    if let Some(before) = query.before {
+        if pin.created >= before {
+            return false;
+        }
+    }
+    if let Some(after) = query.after {
+        if pin.created <= after {
+            return false;
+        }
+    }
+    if let Some((pattern, how)) = &query.name {
+        match &pin.name {
+            Some(name) if how.matches(pattern, name) => {}
+            _ => return false,
+        }
+    }
+    query.meta.iter().all(|(key, value)| pin.meta.get(key) == Some(value))
+}
+
+/// The sum of a user's counters for `statuses`.
+pub(crate) fn user_count(db: &sled::Db, user: &UserName, statuses: StatusSet) -> Result<u64, StateError> {
+    let mut total = 0u64;
+    for status in statuses.iter() {
+        total = total.saturating_add(read::counter(db, &keys::user_count(user, status)?)?);
+    }
+    Ok(total)
+}
+
+/// One index range walked newest first, with its next entry looked at.
+struct Source {
+    iter: std::iter::Rev<sled::Iter>,
+    head: Option<(Timestamp, sled::IVec)>,
+    done: bool,
+}
+
+/// Newest-first merge of up to four index ranges whose keys end in `created`
+/// and whose values are CIDs.
+struct Candidates {
+    sources: Vec<Source>,
+}
+
+impl Candidates {
+    fn new(db: &sled::Db, prefixes: &[Vec<u8>], lo: u64, hi: u64) -> Candidates {
+        let sources = prefixes
+            .iter()
+            .map(|prefix| {
+                let mut start = prefix.clone();
+                start.extend_from_slice(&lo.to_be_bytes());
+                let mut end = prefix.clone();
+                end.extend_from_slice(&hi.to_be_bytes());
+                Source { iter: db.range(start..end).rev(), head: None, done: false }
+            })
+            .collect();
+        Candidates { sources }
+    }
+}
+
+impl Iterator for Candidates {
+    type Item = Result<(Timestamp, Cid), StateError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            for source in &mut self.sources {
+                if source.head.is_none() && !source.done {
+                    match source.iter.next() {
+                        Some(Ok((key, value))) => match keys::trailing_created(&key) {
+                            Some(created) => source.head = Some((created, value)),
+                            None => tracing::error!(key = %keys::display(&key), "skipping malformed index key"),
+                        },
+                        Some(Err(error)) => return Some(Err(error.into())),
+                        None => source.done = true,
+                    }
+                }
+            }
+            if self.sources.iter().any(|s| s.head.is_none() && !s.done) {
+                // A malformed key was skipped; refill before choosing.
+                continue;
+            }
+            let newest = self
+                .sources
+                .iter_mut()
+                .filter(|s| s.head.is_some())
+                .max_by_key(|s| s.head.as_ref().map(|(created, _)| *created))?;
+            let (created, value) = newest.head.take()?;
+            match keys::decode_cid(&value) {
+                Some(cid) => return Some(Ok((created, cid))),
+                None => tracing::error!(created = created.0, "skipping index entry with a malformed CID"),
+            }
+        }
+    }
+}

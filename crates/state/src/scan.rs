@@ -1,0 +1,104 @@
+//! Streaming every cluster pin in CID order, optionally by status: read
+//! [`ClusterPins`] first. Memory stays bounded: sled iterators are lazy and a
+//! status filter merges at most four of them.
+
+use pincluster_model::{ClusterPin, StatusSet};
+
+use crate::keys::{self, Tag};
+use crate::read;
+use crate::records;
+use crate::StateError;
+
+/// A lazy stream of cluster pins in CID byte order; see [`crate::Pinset::cluster_pins`].
+///
+/// A record that cannot be decoded is yielded as an error; iteration goes on after it.
+pub struct ClusterPins {
+    inner: Inner,
+}
+
+/// One status range: its iterator, the key looked at next, and whether it is exhausted.
+type StatusSource = (sled::Iter, Option<sled::IVec>, bool);
+
+enum Inner {
+    /// Walks the cluster records themselves.
+    All(Box<sled::Iter>),
+    /// Merges the `q | status | cid` ranges of the selected statuses by CID.
+    ByStatus { db: sled::Db, filter: StatusSet, sources: Vec<StatusSource> },
+}
+
+impl std::fmt::Debug for ClusterPins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterPins").finish_non_exhaustive()
+    }
+}
+
+impl ClusterPins {
+    pub(crate) fn new(db: &sled::Db, filter: StatusSet) -> ClusterPins {
+        let inner = if filter.is_all() {
+            Inner::All(Box::new(db.scan_prefix([Tag::Cluster as u8])))
+        } else {
+            let sources = filter
+                .iter()
+                .map(|status| (db.scan_prefix(keys::cluster_status_prefix(status)), None, false))
+                .collect();
+            Inner::ByStatus { db: db.clone(), filter, sources }
+        };
+        ClusterPins { inner }
+    }
+}
+
+impl Iterator for ClusterPins {
+    type Item = Result<ClusterPin, StateError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.inner {
+            Inner::All(iter) => {
+                let (key, value) = match iter.next()? {
+                    Ok(entry) => entry,
+                    Err(error) => return Some(Err(error.into())),
+                };
+                let Some(cid) = key.get(1..).and_then(keys::decode_cid) else {
+                    return Some(Err(StateError::Corrupt {
+                        key: keys::display(&key),
+                        reason: "malformed CID in key".into(),
+                    }));
+                };
+                Some(records::decode_cluster(&key, cid, &value).map(|rec| rec.pin))
+            }
+            Inner::ByStatus { db, filter, sources } => loop {
+                for (iter, head, done) in sources.iter_mut() {
+                    if head.is_none() && !*done {
+                        match iter.next() {
+                            Some(Ok((key, _))) => *head = Some(key),
+                            Some(Err(error)) => return Some(Err(error.into())),
+                            None => *done = true,
+                        }
+                    }
+                }
+                // Keys are `q | status | cid`: compare from the CID on.
+                let (_, head, _) = sources
+                    .iter_mut()
+                    .filter(|(_, head, _)| head.is_some())
+                    .min_by(|a, b| {
+                        let ka = a.1.as_ref().and_then(|k| k.get(2..));
+                        let kb = b.1.as_ref().and_then(|k| k.get(2..));
+                        ka.cmp(&kb)
+                    })?;
+                let key = head.take()?;
+                let Some(cid) = key.get(2..).and_then(keys::decode_cid) else {
+                    return Some(Err(StateError::Corrupt {
+                        key: keys::display(&key),
+                        reason: "malformed CID in status index key".into(),
+                    }));
+                };
+                match read::cluster(db, &cid) {
+                    // Removed, or moved to another status, since the index entry was read.
+                    Ok(None) => continue,
+                    Ok(Some(rec)) if !filter.contains(rec.pin.status) => continue,
+                    Ok(Some(rec)) => return Some(Ok(rec.pin)),
+                    Err(error) => return Some(Err(error)),
+                }
+            },
+        }
+    }
+}

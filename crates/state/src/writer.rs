@@ -1,0 +1,443 @@
+//! The single writer thread and its group commit; read [`Writer::run`] first.
+//!
+//! Every write request goes through one channel to one thread. The thread takes
+//! every request waiting, applies them in order to a [`Staged`] overlay (so a
+//! request sees the writes of the requests before it in the same group), turns
+//! the overlay into one sled `Batch`, applies it atomically, fsyncs once and only
+//! then answers every caller. A request that fails leaves no trace in the batch.
+//! Because there is one writer, read-modify-write needs no transactions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc::Receiver;
+use std::thread::{self, JoinHandle};
+
+use pincluster_model::{Cid, ClusterPin, NewPin, PinStatus, PinView, Progress, Timestamp, UserName, UserPin};
+use tokio::sync::oneshot;
+
+use crate::keys::{self, Tag};
+use crate::records::{self, ClusterRecord};
+use crate::{PinOutcome, ReplaceOutcome, StateError, StatusUpdate, UnpinOutcome};
+
+/// The most operations the writer puts in one group commit.
+const MAX_OPS_PER_GROUP: usize = 20_000;
+/// When the per-user clock cache grows past this, it is dropped between groups.
+const MAX_CLOCK_ENTRIES: usize = 100_000;
+
+/// A key and its value.
+type Entry = (Vec<u8>, Vec<u8>);
+
+/// One write operation.
+pub(crate) enum Op {
+    Pin { user: UserName, pin: NewPin },
+    Replace { user: UserName, old: Cid, pin: NewPin },
+    Unpin { user: UserName, cid: Cid },
+    Status { cid: Cid, update: StatusUpdate },
+}
+
+/// The result of one successful operation.
+pub(crate) enum Done {
+    Pin(PinOutcome),
+    Replace(ReplaceOutcome),
+    Unpin(UnpinOutcome),
+    Status,
+}
+
+/// Results of each operation of a request, or the error that failed the whole group.
+pub(crate) type Answer = Result<Vec<Result<Done, StateError>>, StateError>;
+
+/// Operations submitted together; answered once they are durable.
+pub(crate) struct Request {
+    pub(crate) ops: Vec<Op>,
+    pub(crate) reply: oneshot::Sender<Answer>,
+}
+
+/// Starts the writer thread; it stops when every sender is dropped.
+pub(crate) fn spawn(db: sled::Db, rx: Receiver<Request>) -> std::io::Result<JoinHandle<()>> {
+    thread::Builder::new()
+        .name("pinset-writer".into())
+        .spawn(move || Writer { db, last_created: HashMap::new() }.run(rx))
+}
+
+/// Pending writes of the current group over the committed tree.
+///
+/// `committed` holds the writes of operations that succeeded; `pending` those
+/// of the operation being applied, dropped if it fails.
+struct Staged<'a> {
+    db: &'a sled::Db,
+    committed: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl<'a> Staged<'a> {
+    fn new(db: &'a sled::Db) -> Staged<'a> {
+        Staged { db, committed: BTreeMap::new(), pending: BTreeMap::new() }
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        if let Some(value) = self.pending.get(key).or_else(|| self.committed.get(key)) {
+            return Ok(value.clone());
+        }
+        Ok(self.db.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.pending.insert(key, Some(value));
+    }
+
+    fn del(&mut self, key: Vec<u8>) {
+        self.pending.insert(key, None);
+    }
+
+    /// Every key and value under `prefix`, as the group sees them now.
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>, StateError> {
+        let mut merged = BTreeMap::new();
+        for item in self.db.scan_prefix(prefix) {
+            let (key, value) = item?;
+            merged.insert(key.to_vec(), value.to_vec());
+        }
+        for layer in [&self.committed, &self.pending] {
+            for (key, value) in layer.range(prefix.to_vec()..) {
+                if !key.starts_with(prefix) {
+                    break;
+                }
+                match value {
+                    Some(value) => merged.insert(key.clone(), value.clone()),
+                    None => merged.remove(key),
+                };
+            }
+        }
+        Ok(merged.into_iter().collect())
+    }
+
+    fn commit(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        self.committed.extend(pending);
+    }
+
+    fn rollback(&mut self) {
+        self.pending.clear();
+    }
+
+    /// Applies the group as one atomic batch and waits until it is on disk.
+    fn write(self) -> Result<(), StateError> {
+        if self.committed.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for (key, value) in self.committed {
+            match value {
+                Some(value) => batch.insert(key, value),
+                None => batch.remove(key),
+            }
+        }
+        self.db.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn user_pin(&self, user: &UserName, cid: &Cid) -> Result<Option<UserPin>, StateError> {
+        let key = keys::user_pin(user, cid)?;
+        self.get(&key)?.map(|bytes| records::decode_user(&key, *cid, &bytes)).transpose()
+    }
+
+    fn cluster(&self, cid: &Cid) -> Result<Option<ClusterRecord>, StateError> {
+        let key = keys::cluster(cid);
+        self.get(&key)?.map(|bytes| records::decode_cluster(&key, *cid, &bytes)).transpose()
+    }
+
+    fn put_cluster(&mut self, rec: &ClusterRecord) -> Result<(), StateError> {
+        let value = records::encode_cluster(rec)?;
+        self.put(keys::cluster(&rec.pin.cid), value);
+        Ok(())
+    }
+
+    /// Adds `delta` to a counter; a counter at zero is removed.
+    fn bump(&mut self, key: Vec<u8>, delta: i64) -> Result<(), StateError> {
+        let current = match self.get(&key)? {
+            Some(bytes) => keys::decode_u64(&bytes).ok_or_else(|| StateError::Corrupt {
+                key: keys::display(&key),
+                reason: "counter is not 8 bytes".into(),
+            })?,
+            None => 0,
+        };
+        let next = current.saturating_add_signed(delta);
+        if next == 0 {
+            self.del(key);
+        } else {
+            self.put(key, keys::encode_u64(next).to_vec());
+        }
+        Ok(())
+    }
+
+    /// Writes the index entries and counters of a user's pin in `status`.
+    fn index_user_pin(&mut self, user: &UserName, pin: &UserPin, status: PinStatus) -> Result<(), StateError> {
+        let cid = pin.cid.to_bytes();
+        self.put(keys::by_created(user, pin.created)?, cid.clone());
+        self.put(keys::by_status(user, status, pin.created)?, cid.clone());
+        if let Some(name) = &pin.name {
+            self.put(keys::by_name(user, name, pin.created)?, cid);
+        }
+        self.put(keys::holder(&pin.cid, user)?, keys::encode_u64(pin.created.0).to_vec());
+        self.bump(keys::user_count(user, status)?, 1)
+    }
+
+    /// Removes what [`Staged::index_user_pin`] wrote.
+    fn unindex_user_pin(&mut self, user: &UserName, pin: &UserPin, status: PinStatus) -> Result<(), StateError> {
+        self.del(keys::by_created(user, pin.created)?);
+        self.del(keys::by_status(user, status, pin.created)?);
+        if let Some(name) = &pin.name {
+            self.del(keys::by_name(user, name, pin.created)?);
+        }
+        self.del(keys::holder(&pin.cid, user)?);
+        self.bump(keys::user_count(user, status)?, -1)
+    }
+}
+
+/// The state of the writer thread.
+struct Writer {
+    db: sled::Db,
+    /// The newest `created` handed out per user, so that `created` stays unique.
+    last_created: HashMap<UserName, u64>,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Request>) {
+        while let Ok(first) = rx.recv() {
+            let mut count = first.ops.len();
+            let mut requests = vec![first];
+            while count < MAX_OPS_PER_GROUP {
+                match rx.try_recv() {
+                    Ok(request) => {
+                        count += request.ops.len();
+                        requests.push(request);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let db = self.db.clone();
+            let mut staged = Staged::new(&db);
+            let mut answers = Vec::with_capacity(requests.len());
+            let mut replies = Vec::with_capacity(requests.len());
+            for request in requests {
+                let results: Vec<_> = request
+                    .ops
+                    .into_iter()
+                    .map(|op| {
+                        let result = self.apply(&mut staged, op);
+                        match result {
+                            Ok(_) => staged.commit(),
+                            Err(_) => staged.rollback(),
+                        }
+                        result
+                    })
+                    .collect();
+                answers.push(results);
+                replies.push(request.reply);
+            }
+            let written = staged.write();
+            if let Err(error) = &written {
+                tracing::error!(%error, "pinset group commit failed");
+            }
+            if self.last_created.len() > MAX_CLOCK_ENTRIES {
+                self.last_created.clear();
+            }
+            for (reply, results) in replies.into_iter().zip(answers) {
+                // A caller that went away no longer needs its answer.
+                let _ = reply.send(written.clone().map(|()| results));
+            }
+        }
+    }
+
+    fn apply(&mut self, st: &mut Staged<'_>, op: Op) -> Result<Done, StateError> {
+        match op {
+            Op::Pin { user, pin } => self.pin(st, &user, pin).map(Done::Pin),
+            Op::Replace { user, old, pin } => self.replace(st, &user, &old, pin).map(Done::Replace),
+            Op::Unpin { user, cid } => self.unpin(st, &user, &cid).map(Done::Unpin),
+            Op::Status { cid, update } => self.update_status(st, &cid, update).map(|()| Done::Status),
+        }
+    }
+
+    /// A `created` for a new pin of `user`: now, or one past the user's newest.
+    fn next_created(&mut self, user: &UserName, now: Timestamp) -> Result<Timestamp, StateError> {
+        let last = match self.last_created.get(user) {
+            Some(last) => *last,
+            None => {
+                // Only reached for a user without allocations in this group, so
+                // the tree alone is up to date for this user.
+                let prefix = keys::user_prefix(Tag::ByCreated, user)?;
+                match self.db.scan_prefix(&prefix).next_back() {
+                    Some(item) => {
+                        let (key, _) = item?;
+                        keys::trailing_created(&key).map_or(0, |t| t.0)
+                    }
+                    None => 0,
+                }
+            }
+        };
+        let created = now.0.max(last.saturating_add(1));
+        self.last_created.insert(user.clone(), created);
+        Ok(Timestamp(created))
+    }
+
+    fn pin(&mut self, st: &mut Staged<'_>, user: &UserName, new: NewPin) -> Result<PinOutcome, StateError> {
+        new.validate()?;
+        let now = Timestamp::now();
+        let cid = new.cid;
+        let (mut cluster, new_cluster_pin) = match st.cluster(&cid)? {
+            Some(mut rec) => {
+                rec.pin.options = new.options;
+                (rec, false)
+            }
+            None => {
+                let rec = ClusterRecord {
+                    pin: ClusterPin {
+                        cid,
+                        options: new.options,
+                        status: PinStatus::Queued,
+                        error: None,
+                        attempts: 0,
+                        progress: Progress::default(),
+                        dag_size: None,
+                        created: now,
+                        updated: now,
+                    },
+                    holders: 0,
+                };
+                st.put(keys::cluster_status(PinStatus::Queued, &cid), Vec::new());
+                st.bump(keys::cluster_count(PinStatus::Queued), 1)?;
+                (rec, true)
+            }
+        };
+        let user_pin = match st.user_pin(user, &cid)? {
+            Some(old) => {
+                let updated = UserPin {
+                    cid,
+                    name: new.name,
+                    meta: new.meta,
+                    origins: new.origins,
+                    created: old.created,
+                };
+                if old.name != updated.name {
+                    if let Some(name) = &old.name {
+                        st.del(keys::by_name(user, name, old.created)?);
+                    }
+                    if let Some(name) = &updated.name {
+                        st.put(keys::by_name(user, name, old.created)?, cid.to_bytes());
+                    }
+                }
+                updated
+            }
+            None => {
+                let created = self.next_created(user, now)?;
+                let pin = UserPin { cid, name: new.name, meta: new.meta, origins: new.origins, created };
+                st.index_user_pin(user, &pin, cluster.pin.status)?;
+                cluster.holders = cluster.holders.saturating_add(1);
+                pin
+            }
+        };
+        st.put(keys::user_pin(user, &cid)?, records::encode_user(&user_pin)?);
+        st.put_cluster(&cluster)?;
+        Ok(PinOutcome { view: PinView { user: user_pin, cluster: cluster.pin }, new_cluster_pin })
+    }
+
+    fn replace(
+        &mut self,
+        st: &mut Staged<'_>,
+        user: &UserName,
+        old: &Cid,
+        new: NewPin,
+    ) -> Result<ReplaceOutcome, StateError> {
+        if st.user_pin(user, old)?.is_none() {
+            return Err(StateError::NotFound);
+        }
+        if *old == new.cid {
+            let out = self.pin(st, user, new)?;
+            return Ok(ReplaceOutcome { view: out.view, new_cluster_pin: out.new_cluster_pin, orphaned: None });
+        }
+        let out = self.pin(st, user, new)?;
+        let gone = self.unpin(st, user, old)?;
+        Ok(ReplaceOutcome {
+            view: out.view,
+            new_cluster_pin: out.new_cluster_pin,
+            orphaned: gone.orphaned.then_some(*old),
+        })
+    }
+
+    fn unpin(&mut self, st: &mut Staged<'_>, user: &UserName, cid: &Cid) -> Result<UnpinOutcome, StateError> {
+        let old = st.user_pin(user, cid)?.ok_or(StateError::NotFound)?;
+        st.del(keys::user_pin(user, cid)?);
+        let Some(mut cluster) = st.cluster(cid)? else {
+            // The cluster record is missing, which the writer never leaves behind;
+            // remove the user's entries under whichever status they were filed.
+            tracing::error!(%cid, "user pin without a cluster record; removing it");
+            for status in PinStatus::ALL {
+                if st.get(&keys::by_status(user, status, old.created)?)?.is_some() {
+                    st.unindex_user_pin(user, &old, status)?;
+                    return Ok(UnpinOutcome { orphaned: true });
+                }
+            }
+            st.del(keys::by_created(user, old.created)?);
+            st.del(keys::holder(cid, user)?);
+            if let Some(name) = &old.name {
+                st.del(keys::by_name(user, name, old.created)?);
+            }
+            return Ok(UnpinOutcome { orphaned: true });
+        };
+        let status = cluster.pin.status;
+        st.unindex_user_pin(user, &old, status)?;
+        cluster.holders = cluster.holders.saturating_sub(1);
+        if cluster.holders > 0 {
+            st.put_cluster(&cluster)?;
+            return Ok(UnpinOutcome { orphaned: false });
+        }
+        st.del(keys::cluster(cid));
+        st.del(keys::cluster_status(status, cid));
+        st.bump(keys::cluster_count(status), -1)?;
+        Ok(UnpinOutcome { orphaned: true })
+    }
+
+    fn update_status(&mut self, st: &mut Staged<'_>, cid: &Cid, update: StatusUpdate) -> Result<(), StateError> {
+        let mut cluster = st.cluster(cid)?.ok_or(StateError::NotFound)?;
+        let (from, to) = (cluster.pin.status, update.status);
+        if from != to {
+            st.del(keys::cluster_status(from, cid));
+            st.put(keys::cluster_status(to, cid), Vec::new());
+            st.bump(keys::cluster_count(from), -1)?;
+            st.bump(keys::cluster_count(to), 1)?;
+            let prefix = keys::holder_prefix(cid)?;
+            let cid_bytes = cid.to_bytes();
+            for (key, value) in st.scan_prefix(&prefix)? {
+                let bad = |reason: &str| StateError::Corrupt { key: keys::display(&key), reason: reason.into() };
+                let user = key
+                    .get(prefix.len()..)
+                    .and_then(keys::decode_user)
+                    .ok_or_else(|| bad("bad user name in holder key"))?;
+                let created = Timestamp(keys::decode_u64(&value).ok_or_else(|| bad("bad created in holder entry"))?);
+                st.del(keys::by_status(&user, from, created)?);
+                st.put(keys::by_status(&user, to, created)?, cid_bytes.clone());
+                st.bump(keys::user_count(&user, from)?, -1)?;
+                st.bump(keys::user_count(&user, to)?, 1)?;
+            }
+        }
+        let pin = &mut cluster.pin;
+        pin.status = to;
+        if to == PinStatus::Failed {
+            if let Some(error) = update.error {
+                pin.error = Some(error);
+            }
+        } else {
+            pin.error = update.error;
+        }
+        if let Some(attempts) = update.attempts {
+            pin.attempts = attempts;
+        }
+        if let Some(progress) = update.progress {
+            pin.progress = progress;
+        }
+        if let Some(dag_size) = update.dag_size {
+            pin.dag_size = Some(dag_size);
+        }
+        pin.updated = Timestamp::now();
+        st.put_cluster(&cluster)
+    }
+}
