@@ -1,1 +1,17 @@
-//! Placeholder.
+//! `service.json`: the schema, its defaults, loading with environment and flag
+//! overrides, validation, and `init`. Read [`ServiceConfig`] first.
+//!
+//! Each crate receives its own section (an options struct), never the whole file.
+
+mod duration;
+mod identity;
+mod load;
+mod schema;
+
+pub use duration::Duration;
+pub use identity::{Identity, IDENTITY_FILE};
+pub use load::{init, load, ConfigError, InitReport, Overrides, CONFIG_FILE};
+pub use schema::{
+    ApiConfig, ApiSections, ClusterConfig, IpfsConfig, ListenAddresses, ServiceConfig,
+    StateConfig, TrackerConfig,
+};

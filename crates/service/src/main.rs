@@ -1,1 +1,79 @@
-fn main() {}
+//! `pincluster-service`: the daemon binary. `init` writes a config folder,
+//! `daemon` (the default) runs the APIs over the pinset. Read [`Command`] first.
+
+mod daemon;
+mod reload;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "pincluster-service", version, about = "A pinning peer for IPFS")]
+struct Cli {
+    /// The config folder [default: $PINCLUSTER_PATH, or ~/.pincluster].
+    #[arg(long, short = 'c', global = true, value_name = "DIR")]
+    config_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write service.json (defaults, a generated password) and identity.json.
+    Init {
+        /// Rewrite an existing service.json; identity.json is never rewritten.
+        #[arg(long, short = 'f')]
+        force: bool,
+    },
+    /// Run the peer; initialises the config folder first when it is empty.
+    Daemon(daemon::DaemonArgs),
+}
+
+fn config_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = flag {
+        return Ok(dir);
+    }
+    if let Some(dir) = std::env::var_os("PINCLUSTER_PATH").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    let home = std::env::var_os("HOME").context("neither --config-dir, PINCLUSTER_PATH nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".pincluster"))
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = config_dir(cli.config_dir).and_then(|dir| match cli.command {
+        Some(Command::Init { force }) => init(&dir, force),
+        Some(Command::Daemon(args)) => daemon::run(&dir, args),
+        None => daemon::run(&dir, daemon::DaemonArgs::default()),
+    });
+    if let Err(error) = result {
+        eprintln!("pincluster-service: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init(dir: &std::path::Path, force: bool) -> anyhow::Result<()> {
+    if !force && dir.join(pincluster_config::CONFIG_FILE).exists() {
+        anyhow::bail!(
+            "{} already exists; use --force to rewrite it (identity.json is kept)",
+            dir.join(pincluster_config::CONFIG_FILE).display()
+        );
+    }
+    let report = pincluster_config::init(dir, force)?;
+    println!("config folder {} initialised; peer ID {}", dir.display(), report.peer_id);
+    if !report.identity_written {
+        println!("kept the existing identity.json");
+    }
+    println!("the password of user \"admin\" is in {}", dir.join(pincluster_config::CONFIG_FILE).display());
+    Ok(())
+}

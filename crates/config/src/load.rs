@@ -1,0 +1,221 @@
+//! Loading `service.json` with the `config` crate (file < environment < flags),
+//! validating it, and writing a fresh config folder with `init`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use multiaddr::{Multiaddr, Protocol};
+use rand::distributions::{Alphanumeric, DistString};
+
+use crate::{ApiConfig, Identity, ServiceConfig, IDENTITY_FILE};
+
+/// The file name of the configuration inside the config folder.
+pub const CONFIG_FILE: &str = "service.json";
+
+/// Prefix of environment overrides: `PINCLUSTER_API__RESTAPI__HTTP_LISTEN_MULTIADDRESS`
+/// sets `api.restapi.http_listen_multiaddress` (`__` separates the levels).
+const ENV_PREFIX: &str = "PINCLUSTER_";
+
+/// Why a config folder could not be used. Every variant names the file and,
+/// where there is one, the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: {reason}", file.display())]
+    Io { file: PathBuf, reason: String },
+    #[error("{}: {}{reason}", file.display(), key_prefix(key))]
+    Invalid { file: PathBuf, key: String, reason: String },
+}
+
+fn key_prefix(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!("key `{key}`: ")
+    }
+}
+
+/// Values that override the file and the environment, as `(dotted.key, value)`.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides(pub Vec<(String, String)>);
+
+/// Loads `DIR/service.json`, applies `PINCLUSTER_…` environment variables from
+/// `env` and then `overrides`, and validates the result.
+pub fn load(
+    dir: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+    overrides: &Overrides,
+) -> Result<ServiceConfig, ConfigError> {
+    let file = dir.join(CONFIG_FILE);
+    if !file.exists() {
+        return Err(ConfigError::Io {
+            file,
+            reason: "no such file (run `pincluster-service init` first)".into(),
+        });
+    }
+    let invalid = |key: String, reason: String| ConfigError::Invalid { file: file.clone(), key, reason };
+    // Parse the file once with serde_json for precise syntax errors.
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| ConfigError::Io { file: file.clone(), reason: e.to_string() })?;
+    serde_json::from_str::<serde_json::Value>(&text).map_err(|e| invalid(String::new(), e.to_string()))?;
+
+    let mut builder = config::Config::builder()
+        .add_source(config::File::from_str(&text, config::FileFormat::Json));
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+        if !rest.contains("__") {
+            continue; // PINCLUSTER_PATH and friends are not config keys.
+        }
+        let key = rest.split("__").map(str::to_lowercase).collect::<Vec<_>>().join(".");
+        builder = builder.set_override(key.clone(), value).map_err(|e| invalid(key, e.to_string()))?;
+    }
+    for (key, value) in &overrides.0 {
+        builder = builder
+            .set_override(key.as_str(), value.as_str())
+            .map_err(|e| invalid(key.clone(), e.to_string()))?;
+    }
+    let layered = builder.build().map_err(|e| invalid(String::new(), e.to_string()))?;
+    let config: ServiceConfig = serde_path_to_error::deserialize(layered).map_err(|e| {
+        let key = e.path().to_string();
+        let reason = e.into_inner().to_string();
+        // The config crate appends the key itself; it is already in front.
+        let reason = match reason.rfind(" for key `") {
+            Some(at) => reason[..at].to_string(),
+            None => reason,
+        };
+        invalid(if key == "." { String::new() } else { key }, reason)
+    })?;
+    validate(&config).map_err(|(key, reason)| invalid(key, reason))?;
+    Ok(config)
+}
+
+/// Checks what serde cannot: non-empty credentials, usable listen addresses,
+/// no unauthenticated API on a public address unless explicitly allowed.
+fn validate(config: &ServiceConfig) -> Result<(), (String, String)> {
+    let apis = [("restapi", &config.api.restapi), ("pinsvcapi", &config.api.pinsvcapi)];
+    for (name, api) in apis {
+        let Some(api) = api else { continue };
+        validate_api(api).map_err(|(key, reason)| (format!("api.{name}.{key}"), reason))?;
+    }
+    for (i, addr) in config.ipfs.listen_multiaddress.iter().enumerate() {
+        if !addr.iter().any(|p| matches!(p, Protocol::Tcp(_) | Protocol::Udp(_))) {
+            return Err((format!("ipfs.listen_multiaddress[{i}]"), format!("{addr} has no /tcp or /udp port")));
+        }
+    }
+    if config.pin_tracker.concurrent_pins == 0 {
+        return Err(("pin_tracker.concurrent_pins".into(), "must be at least 1".into()));
+    }
+    Ok(())
+}
+
+fn validate_api(api: &ApiConfig) -> Result<(), (String, String)> {
+    if let Some(users) = &api.basic_auth_credentials {
+        if users.is_empty() {
+            return Err((
+                "basic_auth_credentials".into(),
+                "should be null (authentication off) or have at least one entry".into(),
+            ));
+        }
+        if users.iter().any(|(user, pass)| user.is_empty() || pass.is_empty() || user.contains(':')) {
+            return Err((
+                "basic_auth_credentials".into(),
+                "user names and passwords must be non-empty and user names must not contain ':'".into(),
+            ));
+        }
+    }
+    if api.max_header_bytes < 1024 {
+        return Err(("max_header_bytes".into(), "must be at least 1024".into()));
+    }
+    if api.max_body_bytes == 0 {
+        return Err(("max_body_bytes".into(), "must be at least 1".into()));
+    }
+    for (i, addr) in api.http_listen_multiaddress.to_vec().iter().enumerate() {
+        let (host_ok, port_ok) = socket_parts(addr);
+        if !(host_ok && port_ok) {
+            return Err((
+                format!("http_listen_multiaddress[{i}]"),
+                format!("{addr} is not of the form /ip4/HOST/tcp/PORT or /ip6/HOST/tcp/PORT"),
+            ));
+        }
+        if api.basic_auth_credentials.is_none() && !api.allow_unauthenticated && !is_loopback(addr) {
+            return Err((
+                format!("http_listen_multiaddress[{i}]"),
+                format!(
+                    "{addr} is not a loopback address and basic_auth_credentials is null; \
+                     set credentials, or allow_unauthenticated: true to serve it without authentication"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn socket_parts(addr: &Multiaddr) -> (bool, bool) {
+    let mut parts = addr.iter();
+    let host = matches!(parts.next(), Some(Protocol::Ip4(_) | Protocol::Ip6(_)));
+    let port = matches!(parts.next(), Some(Protocol::Tcp(_))) && parts.next().is_none();
+    (host, port)
+}
+
+fn is_loopback(addr: &Multiaddr) -> bool {
+    match addr.iter().next() {
+        Some(Protocol::Ip4(ip)) => ip.is_loopback(),
+        Some(Protocol::Ip6(ip)) => ip.is_loopback(),
+        _ => false,
+    }
+}
+
+/// What `init` did.
+#[derive(Debug)]
+pub struct InitReport {
+    pub config_written: bool,
+    pub identity_written: bool,
+    pub peer_id: String,
+}
+
+/// Creates the config folder: `service.json` with defaults and a generated
+/// password for user `admin` (rewritten only with `force`), and `identity.json`
+/// (never overwritten).
+pub fn init(dir: &Path, force: bool) -> Result<InitReport, ConfigError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ConfigError::Io { file: dir.to_path_buf(), reason: e.to_string() })?;
+    let config_path = dir.join(CONFIG_FILE);
+    let config_written = force || !config_path.exists();
+    if config_written {
+        let mut config = ServiceConfig::default();
+        let password = Alphanumeric.sample_string(&mut rand::thread_rng(), 32);
+        let users = BTreeMap::from([("admin".to_string(), password)]);
+        for api in [&mut config.api.restapi, &mut config.api.pinsvcapi].into_iter().flatten() {
+            api.basic_auth_credentials = Some(users.clone());
+        }
+        let text = serde_json::to_string_pretty(&config).unwrap_or_default() + "\n";
+        write_private(&config_path, text.as_bytes())?;
+    }
+    let identity_path = dir.join(IDENTITY_FILE);
+    let identity_written = !identity_path.exists();
+    let identity = if identity_written {
+        let identity = Identity::generate();
+        identity.save(&identity_path)?;
+        identity
+    } else {
+        Identity::load(&identity_path)?
+    };
+    Ok(InitReport { config_written, identity_written, peer_id: identity.peer_id() })
+}
+
+/// Writes a file readable by its owner only, atomically (temp file + rename).
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let io = |e: std::io::Error| ConfigError::Io { file: path.to_path_buf(), reason: e.to_string() };
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}

@@ -1,0 +1,253 @@
+//! The sections of `service.json`, one serde struct each, with their defaults.
+//!
+//! Key names follow IPFS Cluster where a key means the same thing.
+
+use std::collections::BTreeMap;
+
+use multiaddr::Multiaddr;
+use serde::{Deserialize, Serialize};
+
+use crate::Duration;
+
+/// The whole `service.json`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// This peer as a member of a cluster.
+    pub cluster: ClusterConfig,
+    /// The HTTP APIs. An API runs only when its section is present (not `null`).
+    pub api: ApiSections,
+    /// The embedded IPFS node.
+    pub ipfs: IpfsConfig,
+    /// The queue and workers that fetch pinned content.
+    pub pin_tracker: TrackerConfig,
+    /// The pinset database.
+    pub state: StateConfig,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            cluster: ClusterConfig::default(),
+            api: ApiSections::default(),
+            ipfs: IpfsConfig::default(),
+            pin_tracker: TrackerConfig::default(),
+            state: StateConfig::default(),
+        }
+    }
+}
+
+/// The `cluster` section.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// A human name for this peer, shown by `/id` and in statuses.
+    pub peername: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        let host = host.trim();
+        ClusterConfig { peername: if host.is_empty() { "pincluster".into() } else { host.into() } }
+    }
+}
+
+/// The `api` section.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSections {
+    /// The IPFS Cluster compatible admin REST API.
+    pub restapi: Option<ApiConfig>,
+    /// The IPFS Pinning Service API.
+    pub pinsvcapi: Option<ApiConfig>,
+}
+
+impl Default for ApiSections {
+    fn default() -> Self {
+        ApiSections {
+            restapi: Some(ApiConfig::with_port(9094)),
+            pinsvcapi: Some(ApiConfig::with_port(9097)),
+        }
+    }
+}
+
+/// One or more listen addresses: a string or a list in the file.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(untagged, try_from = "RawAddresses")]
+pub enum ListenAddresses {
+    One(Multiaddr),
+    Many(Vec<Multiaddr>),
+}
+
+/// Listen addresses as written, before they are parsed.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawAddresses {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl TryFrom<RawAddresses> for ListenAddresses {
+    type Error = String;
+    fn try_from(raw: RawAddresses) -> Result<Self, Self::Error> {
+        let parse = |text: &str| text.parse::<Multiaddr>().map_err(|e| format!("invalid multiaddr {text:?}: {e}"));
+        Ok(match raw {
+            RawAddresses::One(text) => ListenAddresses::One(parse(&text)?),
+            RawAddresses::Many(list) => {
+                ListenAddresses::Many(list.iter().map(|t| parse(t)).collect::<Result<_, _>>()?)
+            }
+        })
+    }
+}
+
+impl ListenAddresses {
+    pub fn to_vec(&self) -> Vec<Multiaddr> {
+        match self {
+            ListenAddresses::One(a) => vec![a.clone()],
+            ListenAddresses::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// Settings of one HTTP API (`api.restapi`, `api.pinsvcapi`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Where to listen: `/ip4/…/tcp/PORT` or `/ip6/…/tcp/PORT`, one or a list.
+    pub http_listen_multiaddress: ListenAddresses,
+    /// Longest time to read the request head.
+    pub read_header_timeout: Duration,
+    /// How long an idle keep-alive connection stays open.
+    pub idle_timeout: Duration,
+    /// Largest request head (request line and headers), in bytes; larger ones get 431.
+    pub max_header_bytes: usize,
+    /// Largest JSON request body, in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Users and their passwords; `null` turns authentication off. `{}` is refused.
+    pub basic_auth_credentials: Option<BTreeMap<String, String>>,
+    /// Lifetime of tokens minted by `POST /token`; "0s" = tokens without `exp`.
+    pub token_ttl: Duration,
+    /// Lets an API without credentials listen on a non-loopback address.
+    pub allow_unauthenticated: bool,
+    /// Headers added to every response: name to list of values.
+    pub headers: BTreeMap<String, Vec<String>>,
+    /// CORS: origins allowed to call the API; `"*"` for any.
+    pub cors_allowed_origins: Vec<String>,
+    /// CORS: methods allowed in cross-origin requests.
+    pub cors_allowed_methods: Vec<String>,
+    /// CORS: request headers allowed in cross-origin requests.
+    pub cors_allowed_headers: Vec<String>,
+    /// CORS: response headers scripts may read.
+    pub cors_exposed_headers: Vec<String>,
+    /// CORS: whether credentials may be sent cross-origin.
+    pub cors_allow_credentials: bool,
+    /// CORS: how long browsers may cache a preflight answer; "0s" = not sent.
+    pub cors_max_age: Duration,
+}
+
+impl ApiConfig {
+    pub fn with_port(port: u16) -> ApiConfig {
+        let address = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap_or_else(|_| Multiaddr::empty());
+        ApiConfig { http_listen_multiaddress: ListenAddresses::One(address), ..ApiConfig::default() }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            http_listen_multiaddress: ListenAddresses::Many(Vec::new()),
+            read_header_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(120),
+            max_header_bytes: 8192,
+            max_body_bytes: 1024 * 1024,
+            basic_auth_credentials: None,
+            token_ttl: Duration::from_secs(0),
+            allow_unauthenticated: false,
+            headers: BTreeMap::new(),
+            cors_allowed_origins: vec!["*".into()],
+            cors_allowed_methods: ["GET", "POST", "DELETE"].map(String::from).to_vec(),
+            cors_allowed_headers: ["Authorization", "Content-Type"].map(String::from).to_vec(),
+            cors_exposed_headers: ["Content-Type", "X-Stream-Output", "X-Chunked-Output", "X-Content-Length"]
+                .map(String::from)
+                .to_vec(),
+            cors_allow_credentials: true,
+            cors_max_age: Duration::from_secs(0),
+        }
+    }
+}
+
+/// The `ipfs` section: the embedded IPFS node.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IpfsConfig {
+    /// Swarm listen addresses.
+    pub listen_multiaddress: Vec<Multiaddr>,
+    /// Addresses to announce to peers and return as `delegates`; empty = the
+    /// dialable listen addresses.
+    pub announce_multiaddress: Vec<Multiaddr>,
+    /// Peers to connect to at start (with `/p2p/<id>`); empty is allowed.
+    pub bootstrap: Vec<Multiaddr>,
+    /// A pin fails when no block arrives for this long.
+    pub pin_timeout: Duration,
+    /// Largest DAG a pin may fetch, in bytes; "0" = no limit.
+    pub max_dag_size: u64,
+    /// Most blocks wanted from the network at once, per pin.
+    pub max_outstanding_wants: usize,
+}
+
+impl Default for IpfsConfig {
+    fn default() -> Self {
+        IpfsConfig {
+            listen_multiaddress: ["/ip4/0.0.0.0/tcp/4001"].iter().filter_map(|a| a.parse().ok()).collect(),
+            announce_multiaddress: Vec::new(),
+            bootstrap: Vec::new(),
+            pin_timeout: Duration::from_secs(120),
+            max_dag_size: 1 << 40,
+            max_outstanding_wants: 256,
+        }
+    }
+}
+
+/// The `pin_tracker` section.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackerConfig {
+    /// How many pins are fetched at the same time.
+    pub concurrent_pins: usize,
+    /// Most pins waiting in the queue; beyond it pins stay `queued` on disk and
+    /// are picked up when the queue drains.
+    pub max_pin_queue_size: usize,
+    /// How many times a failed pin is retried before it stays `failed`.
+    pub max_retries: u32,
+    /// Wait before the first retry; doubled at each further one.
+    pub retry_backoff: Duration,
+    /// How often unreferenced blocks are collected; "0s" = only on request.
+    pub gc_interval: Duration,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        TrackerConfig {
+            concurrent_pins: 10,
+            max_pin_queue_size: 100_000,
+            max_retries: 3,
+            retry_backoff: Duration::from_secs(30),
+            gc_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+/// The `state` section.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// Memory the pinset database may use as cache, in bytes.
+    pub cache_capacity: u64,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig { cache_capacity: 64 * 1024 * 1024 }
+    }
+}

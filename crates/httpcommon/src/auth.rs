@@ -1,0 +1,89 @@
+//! The actix side of authentication: a middleware that runs the shared
+//! [`Authenticator`] on every request, and the [`Authenticated`] extractor that
+//! hands the user to handlers.
+
+use std::future::{ready, Ready};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse};
+use pincluster_auth::{AuthError, AuthUser, Challenge};
+
+use crate::server::Context;
+
+/// The realm IPFS Cluster clients know.
+const REALM: &str = "Restricted IPFS Cluster API";
+
+/// The user a request was authenticated as. Taking it as a handler argument
+/// makes the need for authentication visible in the signature.
+#[derive(Clone, Debug)]
+pub struct Authenticated(pub AuthUser);
+
+impl FromRequest for Authenticated {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let user = req.extensions().get::<Authenticated>().cloned();
+        ready(user.ok_or_else(|| {
+            // Only reachable for routes that bypass the middleware; refuse them.
+            actix_web::error::ErrorUnauthorized("unauthorized: no auth provided")
+        }))
+    }
+}
+
+/// Whether a request may pass without credentials: CORS preflights and health checks.
+fn bypasses_auth(req: &ServiceRequest) -> bool {
+    req.method() == Method::OPTIONS || (req.method() == Method::GET && req.path() == "/health")
+}
+
+pub(crate) async fn middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    if bypasses_auth(&req) {
+        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+    }
+    let Some(context) = req.app_data::<web::Data<Context>>().cloned() else {
+        return Err(actix_web::error::ErrorInternalServerError("authentication is not configured"));
+    };
+    let headers = req.headers().get_all(header::AUTHORIZATION).filter_map(|v| v.to_str().ok());
+    match context.auth.authenticate(headers) {
+        Ok(user) => {
+            req.extensions_mut().insert(Authenticated(user));
+            next.call(req).await.map(ServiceResponse::map_into_boxed_body)
+        }
+        Err(error) => {
+            tracing::debug!(path = req.path(), %error, "request refused");
+            let response = unauthorized(&context, &error);
+            Ok(req.into_response(response))
+        }
+    }
+}
+
+/// The 401 answer for a failed authentication, with the challenges Cluster sends.
+pub(crate) fn unauthorized(context: &Context, error: &AuthError) -> HttpResponse {
+    let message = match error {
+        AuthError::NoCredentials => "unauthorized: no auth provided",
+        AuthError::InvalidToken(_) => "unauthorized: invalid token",
+        _ => "unauthorized: access denied",
+    };
+    let mut response = (context.render_error)(StatusCode::UNAUTHORIZED, message);
+    let bearer = format!("Bearer realm=\"{REALM}\", error=\"invalid_token\"");
+    let bearer_plain = format!("Bearer realm=\"{REALM}\"");
+    let basic = format!("Basic realm=\"{REALM}\"");
+    let challenges: Vec<String> = match error.challenge() {
+        Challenge::Basic => vec![basic],
+        Challenge::Bearer => vec![bearer],
+        Challenge::Both => vec![bearer_plain, basic],
+    };
+    for challenge in challenges {
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            response.headers_mut().append(header::WWW_AUTHENTICATE, value);
+        }
+    }
+    response
+}

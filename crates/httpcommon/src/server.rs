@@ -1,0 +1,218 @@
+//! Builds and binds one HTTP API: listeners from multiaddrs, timeouts, header
+//! and body limits, CORS, configured headers, auth, `/token` and `/health`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_cors::Cors;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::middleware::{from_fn, Next, NormalizePath};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use multiaddr::{Multiaddr, Protocol};
+use pincluster_auth::Authenticator;
+use pincluster_config::ApiConfig;
+
+use crate::auth::{self, Authenticated};
+
+/// Renders an error in the API's own body shape.
+pub type RenderError = fn(StatusCode, &str) -> HttpResponse;
+
+/// Why an API could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("{0} is not an /ip4|/ip6/…/tcp/PORT address")]
+    BadAddress(Multiaddr),
+    #[error("cannot listen on {address}: {reason}")]
+    Bind { address: SocketAddr, reason: String },
+}
+
+/// Everything one API needs to be served.
+pub struct ApiServer {
+    /// Short name for logs: `restapi`, `pinsvcapi`.
+    pub name: &'static str,
+    pub config: ApiConfig,
+    pub auth: Authenticator,
+    pub render_error: RenderError,
+    /// Registers the API's own routes and app data.
+    pub routes: Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>,
+}
+
+/// A started server and the addresses it really listens on (port 0 resolved).
+pub struct BoundServer {
+    pub server: Server,
+    pub addresses: Vec<SocketAddr>,
+}
+
+/// Shared by every worker of one API.
+pub(crate) struct Context {
+    pub(crate) auth: Authenticator,
+    pub(crate) render_error: RenderError,
+    max_header_bytes: usize,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl ApiServer {
+    /// Binds every listen address and returns the running server; it serves
+    /// once the actix system polls it.
+    pub fn bind(self) -> Result<BoundServer, HttpError> {
+        let config = self.config;
+        let context = web::Data::new(Context {
+            auth: self.auth,
+            render_error: self.render_error,
+            max_header_bytes: config.max_header_bytes,
+            headers: config
+                .headers
+                .iter()
+                .flat_map(|(name, values)| values.iter().map(move |v| (name, v)))
+                .filter_map(|(name, value)| {
+                    let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
+                    Some((name, HeaderValue::from_str(value).ok()?))
+                })
+                .collect(),
+        });
+        let routes = self.routes;
+        let render = self.render_error;
+        let max_body = config.max_body_bytes;
+        let cors_config = config.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(context.clone())
+                .app_data(json_config(max_body, render))
+                .app_data(web::PayloadConfig::new(max_body))
+                .app_data(web::QueryConfig::default().error_handler(move |e, _| query_error(e, render)))
+                .app_data(web::PathConfig::default().error_handler(move |e, _| path_error(e, render)))
+                .route("/health", web::get().to(HttpResponse::NoContent))
+                .route("/token", web::post().to(token))
+                .configure(|cfg| routes(cfg))
+                .default_service(web::to(move || async move { render(StatusCode::NOT_FOUND, "not found") }))
+                .wrap(from_fn(auth::middleware))
+                .wrap(cors(&cors_config))
+                .wrap(from_fn(limits_and_headers))
+                .wrap(NormalizePath::trim())
+        })
+        .client_request_timeout(config.read_header_timeout.0)
+        .keep_alive(config.idle_timeout.non_zero().unwrap_or(Duration::from_secs(120)))
+        .client_disconnect_timeout(Duration::from_secs(1))
+        .shutdown_timeout(5)
+        .disable_signals()
+        .workers(std::thread::available_parallelism().map_or(2, |n| n.get()).max(2));
+        for address in config.http_listen_multiaddress.to_vec() {
+            let socket = socket_address(&address).ok_or(HttpError::BadAddress(address))?;
+            server = server
+                .bind(socket)
+                .map_err(|e| HttpError::Bind { address: socket, reason: e.to_string() })?;
+        }
+        let addresses = server.addrs();
+        tracing::info!(api = self.name, ?addresses, "listening");
+        Ok(BoundServer { server: server.run(), addresses })
+    }
+}
+
+/// `/ip4/HOST/tcp/PORT` or `/ip6/HOST/tcp/PORT` as a socket address.
+fn socket_address(address: &Multiaddr) -> Option<SocketAddr> {
+    let mut parts = address.iter();
+    let ip: std::net::IpAddr = match parts.next()? {
+        Protocol::Ip4(ip) => ip.into(),
+        Protocol::Ip6(ip) => ip.into(),
+        _ => return None,
+    };
+    match (parts.next()?, parts.next()) {
+        (Protocol::Tcp(port), None) => Some(SocketAddr::new(ip, port)),
+        _ => None,
+    }
+}
+
+/// `POST /token`: a JWT for the authenticated user.
+async fn token(user: Authenticated, context: web::Data<Context>) -> HttpResponse {
+    match context.auth.mint_token(&user.0) {
+        Ok(token) => HttpResponse::Ok().json(serde_json::json!({ "token": token })),
+        Err(error) => auth::unauthorized(&context, &error),
+    }
+}
+
+fn json_config(limit: usize, render: RenderError) -> web::JsonConfig {
+    web::JsonConfig::default().limit(limit).error_handler(move |error, _req: &HttpRequest| {
+        let response = match &error {
+            JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => {
+                render(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body is larger than {limit} bytes"))
+            }
+            JsonPayloadError::ContentType => {
+                render(StatusCode::BAD_REQUEST, "request body must have Content-Type: application/json")
+            }
+            JsonPayloadError::Deserialize(e) => {
+                render(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}"))
+            }
+            other => render(StatusCode::BAD_REQUEST, &format!("invalid request body: {other}")),
+        };
+        actix_web::error::InternalError::from_response(error, response).into()
+    })
+}
+
+fn query_error(error: QueryPayloadError, render: RenderError) -> actix_web::Error {
+    let response = render(StatusCode::BAD_REQUEST, &format!("invalid query: {error}"));
+    actix_web::error::InternalError::from_response(error, response).into()
+}
+
+fn path_error(error: PathError, render: RenderError) -> actix_web::Error {
+    let response = render(StatusCode::BAD_REQUEST, &format!("invalid path: {error}"));
+    actix_web::error::InternalError::from_response(error, response).into()
+}
+
+/// CORS from config. Unlike Cluster's defaults, ours let a browser send
+/// `Authorization` and use every method out of the box.
+fn cors(config: &ApiConfig) -> Cors {
+    let mut cors = Cors::default();
+    if config.cors_allowed_origins.iter().any(|o| o == "*") {
+        cors = cors.allow_any_origin().send_wildcard();
+    } else {
+        for origin in &config.cors_allowed_origins {
+            cors = cors.allowed_origin(origin);
+        }
+    }
+    let methods: Vec<actix_web::http::Method> =
+        config.cors_allowed_methods.iter().filter_map(|m| m.parse().ok()).collect();
+    let headers: Vec<HeaderName> =
+        config.cors_allowed_headers.iter().filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok()).collect();
+    let exposed: Vec<HeaderName> =
+        config.cors_exposed_headers.iter().filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok()).collect();
+    cors = cors.allowed_methods(methods).allowed_headers(headers);
+    if !exposed.is_empty() {
+        cors = cors.expose_headers(exposed);
+    }
+    if config.cors_allow_credentials && !config.cors_allowed_origins.iter().any(|o| o == "*") {
+        cors = cors.supports_credentials();
+    }
+    if let Some(age) = config.cors_max_age.non_zero() {
+        cors = cors.max_age(usize::try_from(age.as_secs()).ok());
+    }
+    cors
+}
+
+/// Refuses request heads over `max_header_bytes` with 431 in the API's shape,
+/// and adds the configured headers to every response.
+async fn limits_and_headers(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let Some(context) = req.app_data::<web::Data<Context>>().cloned() else {
+        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+    };
+    let head_bytes = req.method().as_str().len()
+        + req.uri().to_string().len()
+        + req.headers().iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum::<usize>();
+    let mut response = if head_bytes > context.max_header_bytes {
+        let message = format!("request headers are larger than {} bytes", context.max_header_bytes);
+        req.into_response((context.render_error)(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, &message))
+    } else {
+        next.call(req).await?.map_into_boxed_body()
+    };
+    for (name, value) in &context.headers {
+        response.headers_mut().append(name.clone(), value.clone());
+    }
+    Ok(response)
+}

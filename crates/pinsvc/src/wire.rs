@@ -1,0 +1,120 @@
+//! The spec's JSON objects (`Pin`, `PinStatus`, `PinResults`) and their
+//! explicit conversion to and from domain values. Optional fields without a
+//! value are omitted, never `null` or `""`.
+
+use std::collections::BTreeMap;
+
+use pincluster_model::{Cid, Multiaddr, NewPin, PinOptions, PinStatus, PinView, MAX_ORIGINS};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// The body of `POST /pins` and `POST /pins/{requestid}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PinBody {
+    cid: String,
+    name: Option<String>,
+    origins: Option<Vec<String>>,
+    meta: Option<BTreeMap<String, String>>,
+}
+
+impl PinBody {
+    pub(crate) fn into_domain(self) -> Result<NewPin, ApiError> {
+        let cid = parse_cid(&self.cid).map_err(|e| ApiError::bad(format!("cid: {e}")))?;
+        let origins = self.origins.unwrap_or_default();
+        if origins.len() > MAX_ORIGINS {
+            return Err(ApiError::bad(format!("origins: more than {MAX_ORIGINS} entries")));
+        }
+        let mut parsed: Vec<Multiaddr> = Vec::with_capacity(origins.len());
+        for (i, text) in origins.iter().enumerate() {
+            let addr: Multiaddr =
+                text.parse().map_err(|e| ApiError::bad(format!("origins[{i}]: invalid multiaddr {text:?}: {e}")))?;
+            if parsed.contains(&addr) {
+                return Err(ApiError::bad(format!("origins[{i}]: {text:?} is listed twice")));
+            }
+            parsed.push(addr);
+        }
+        let pin = NewPin {
+            cid,
+            name: self.name,
+            meta: self.meta.unwrap_or_default(),
+            origins: parsed,
+            options: PinOptions::everywhere(),
+        };
+        pin.validate().map_err(|e| ApiError::bad(e.to_string()))?;
+        Ok(pin)
+    }
+}
+
+/// Parses a CID as it appears in bodies, filters and request IDs.
+pub(crate) fn parse_cid(text: &str) -> Result<Cid, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty CID".into());
+    }
+    Cid::try_from(text).map_err(|e| format!("invalid CID {text:?}: {e}"))
+}
+
+#[derive(Serialize)]
+pub(crate) struct PinWire {
+    cid: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    origins: Vec<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    meta: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct PinStatusWire {
+    requestid: String,
+    status: &'static str,
+    created: String,
+    pin: PinWire,
+    delegates: Vec<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    info: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct PinResultsWire {
+    pub(crate) count: u64,
+    pub(crate) results: Vec<PinStatusWire>,
+}
+
+impl PinStatusWire {
+    pub(crate) fn from_domain(view: PinView, delegates: &[String]) -> PinStatusWire {
+        let PinView { user, cluster } = view;
+        let mut info = BTreeMap::new();
+        if let (PinStatus::Failed, Some(error)) = (cluster.status, &cluster.error) {
+            info.insert("status_details".to_string(), error.clone());
+        }
+        if let Some(size) = cluster.dag_size {
+            info.insert("dag_size".to_string(), size.to_string());
+        }
+        if cluster.status == PinStatus::Pinning || cluster.progress.blocks > 0 {
+            info.insert("fetched_blocks".to_string(), cluster.progress.blocks.to_string());
+            info.insert("fetched_bytes".to_string(), cluster.progress.bytes.to_string());
+        }
+        if let Some(expire) = cluster.options.expire_at {
+            info.insert("pinned_until".to_string(), expire.to_rfc3339());
+        }
+        info.retain(|_, v| !v.is_empty());
+        let requestid = user.cid.to_string();
+        PinStatusWire {
+            requestid: requestid.clone(),
+            status: cluster.status.as_str(),
+            created: user.created.to_rfc3339(),
+            pin: PinWire {
+                cid: requestid,
+                name: user.name.filter(|n| !n.is_empty()),
+                origins: user.origins.iter().map(ToString::to_string).collect(),
+                meta: user.meta,
+            },
+            delegates: delegates.to_vec(),
+            info,
+        }
+    }
+}
