@@ -1,0 +1,85 @@
+//! What happens with a database this build did not write: a newer schema is
+//! refused with a clear error, and a corrupt record fails only that record.
+//! These tests edit the sled files directly, as a newer version or a damaged
+//! disk would.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{cid, new_pin, open, runtime, user};
+use pincluster_model::{PinStatus, StatusSet};
+use pincluster_state::{Pinset, Query, StateError, StateOptions, StatusUpdate, SCHEMA_VERSION};
+
+fn raw_insert(dir: &std::path::Path, key: &[u8], value: &[u8]) {
+    let db = sled::open(dir).unwrap();
+    db.insert(key, value).unwrap();
+    db.flush().unwrap();
+}
+
+#[test]
+fn opening_a_newer_schema_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    raw_insert(dir.path(), b"\x00schema", &(SCHEMA_VERSION + 1).to_be_bytes());
+    match Pinset::open(&StateOptions::new(dir.path())) {
+        Err(err @ StateError::NewerSchema { found, supported }) => {
+            assert_eq!((found, supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
+            assert!(err.to_string().contains("upgrade"), "{err}");
+        }
+        other => panic!("expected NewerSchema, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_fresh_database_reopens_with_its_pins() {
+    let dir = tempfile::tempdir().unwrap();
+    let u = user("u");
+    {
+        let pinset = open(dir.path());
+        runtime().block_on(pinset.pin(&u, new_pin(cid(1), Some("a"), &[]))).unwrap();
+    }
+    let pinset = open(dir.path());
+    assert_eq!(pinset.get(&u, &cid(1)).unwrap().unwrap().user.name.as_deref(), Some("a"));
+}
+
+#[test]
+fn a_corrupt_record_fails_only_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let u = user("u");
+    {
+        let pinset = open(dir.path());
+        let rt = runtime();
+        for i in 0..5 {
+            rt.block_on(pinset.pin(&u, new_pin(cid(i), None, &[]))).unwrap();
+        }
+        rt.block_on(pinset.update_status(&cid(4), StatusUpdate::status(PinStatus::Pinned))).unwrap();
+    }
+    // `u | len(user) | user | cid` and `c | cid`, per the documented layout.
+    let mut user_key = vec![b'u', 1, b'u'];
+    user_key.extend_from_slice(&cid(2).to_bytes());
+    raw_insert(dir.path(), &user_key, &[1, 0xff, 0xff, 0xff]);
+    let mut cluster_key = vec![b'c'];
+    cluster_key.extend_from_slice(&cid(3).to_bytes());
+    raw_insert(dir.path(), &cluster_key, &[7, 1, 2, 3]);
+
+    let pinset = open(dir.path());
+    assert!(matches!(pinset.get(&u, &cid(2)), Err(StateError::Corrupt { .. })));
+    assert!(matches!(pinset.get(&u, &cid(3)), Err(StateError::Corrupt { .. })));
+    assert!(pinset.get(&u, &cid(1)).unwrap().is_some());
+    // Listing skips the two unreadable pins and returns the rest.
+    let page = pinset.list(&u, &Query { limit: 100, ..Query::default() }).unwrap();
+    let cids: Vec<_> = page.results.iter().map(|v| v.user.cid).collect();
+    assert_eq!(cids, vec![cid(4), cid(1), cid(0)]);
+    // Streaming yields one error for the bad cluster record and goes on.
+    let streamed: Vec<_> = pinset.cluster_pins(StatusSet::ALL).collect();
+    assert_eq!(streamed.len(), 5);
+    assert_eq!(streamed.iter().filter(|r| r.is_err()).count(), 1);
+    let pinned: Vec<_> = pinset.cluster_pins(StatusSet::only(PinStatus::Pinned)).map(|r| r.unwrap().cid).collect();
+    assert_eq!(pinned, vec![cid(4)]);
+    // The integrity check reports both (and what follows from them).
+    let report = pinset.check_integrity().unwrap();
+    let corrupt = report.problems.iter().filter(|p| p.starts_with("corrupt record")).count();
+    assert_eq!(corrupt, 2, "{:#?}", report.problems);
+    // Writes to other pins still work.
+    runtime().block_on(pinset.pin(&u, new_pin(cid(9), None, &[]))).unwrap();
+}
