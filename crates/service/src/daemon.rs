@@ -129,12 +129,13 @@ async fn serve(dir: &Path, config: ServiceConfig, identity: Identity, overrides:
     println!("ready: peer {peer_id}");
 
     let handles: Vec<_> = servers.iter().map(|s| s.handle()).collect();
+    // An actix server runs only while its future is polled: give each a task.
+    let running = futures_util::future::join_all(servers.into_iter().map(actix_web::rt::spawn));
     let watcher = reload::spawn(dir.to_path_buf(), overrides, reloadable);
-    let all_servers = futures_util::future::join_all(servers);
-    tokio::pin!(all_servers);
+    tokio::pin!(running);
     tokio::select! {
         signal = shutdown_signal() => tracing::info!(signal, "shutting down"),
-        _ = &mut all_servers => tracing::warn!("the HTTP servers stopped"),
+        _ = &mut running => tracing::warn!("the HTTP servers stopped"),
     }
     watcher.abort();
     for handle in handles {

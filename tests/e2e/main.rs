@@ -1,0 +1,5 @@
+//! One integration-test binary: every test starts the real daemon on port 0
+//! in its own temp folder and talks HTTP to it.
+
+mod foundation;
+mod psa;
