@@ -1,1 +1,1 @@
-mod placeholder {}
+//! Issue 4: the Pinning Service API end to end.

@@ -1,0 +1,1 @@
+//! Issue 6: the REST API (filled in by its owner).
