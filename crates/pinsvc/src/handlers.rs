@@ -8,6 +8,10 @@ use pincluster_tracker::Tracker;
 
 use crate::error::ApiError;
 use crate::wire::{parse_cid, PinBody, PinResultsWire, PinStatusWire};
+
+/// A JSON body, size- and type-checked by the shared layer, read as a value
+/// first so that a mistake is reported with the path of the offending field.
+type JsonBody = web::Json<serde_json::Value>;
 use crate::{query, PinsvcOptions};
 
 pub(crate) struct Context {
@@ -53,9 +57,9 @@ pub(crate) async fn list(
 pub(crate) async fn add(
     user: Authenticated,
     ctx: web::Data<Context>,
-    body: web::Json<PinBody>,
+    body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
-    let pin = body.into_inner().into_domain()?;
+    let pin = PinBody::from_value(body.into_inner())?.into_domain()?;
     let view = ctx.tracker.pin(&user_name(&user)?, pin).await?;
     Ok(HttpResponse::Accepted().json(PinStatusWire::from_domain(view, &ctx.delegates)))
 }
@@ -78,11 +82,11 @@ pub(crate) async fn replace(
     user: Authenticated,
     ctx: web::Data<Context>,
     path: web::Path<String>,
-    body: web::Json<PinBody>,
+    body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     let requestid = path.into_inner();
     let old = requestid_cid(&requestid)?;
-    let pin = body.into_inner().into_domain()?;
+    let pin = PinBody::from_value(body.into_inner())?.into_domain()?;
     let view = ctx.tracker.replace(&user_name(&user)?, &old, pin).await.map_err(|e| match e {
         pincluster_tracker::TrackerError::NotFound => ApiError::no_pin(&requestid),
         other => ApiError::from(other),

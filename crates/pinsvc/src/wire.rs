@@ -20,6 +20,22 @@ pub(crate) struct PinBody {
 }
 
 impl PinBody {
+    /// Reads a `Pin` from JSON, naming the offending field on error.
+    pub(crate) fn from_value(value: serde_json::Value) -> Result<PinBody, ApiError> {
+        if !value.is_object() {
+            return Err(ApiError::bad("the body must be a JSON Pin object"));
+        }
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." {
+                ApiError::bad(format!("invalid Pin object: {inner}"))
+            } else {
+                ApiError::bad(format!("{path}: {inner}"))
+            }
+        })
+    }
+
     pub(crate) fn into_domain(self) -> Result<NewPin, ApiError> {
         let cid = parse_cid(&self.cid).map_err(|e| ApiError::bad(format!("cid: {e}")))?;
         let origins = self.origins.unwrap_or_default();
