@@ -397,16 +397,21 @@ fn schemathesis_finds_no_schema_violation_and_no_server_error() {
     let st = root.join(".venv/bin/schemathesis");
     require_tool(&st, "schemathesis");
     let daemon = Daemon::start(test_config(json!({})));
-    let token = token(&daemon.pinsvc, "alice", "alice-pw");
+    let alice = Psa::new(&daemon, "alice", "alice-pw");
+    // Request IDs in paths are mapped to this pin so those operations reach real logic.
+    let known = fake_cid(424_242);
+    alice.pin(json!({ "cid": known }));
     // The official document, kept unchanged beside the project in shared/.
     let spec = root.join("../shared/spec/ipfs-pinning-service.yaml");
     require_tool(&spec, "the official OpenAPI document (shared/ beside the clone)");
     let output = Command::new(&st)
         .current_dir(tempfile::tempdir().expect("tmp").path())
-        .env("SCHEMATHESIS_HOOKS", root.join("tests/schemathesis_hooks.py"))
+        .env("PYTHONPATH", root.join("tests/fuzz"))
+        .env("SCHEMATHESIS_HOOKS", "schemathesis_hooks")
+        .env("PSA_KNOWN_CID", &known)
         .args(["run", &spec.to_string_lossy(), "--url", &daemon.pinsvc])
-        .args(["--header", &format!("Authorization: Bearer {token}")])
-        .args(["--checks", "all", "--max-examples", "60", "--seed", "1", "--no-color"])
+        .args(["--header", &format!("Authorization: Bearer {}", alice.token)])
+        .args(["--checks", "all", "--max-examples", "100", "--seed", "1", "--no-color"])
         .args(["--request-timeout", "20"])
         .output()
         .expect("run schemathesis");

@@ -28,7 +28,7 @@ pub enum ValidationError {
     NameTooLong,
     #[error("meta has more than {MAX_META_ENTRIES} entries")]
     TooManyMeta,
-    #[error("meta key is empty or longer than {MAX_META_KEY_BYTES} bytes")]
+    #[error("meta key is longer than {MAX_META_KEY_BYTES} bytes")]
     BadMetaKey,
     #[error("meta value for key {0:?} is longer than {MAX_META_VALUE_BYTES} bytes")]
     MetaValueTooLong(String),
@@ -124,7 +124,7 @@ impl NewPin {
             return Err(ValidationError::TooManyMeta);
         }
         for (key, value) in &self.meta {
-            if key.is_empty() || key.len() > MAX_META_KEY_BYTES {
+            if key.len() > MAX_META_KEY_BYTES {
                 return Err(ValidationError::BadMetaKey);
             }
             if value.len() > MAX_META_VALUE_BYTES {

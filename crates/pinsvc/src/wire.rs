@@ -22,8 +22,14 @@ pub(crate) struct PinBody {
 impl PinBody {
     /// Reads a `Pin` from JSON, naming the offending field on error.
     pub(crate) fn from_value(value: serde_json::Value) -> Result<PinBody, ApiError> {
-        if !value.is_object() {
+        let Some(object) = value.as_object() else {
             return Err(ApiError::bad("the body must be a JSON Pin object"));
+        };
+        // Optional fields are omitted when absent; the spec has no `null` for them.
+        for key in ["cid", "name", "origins", "meta"] {
+            if object.get(key).is_some_and(serde_json::Value::is_null) {
+                return Err(ApiError::bad(format!("{key}: must not be null (omit it instead)")));
+            }
         }
         serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
