@@ -1,0 +1,46 @@
+//! Why an operation of the embedded node failed: [`IpfsError`].
+
+use std::time::Duration;
+
+use cid::Cid;
+use multiaddr::Multiaddr;
+
+/// Every way the embedded node can fail. The texts are meant for `status_details`: they say what
+/// happened without leaking secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum IpfsError {
+    /// The identity key could not be decoded.
+    #[error("invalid node identity key: {0}")]
+    Identity(String),
+    /// The engine refused to start (for example, the repo is locked by another process).
+    #[error("IPFS node failed to start: {0}")]
+    Start(String),
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: Multiaddr, reason: String },
+    /// A dial failed or did not finish in time.
+    #[error("cannot connect to {addr}: {reason}")]
+    Dial { addr: Multiaddr, reason: String },
+    /// No block arrived for the whole stall timeout.
+    #[error(
+        "no progress for {}s: no peer sent the {waiting} block(s) still wanted \
+         (first: {first_wanted}); {blocks} block(s), {bytes} bytes were in store before giving up",
+        stalled_for.as_secs()
+    )]
+    Stalled { stalled_for: Duration, waiting: usize, first_wanted: Cid, blocks: u64, bytes: u64 },
+    /// The DAG is larger than the configured maximum.
+    #[error("DAG of {cid} exceeds the maximum size of {max_bytes} bytes")]
+    TooLarge { cid: Cid, max_bytes: u64 },
+    /// A block arrived but its content cannot be decoded for its links.
+    #[error("block {cid} cannot be decoded: {reason}")]
+    Decode { cid: Cid, reason: String },
+    /// The block store or pin store failed.
+    #[error("block store error: {0}")]
+    Store(String),
+}
+
+impl IpfsError {
+    pub(crate) fn store(error: impl std::fmt::Display) -> IpfsError {
+        IpfsError::Store(error.to_string())
+    }
+}

@@ -1,0 +1,25 @@
+//! The embedded IPFS node of pincluster: read [`Node`] first.
+//!
+//! This is the only crate that imports libp2p. The engine is `rust-ipfs` (a libp2p swarm with
+//! TCP/QUIC, noise, yamux, identify, ping, Kademlia and Bitswap 1.2, plus a flat-file block
+//! store); everything it exposes stays behind [`Node`]'s small API so the engine can be replaced
+//! without touching the tracker.
+//!
+//! What this crate adds on top of the engine:
+//! - its own DAG walk for pins ([`Node::pin`]): a bounded window of outstanding wants, progress
+//!   reports, a stall timeout and a maximum DAG size; blocks already on disk are not fetched again;
+//! - its own garbage collector ([`Node::gc`]) that compares blocks by multihash (a CIDv0 pin keeps
+//!   the blocks stored under their CIDv1 names) and never removes a block an in-progress pin has
+//!   seen.
+//!
+//! CIDs are the `cid` 0.11 crate's type, the same one `pincluster-model` re-exports.
+
+mod error;
+mod gc;
+mod node;
+mod walk;
+
+pub use error::IpfsError;
+pub use gc::{GcStats, RepoStat};
+pub use node::{Node, NodeOptions};
+pub use walk::{DagStats, FetchOptions};
