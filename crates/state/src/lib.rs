@@ -240,6 +240,9 @@ impl Pinset {
         let db = sled::Config::new()
             .path(&options.path)
             .cache_capacity(options.cache_capacity_bytes)
+            .mode(sled::Mode::HighThroughput)
+            // The writer flushes every group itself.
+            .flush_every_ms(None)
             .open()?;
         check_schema(&db)?;
         let (requests, rx) = mpsc::channel();

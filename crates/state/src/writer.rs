@@ -1,14 +1,21 @@
 //! The single writer thread and its group commit; read [`Writer::run`] first.
 //!
 //! Every write request goes through one channel to one thread. The thread takes
-//! every request waiting, applies them in order to a [`Staged`] overlay (so a
-//! request sees the writes of the requests before it in the same group), turns
-//! the overlay into one sled `Batch`, applies it atomically, fsyncs once and only
-//! then answers every caller. A request that fails leaves no trace in the batch.
-//! Because there is one writer, read-modify-write needs no transactions.
+//! every request waiting and applies them in order to a [`Staged`] overlay (so a
+//! request sees the writes of the requests before it). The overlay is one
+//! *group*: the committer thread applies it to sled as one atomic `Batch`, then
+//! fsyncs (once for every group it holds) and only then answers the callers.
+//! While the committer writes group N, the writer prepares group N+1, reading
+//! through the overlays still in flight, so no request ever sees stale state.
+//! A request that fails leaves no trace in its group. Because there is one
+//! writer, read-modify-write needs no transactions.
+//!
+//! A storage error while committing is fatal: the callers of the groups in
+//! flight get the error, and later writes get [`StateError::Closed`].
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::mpsc::Receiver;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use pincluster_model::{Cid, ClusterPin, NewPin, PinStatus, PinView, Progress, Timestamp, UserName, UserPin};
@@ -20,11 +27,26 @@ use crate::{PinOutcome, ReplaceOutcome, StateError, StatusUpdate, UnpinOutcome};
 
 /// The most operations the writer puts in one group commit.
 const MAX_OPS_PER_GROUP: usize = 20_000;
+/// How many groups may be prepared ahead of the committer.
+const MAX_IN_FLIGHT: usize = 2;
 /// When the per-user clock cache grows past this, it is dropped between groups.
 const MAX_CLOCK_ENTRIES: usize = 100_000;
 
 /// A key and its value.
 type Entry = (Vec<u8>, Vec<u8>);
+
+/// Writes by key: `None` removes the key.
+type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// A prepared group on its way to the committer.
+struct Group {
+    seq: u64,
+    writes: Arc<Overlay>,
+    replies: Vec<(oneshot::Sender<Answer>, Results)>,
+}
+
+/// The results of one request's operations.
+type Results = Vec<Result<Done, StateError>>;
 
 /// One write operation.
 pub(crate) enum Op {
@@ -58,24 +80,31 @@ pub(crate) fn spawn(db: sled::Db, rx: Receiver<Request>) -> std::io::Result<Join
         .spawn(move || Writer { db, last_created: HashMap::new() }.run(rx))
 }
 
-/// Pending writes of the current group over the committed tree.
+/// Pending writes of the current group over the groups in flight and the tree.
 ///
 /// `committed` holds the writes of operations that succeeded; `pending` those
-/// of the operation being applied, dropped if it fails.
+/// of the operation being applied, dropped if it fails. `in_flight` are the
+/// groups handed to the committer and maybe not yet in the tree, oldest first.
 struct Staged<'a> {
     db: &'a sled::Db,
-    committed: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    in_flight: &'a VecDeque<(u64, Arc<Overlay>)>,
+    committed: Overlay,
+    pending: Overlay,
 }
 
 impl<'a> Staged<'a> {
-    fn new(db: &'a sled::Db) -> Staged<'a> {
-        Staged { db, committed: BTreeMap::new(), pending: BTreeMap::new() }
+    fn new(db: &'a sled::Db, in_flight: &'a VecDeque<(u64, Arc<Overlay>)>) -> Staged<'a> {
+        Staged { db, in_flight, committed: BTreeMap::new(), pending: BTreeMap::new() }
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         if let Some(value) = self.pending.get(key).or_else(|| self.committed.get(key)) {
             return Ok(value.clone());
+        }
+        for (_, group) in self.in_flight.iter().rev() {
+            if let Some(value) = group.get(key) {
+                return Ok(value.clone());
+            }
         }
         Ok(self.db.get(key)?.map(|v| v.to_vec()))
     }
@@ -95,7 +124,8 @@ impl<'a> Staged<'a> {
             let (key, value) = item?;
             merged.insert(key.to_vec(), value.to_vec());
         }
-        for layer in [&self.committed, &self.pending] {
+        let layers = self.in_flight.iter().map(|(_, g)| g.as_ref()).chain([&self.committed, &self.pending]);
+        for layer in layers {
             for (key, value) in layer.range(prefix.to_vec()..) {
                 if !key.starts_with(prefix) {
                     break;
@@ -118,21 +148,8 @@ impl<'a> Staged<'a> {
         self.pending.clear();
     }
 
-    /// Applies the group as one atomic batch and waits until it is on disk.
-    fn write(self) -> Result<(), StateError> {
-        if self.committed.is_empty() {
-            return Ok(());
-        }
-        let mut batch = sled::Batch::default();
-        for (key, value) in self.committed {
-            match value {
-                Some(value) => batch.insert(key, value),
-                None => batch.remove(key),
-            }
-        }
-        self.db.apply_batch(batch)?;
-        self.db.flush()?;
-        Ok(())
+    fn into_writes(self) -> Overlay {
+        self.committed
     }
 
     fn user_pin(&self, user: &UserName, cid: &Cid) -> Result<Option<UserPin>, StateError> {
@@ -202,7 +219,22 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, rx: Receiver<Request>) {
-        while let Ok(first) = rx.recv() {
+        let (groups, groups_rx) = mpsc::channel();
+        let (applied_tx, applied) = mpsc::channel();
+        let db = self.db.clone();
+        let committer = thread::Builder::new()
+            .name("pinset-committer".into())
+            .spawn(move || commit_loop(&db, &groups_rx, &applied_tx));
+        let committer = match committer {
+            Ok(handle) => handle,
+            Err(error) => {
+                tracing::error!(%error, "cannot start the pinset committer thread");
+                return;
+            }
+        };
+        let mut in_flight: VecDeque<(u64, Arc<Overlay>)> = VecDeque::new();
+        let mut seq = 0u64;
+        'groups: while let Ok(first) = rx.recv() {
             let mut count = first.ops.len();
             let mut requests = vec![first];
             while count < MAX_OPS_PER_GROUP {
@@ -214,9 +246,27 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            // Forget groups the committer has applied; wait if too far ahead.
+            loop {
+                for done in applied.try_iter() {
+                    while in_flight.front().is_some_and(|(s, _)| *s <= done) {
+                        in_flight.pop_front();
+                    }
+                }
+                if in_flight.len() < MAX_IN_FLIGHT {
+                    break;
+                }
+                match applied.recv() {
+                    Ok(done) => {
+                        while in_flight.front().is_some_and(|(s, _)| *s <= done) {
+                            in_flight.pop_front();
+                        }
+                    }
+                    Err(_) => break 'groups,
+                }
+            }
             let db = self.db.clone();
-            let mut staged = Staged::new(&db);
-            let mut answers = Vec::with_capacity(requests.len());
+            let mut staged = Staged::new(&db, &in_flight);
             let mut replies = Vec::with_capacity(requests.len());
             for request in requests {
                 let results: Vec<_> = request
@@ -231,20 +281,32 @@ impl Writer {
                         result
                     })
                     .collect();
-                answers.push(results);
-                replies.push(request.reply);
+                replies.push((request.reply, results));
             }
-            let written = staged.write();
-            if let Err(error) = &written {
-                tracing::error!(%error, "pinset group commit failed");
-            }
+            let writes = staged.into_writes();
             if self.last_created.len() > MAX_CLOCK_ENTRIES {
                 self.last_created.clear();
             }
-            for (reply, results) in replies.into_iter().zip(answers) {
-                // A caller that went away no longer needs its answer.
-                let _ = reply.send(written.clone().map(|()| results));
+            if writes.is_empty() {
+                // Nothing succeeded: nothing to make durable.
+                for (reply, results) in replies {
+                    let _ = reply.send(Ok(results));
+                }
+                continue;
             }
+            seq += 1;
+            let writes = Arc::new(writes);
+            in_flight.push_back((seq, Arc::clone(&writes)));
+            if let Err(mpsc::SendError(group)) = groups.send(Group { seq, writes, replies }) {
+                for (reply, _) in group.replies {
+                    let _ = reply.send(Err(StateError::Closed));
+                }
+                break;
+            }
+        }
+        drop(groups);
+        if committer.join().is_err() {
+            tracing::error!("the pinset committer thread panicked");
         }
     }
 
@@ -439,5 +501,53 @@ impl Writer {
         }
         pin.updated = Timestamp::now();
         st.put_cluster(&cluster)
+    }
+}
+
+/// The committer thread: applies groups in order, fsyncs once per round, answers.
+///
+/// Each group is reported on `applied` as soon as it is in the tree (reads see
+/// it from then on); its callers are answered only after the fsync.
+fn commit_loop(db: &sled::Db, groups: &Receiver<Group>, applied: &Sender<u64>) {
+    while let Ok(first) = groups.recv() {
+        let mut round = vec![first];
+        round.extend(groups.try_iter());
+        let mut result = Ok(());
+        for group in &round {
+            let mut batch = sled::Batch::default();
+            for (key, value) in group.writes.iter() {
+                match value {
+                    Some(value) => batch.insert(key.as_slice(), value.as_slice()),
+                    None => batch.remove(key.as_slice()),
+                }
+            }
+            result = db.apply_batch(batch).map_err(StateError::from);
+            if result.is_err() {
+                break;
+            }
+            // The writer may have stopped waiting; the tree is what counts.
+            let _ = applied.send(group.seq);
+        }
+        if result.is_ok() {
+            result = db.flush().map(drop).map_err(StateError::from);
+        }
+        let failed = result.is_err();
+        if let Err(error) = &result {
+            tracing::error!(%error, "pinset group commit failed; refusing further writes");
+        }
+        for group in round {
+            for (reply, results) in group.replies {
+                // A caller that went away no longer needs its answer.
+                let _ = reply.send(result.clone().map(|()| results));
+            }
+        }
+        if failed {
+            for group in groups.try_iter() {
+                for (reply, _) in group.replies {
+                    let _ = reply.send(Err(StateError::Closed));
+                }
+            }
+            return;
+        }
     }
 }
