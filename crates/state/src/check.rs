@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use pincluster_model::PinStatus;
+use pincluster_model::{PinStatus, Timestamp};
 
 use crate::keys::{self, Tag};
 use crate::read;
@@ -97,6 +97,7 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
         }
     }
 
+    // `u` entries lead to a listing record of the same CID.
     for item in entries(db, Tag::UserPin) {
         let (key, value) = item?;
         let show = keys::display(&key);
@@ -106,32 +107,60 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
             continue;
         };
         report.user_pins += 1;
-        let pin = match records::decode_user(&key, cid, &value) {
-            Ok(pin) => pin,
+        let Some(created) = keys::decode_u64(&value).map(Timestamp) else {
+            report.problem(format!("{show}: created is not 8 bytes"));
+            continue;
+        };
+        match read::listing(db, &user, created, Some(&cid)) {
+            Ok(Some(_)) => {}
+            Ok(None) => report.problem(format!("{user}/{cid}: no listing record at {}", created.0)),
+            Err(error) => report.problem(error.to_string()),
+        }
+    }
+
+    // Listing records: the user's pin objects, with their index entries.
+    for item in entries(db, Tag::ByCreated) {
+        let (key, value) = item?;
+        let show = keys::display(&key);
+        let user = split_user(&key).and_then(|(user, _)| keys::decode_user(user));
+        let (Some(user), Some(created)) = (user, keys::trailing_created(&key)) else {
+            report.problem(format!("{show}: malformed key"));
+            continue;
+        };
+        let view = match records::decode_listing(&key, &value) {
+            Ok(view) => view,
             Err(error) => {
                 report.problem(error.to_string());
                 continue;
             }
         };
+        let (pin, copy) = (&view.user, &view.cluster);
+        let cid = pin.cid;
+        if pin.created != created {
+            report.problem(format!("{show}: created {} in the record", pin.created.0));
+        }
+        if read::created(db, &user, &cid).ok().flatten() != Some(created) {
+            report.problem(format!("{user}/{cid}: missing or wrong CID lookup entry"));
+        }
         let cid_bytes = cid.to_bytes();
         let points_here = |value: Option<sled::IVec>| value.is_some_and(|v| v.as_ref() == cid_bytes.as_slice());
-        if !points_here(db.get(keys::by_created(&user, pin.created)?)?) {
-            report.problem(format!("{user}/{cid}: missing creation index entry"));
-        }
         if let Some(name) = &pin.name {
-            if !points_here(db.get(keys::by_name(&user, name, pin.created)?)?) {
+            if !points_here(db.get(keys::by_name(&user, name, created)?)?) {
                 report.problem(format!("{user}/{cid}: missing name index entry"));
             }
         }
         let holder = db.get(keys::holder(&cid, &user)?)?;
-        if holder.as_deref().and_then(keys::decode_u64) != Some(pin.created.0) {
+        if holder.as_deref().and_then(keys::decode_u64) != Some(created.0) {
             report.problem(format!("{user}/{cid}: missing or wrong holder entry"));
         }
         match read::cluster(db, &cid) {
             Ok(Some(rec)) => {
+                if rec.pin != *copy {
+                    report.problem(format!("{user}/{cid}: copy of the cluster record is stale"));
+                }
                 let status = rec.pin.status;
                 user_tally.entry(user.as_str().as_bytes().to_vec()).or_default()[usize::from(status.code())] += 1;
-                if !points_here(db.get(keys::by_status(&user, status, pin.created)?)?) {
+                if !points_here(db.get(keys::by_status(&user, status, created)?)?) {
                     report.problem(format!("{user}/{cid}: missing status index entry {status}"));
                 }
             }
@@ -139,8 +168,8 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
         }
     }
 
-    // Every index entry must point at a user pin with the same `created`.
-    for tag in [Tag::ByCreated, Tag::ByStatus, Tag::ByName] {
+    // Status and name entries must lead to a listing record that agrees.
+    for tag in [Tag::ByStatus, Tag::ByName] {
         for item in entries(db, tag) {
             let (key, value) = item?;
             let show = keys::display(&key);
@@ -151,12 +180,12 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
                 report.problem(format!("{show}: malformed index entry"));
                 continue;
             };
-            match read::user_pin(db, &user, &cid) {
-                Ok(Some(pin)) if pin.created == created => {
-                    if tag == Tag::ByStatus && !status_matches(db, &key, &cid) {
+            match read::listing(db, &user, created, Some(&cid)) {
+                Ok(Some(view)) => {
+                    if tag == Tag::ByStatus && status_byte(&key) != Some(view.cluster.status) {
                         report.problem(format!("{show}: status index entry disagrees with the record"));
                     }
-                    if tag == Tag::ByName && !name_matches(&key, pin.name.as_deref()) {
+                    if tag == Tag::ByName && !name_matches(&key, view.user.name.as_deref()) {
                         report.problem(format!("{show}: name index entry disagrees with the record"));
                     }
                 }
@@ -175,9 +204,9 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
             report.problem(format!("{show}: malformed holder key"));
             continue;
         };
-        match read::user_pin(db, &user, &cid) {
-            Ok(Some(pin)) if keys::decode_u64(&value) == Some(pin.created.0) => {}
-            _ => report.problem(format!("{show}: holder entry without a matching user pin")),
+        let created = read::created(db, &user, &cid).ok().flatten();
+        if created.is_none() || created.map(|t| t.0) != keys::decode_u64(&value) {
+            report.problem(format!("{show}: holder entry without a matching user pin"));
         }
     }
     for item in entries(db, Tag::UserCount) {
@@ -204,10 +233,9 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
     Ok(report)
 }
 
-fn status_matches(db: &sled::Db, key: &[u8], cid: &pincluster_model::Cid) -> bool {
-    // `s | len | user | status | created`: the status byte precedes the timestamp.
-    let status = key.len().checked_sub(9).and_then(|i| key.get(i)).copied().and_then(PinStatus::from_code);
-    matches!((status, read::cluster(db, cid)), (Some(s), Ok(Some(rec))) if rec.pin.status == s)
+/// The status byte of `s | len | user | status | created`, just before the timestamp.
+fn status_byte(key: &[u8]) -> Option<PinStatus> {
+    key.len().checked_sub(9).and_then(|i| key.get(i)).copied().and_then(PinStatus::from_code)
 }
 
 fn name_matches(key: &[u8], name: Option<&str>) -> bool {

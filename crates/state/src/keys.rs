@@ -24,9 +24,10 @@ pub(crate) enum Tag {
     ClusterCount = b'k',
     /// `h | len(cid) | cid | user` → created `u64`: who holds a CID.
     Holder = b'h',
-    /// `u | len(user) | user | cid` → user record.
+    /// `u | len(user) | user | cid` → created `u64`: finds a user's pin by CID.
     UserPin = b'u',
-    /// `t | len(user) | user | created` → cid: a user's pins by creation time.
+    /// `t | len(user) | user | created` → listing record: a user's pin with a
+    /// copy of its cluster record, by creation time.
     ByCreated = b't',
     /// `s | len(user) | user | status | created` → cid: a user's pins by status.
     ByStatus = b's',

@@ -12,6 +12,7 @@ use pincluster_model::{Cid, NameMatch, PinView, StatusSet, Timestamp, UserName, 
 
 use crate::keys::{self, Tag};
 use crate::read;
+use crate::records;
 use crate::{Page, Query, StateError, MAX_LIMIT};
 
 /// Which index a query walks.
@@ -70,18 +71,24 @@ pub(crate) fn list(db: &sled::Db, user: &UserName, query: &Query) -> Result<Page
     let mut results = Vec::with_capacity(limit.min(64));
     let mut count = 0u64;
     for candidate in candidates {
-        let (_, cid) = candidate?;
-        if results.len() < limit {
-            if let Some(view) = load_view(db, user, &cid) {
-                if matches_user(query, &view.user) && query.statuses.contains(view.cluster.status) {
-                    results.push(view);
-                    count += 1;
-                }
+        let (created, value) = candidate?;
+        if results.len() >= limit {
+            if from_counters {
+                break;
             }
-        } else if from_counters {
-            break;
-        } else if index_decides || counts_as_match(db, user, &cid, query, driver) {
+            if index_decides {
+                count += 1;
+                continue;
+            }
+        }
+        let Some(view) = candidate_view(db, user, driver, created, &value) else {
+            continue;
+        };
+        if matches_user(query, &view.user) && query.statuses.contains(view.cluster.status) {
             count += 1;
+            if results.len() < limit {
+                results.push(view);
+            }
         }
     }
     if from_counters {
@@ -115,28 +122,23 @@ fn load_view(db: &sled::Db, user: &UserName, cid: &Cid) -> Option<PinView> {
     }
 }
 
-/// Checks a pin past the page against the filters, reading only what they need.
-fn counts_as_match(db: &sled::Db, user: &UserName, cid: &Cid, query: &Query, driver: Driver) -> bool {
-    let pin = match read::user_pin(db, user, cid) {
-        Ok(Some(pin)) => pin,
-        Ok(None) => return false,
-        Err(error) => {
-            tracing::error!(%error, %cid, "skipping unreadable pin in count");
-            return false;
-        }
+/// The pin behind an index entry. The creation index holds the listing record
+/// itself; the status and name indexes hold the CID, and the record is read by
+/// `created` from the creation index, close to the other pins of the page.
+/// Unreadable pins and pins removed meanwhile are skipped.
+fn candidate_view(db: &sled::Db, user: &UserName, driver: Driver, created: Timestamp, value: &[u8]) -> Option<PinView> {
+    let loaded = match driver {
+        Driver::Created => keys::by_created(user, created).and_then(|key| records::decode_listing(&key, value).map(Some)),
+        Driver::Status | Driver::Name => match keys::decode_cid(value) {
+            Some(cid) => read::listing(db, user, created, Some(&cid)),
+            None => Err(StateError::Corrupt { key: format!("index entry of {user} at {}", created.0), reason: "malformed CID".into() }),
+        },
     };
-    if !matches_user(query, &pin) {
-        return false;
-    }
-    if query.statuses.is_all() || driver == Driver::Status {
-        return true;
-    }
-    match read::cluster(db, cid) {
-        Ok(Some(rec)) => query.statuses.contains(rec.pin.status),
-        Ok(None) => false,
+    match loaded {
+        Ok(view) => view,
         Err(error) => {
-            tracing::error!(%error, %cid, "skipping unreadable cluster pin in count");
-            false
+            tracing::error!(%error, "skipping unreadable pin in listing");
+            None
         }
     }
 }
@@ -178,8 +180,7 @@ struct Source {
     done: bool,
 }
 
-/// Newest-first merge of up to four index ranges whose keys end in `created`
-/// and whose values are CIDs.
+/// Newest-first merge of up to four index ranges whose keys end in `created`.
 struct Candidates {
     sources: Vec<Source>,
 }
@@ -201,7 +202,7 @@ impl Candidates {
 }
 
 impl Iterator for Candidates {
-    type Item = Result<(Timestamp, Cid), StateError>;
+    type Item = Result<(Timestamp, sled::IVec), StateError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
@@ -226,11 +227,7 @@ impl Iterator for Candidates {
                 .iter_mut()
                 .filter(|s| s.head.is_some())
                 .max_by_key(|s| s.head.as_ref().map(|(created, _)| *created))?;
-            let (created, value) = newest.head.take()?;
-            match keys::decode_cid(&value) {
-                Some(cid) => return Some(Ok((created, cid))),
-                None => tracing::error!(created = created.0, "skipping index entry with a malformed CID"),
-            }
+            return newest.head.take().map(Ok);
         }
     }
 }

@@ -152,9 +152,28 @@ impl<'a> Staged<'a> {
         self.committed
     }
 
-    fn user_pin(&self, user: &UserName, cid: &Cid) -> Result<Option<UserPin>, StateError> {
+    /// The user's pin of `cid` with the copy of its cluster record.
+    fn listing(&self, user: &UserName, cid: &Cid) -> Result<Option<PinView>, StateError> {
         let key = keys::user_pin(user, cid)?;
-        self.get(&key)?.map(|bytes| records::decode_user(&key, *cid, &bytes)).transpose()
+        let Some(created) = self.get(&key)? else {
+            return Ok(None);
+        };
+        let created = keys::decode_u64(&created).ok_or_else(|| StateError::Corrupt {
+            key: keys::display(&key),
+            reason: "created is not 8 bytes".into(),
+        })?;
+        let key = keys::by_created(user, Timestamp(created))?;
+        match self.get(&key)? {
+            Some(bytes) => records::decode_listing(&key, &bytes).map(Some),
+            None => Err(StateError::Corrupt { key: keys::display(&key), reason: "missing listing record".into() }),
+        }
+    }
+
+    /// Writes the listing record of a user's pin with the current cluster record.
+    fn put_listing(&mut self, user: &UserName, pin: &UserPin, cluster: &ClusterPin) -> Result<(), StateError> {
+        let value = records::encode_listing(pin, cluster)?;
+        self.put(keys::by_created(user, pin.created)?, value);
+        Ok(())
     }
 
     fn cluster(&self, cid: &Cid) -> Result<Option<ClusterRecord>, StateError> {
@@ -186,10 +205,11 @@ impl<'a> Staged<'a> {
         Ok(())
     }
 
-    /// Writes the index entries and counters of a user's pin in `status`.
+    /// Writes the lookup and index entries and counters of a new user pin in
+    /// `status`; the listing record itself is written by [`Staged::put_listing`].
     fn index_user_pin(&mut self, user: &UserName, pin: &UserPin, status: PinStatus) -> Result<(), StateError> {
         let cid = pin.cid.to_bytes();
-        self.put(keys::by_created(user, pin.created)?, cid.clone());
+        self.put(keys::user_pin(user, &pin.cid)?, keys::encode_u64(pin.created.0).to_vec());
         self.put(keys::by_status(user, status, pin.created)?, cid.clone());
         if let Some(name) = &pin.name {
             self.put(keys::by_name(user, name, pin.created)?, cid);
@@ -198,8 +218,9 @@ impl<'a> Staged<'a> {
         self.bump(keys::user_count(user, status)?, 1)
     }
 
-    /// Removes what [`Staged::index_user_pin`] wrote.
+    /// Removes the user pin: its listing record and what [`Staged::index_user_pin`] wrote.
     fn unindex_user_pin(&mut self, user: &UserName, pin: &UserPin, status: PinStatus) -> Result<(), StateError> {
+        self.del(keys::user_pin(user, &pin.cid)?);
         self.del(keys::by_created(user, pin.created)?);
         self.del(keys::by_status(user, status, pin.created)?);
         if let Some(name) = &pin.name {
@@ -207,6 +228,46 @@ impl<'a> Staged<'a> {
         }
         self.del(keys::holder(&pin.cid, user)?);
         self.bump(keys::user_count(user, status)?, -1)
+    }
+
+    /// Every holder of `cid` with the `created` of their pin.
+    fn holders(&self, cid: &Cid) -> Result<Vec<(UserName, Timestamp)>, StateError> {
+        let prefix = keys::holder_prefix(cid)?;
+        self.scan_prefix(&prefix)?
+            .into_iter()
+            .map(|(key, value)| {
+                let bad = |reason: &str| StateError::Corrupt { key: keys::display(&key), reason: reason.into() };
+                let user = key
+                    .get(prefix.len()..)
+                    .and_then(keys::decode_user)
+                    .ok_or_else(|| bad("bad user name in holder key"))?;
+                let created = keys::decode_u64(&value).ok_or_else(|| bad("bad created in holder entry"))?;
+                Ok((user, Timestamp(created)))
+            })
+            .collect()
+    }
+
+    /// Rewrites the listing record of every holder with the new cluster record
+    /// and, when the status changed, moves their status entries and counters.
+    fn refresh_holders(&mut self, cluster: &ClusterPin, from: PinStatus) -> Result<(), StateError> {
+        let to = cluster.status;
+        let cid_bytes = cluster.cid.to_bytes();
+        for (user, created) in self.holders(&cluster.cid)? {
+            if from != to {
+                self.del(keys::by_status(&user, from, created)?);
+                self.put(keys::by_status(&user, to, created)?, cid_bytes.clone());
+                self.bump(keys::user_count(&user, from)?, -1)?;
+                self.bump(keys::user_count(&user, to)?, 1)?;
+            }
+            let key = keys::by_created(&user, created)?;
+            let bytes = self.get(&key)?.ok_or_else(|| StateError::Corrupt {
+                key: keys::display(&key),
+                reason: "a holder has no listing record".into(),
+            })?;
+            let view = records::decode_listing(&key, &bytes)?;
+            self.put_listing(&user, &view.user, cluster)?;
+        }
+        Ok(())
     }
 }
 
@@ -345,10 +406,11 @@ impl Writer {
         new.validate()?;
         let now = Timestamp::now();
         let cid = new.cid;
-        let (mut cluster, new_cluster_pin) = match st.cluster(&cid)? {
+        let (mut cluster, new_cluster_pin, options_changed) = match st.cluster(&cid)? {
             Some(mut rec) => {
+                let changed = rec.pin.options != new.options;
                 rec.pin.options = new.options;
-                (rec, false)
+                (rec, false, changed)
             }
             None => {
                 let rec = ClusterRecord {
@@ -367,11 +429,11 @@ impl Writer {
                 };
                 st.put(keys::cluster_status(PinStatus::Queued, &cid), Vec::new());
                 st.bump(keys::cluster_count(PinStatus::Queued), 1)?;
-                (rec, true)
+                (rec, true, false)
             }
         };
-        let user_pin = match st.user_pin(user, &cid)? {
-            Some(old) => {
+        let user_pin = match st.listing(user, &cid)? {
+            Some(PinView { user: old, .. }) => {
                 let updated = UserPin {
                     cid,
                     name: new.name,
@@ -397,7 +459,10 @@ impl Writer {
                 pin
             }
         };
-        st.put(keys::user_pin(user, &cid)?, records::encode_user(&user_pin)?);
+        st.put_listing(user, &user_pin, &cluster.pin)?;
+        if options_changed {
+            st.refresh_holders(&cluster.pin, cluster.pin.status)?;
+        }
         st.put_cluster(&cluster)?;
         Ok(PinOutcome { view: PinView { user: user_pin, cluster: cluster.pin }, new_cluster_pin })
     }
@@ -409,7 +474,7 @@ impl Writer {
         old: &Cid,
         new: NewPin,
     ) -> Result<ReplaceOutcome, StateError> {
-        if st.user_pin(user, old)?.is_none() {
+        if st.listing(user, old)?.is_none() {
             return Err(StateError::NotFound);
         }
         if *old == new.cid {
@@ -426,23 +491,12 @@ impl Writer {
     }
 
     fn unpin(&mut self, st: &mut Staged<'_>, user: &UserName, cid: &Cid) -> Result<UnpinOutcome, StateError> {
-        let old = st.user_pin(user, cid)?.ok_or(StateError::NotFound)?;
-        st.del(keys::user_pin(user, cid)?);
+        let PinView { user: old, cluster: copy } = st.listing(user, cid)?.ok_or(StateError::NotFound)?;
         let Some(mut cluster) = st.cluster(cid)? else {
-            // The cluster record is missing, which the writer never leaves behind;
-            // remove the user's entries under whichever status they were filed.
+            // The writer never leaves a user pin without a cluster record; if the
+            // store is damaged, remove the user pin under its copied status.
             tracing::error!(%cid, "user pin without a cluster record; removing it");
-            for status in PinStatus::ALL {
-                if st.get(&keys::by_status(user, status, old.created)?)?.is_some() {
-                    st.unindex_user_pin(user, &old, status)?;
-                    return Ok(UnpinOutcome { orphaned: true });
-                }
-            }
-            st.del(keys::by_created(user, old.created)?);
-            st.del(keys::holder(cid, user)?);
-            if let Some(name) = &old.name {
-                st.del(keys::by_name(user, name, old.created)?);
-            }
+            st.unindex_user_pin(user, &old, copy.status)?;
             return Ok(UnpinOutcome { orphaned: true });
         };
         let status = cluster.pin.status;
@@ -466,20 +520,6 @@ impl Writer {
             st.put(keys::cluster_status(to, cid), Vec::new());
             st.bump(keys::cluster_count(from), -1)?;
             st.bump(keys::cluster_count(to), 1)?;
-            let prefix = keys::holder_prefix(cid)?;
-            let cid_bytes = cid.to_bytes();
-            for (key, value) in st.scan_prefix(&prefix)? {
-                let bad = |reason: &str| StateError::Corrupt { key: keys::display(&key), reason: reason.into() };
-                let user = key
-                    .get(prefix.len()..)
-                    .and_then(keys::decode_user)
-                    .ok_or_else(|| bad("bad user name in holder key"))?;
-                let created = Timestamp(keys::decode_u64(&value).ok_or_else(|| bad("bad created in holder entry"))?);
-                st.del(keys::by_status(&user, from, created)?);
-                st.put(keys::by_status(&user, to, created)?, cid_bytes.clone());
-                st.bump(keys::user_count(&user, from)?, -1)?;
-                st.bump(keys::user_count(&user, to)?, 1)?;
-            }
         }
         let pin = &mut cluster.pin;
         pin.status = to;
@@ -500,6 +540,7 @@ impl Writer {
             pin.dag_size = Some(dag_size);
         }
         pin.updated = Timestamp::now();
+        st.refresh_holders(&cluster.pin, from)?;
         st.put_cluster(&cluster)
     }
 }

@@ -20,7 +20,10 @@ async fn random_op(rng: &mut StdRng, pinset: &Pinset, model: &mut Model, users: 
     let name = *[None, Some("x"), Some("X"), Some("y")].choose(rng).unwrap();
     match rng.gen_range(0..10) {
         0..=3 => {
-            let out = pinset.pin(&u, new_pin(c, name, &[("k", "v")])).await.unwrap();
+            // Options are per CID: another user's pin changes them for every holder.
+            let mut pin = new_pin(c, name, &[("k", "v")]);
+            pin.options.replication_min = rng.gen_range(0..3);
+            let out = pinset.pin(&u, pin).await.unwrap();
             let before = model.users.get(&u).and_then(|p| p.get(&c)).map(|p| p.created);
             if let Some(created) = before {
                 assert_eq!(out.view.user.created, created, "re-pin keeps created");

