@@ -4,3 +4,4 @@
 mod foundation;
 mod psa;
 mod rest;
+mod pinning;

@@ -368,9 +368,6 @@ fn require_tool(path: &std::path::Path, what: &str) {
     assert!(path.exists(), "{} is missing: run ./scripts/setup-test-deps.sh (make test does) to install {what}", path.display());
 }
 
-fn repo_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
-}
 
 #[test]
 fn the_official_js_client_drives_every_operation() {

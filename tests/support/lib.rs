@@ -1,6 +1,8 @@
 //! Test support: start the real `pincluster-service` binary on port 0 in a
 //! temp folder and talk HTTP to it. Read [`Daemon`] first.
 
+mod kubo;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub use kubo::{random_file, repo_root, Kubo};
 pub use reqwest::blocking::{Client, RequestBuilder, Response};
 pub use reqwest::StatusCode;
 

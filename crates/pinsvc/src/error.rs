@@ -69,6 +69,11 @@ impl From<TrackerError> for ApiError {
             TrackerError::Invalid(e) => ApiError::BadRequest(e.to_string()),
             TrackerError::NotFound => ApiError::NotFound("pin not found".into()),
             TrackerError::State(e) => ApiError::from(e),
+            TrackerError::Ipfs(e) => {
+                tracing::error!(error = %e, "IPFS node error");
+                ApiError::Internal(format!("IPFS node error: {e}"))
+            }
+            TrackerError::Stopped => ApiError::Unavailable("the IPFS node is shutting down".into()),
         }
     }
 }

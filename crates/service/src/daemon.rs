@@ -6,12 +6,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::Context as _;
-use multiaddr::{Multiaddr, Protocol};
 use pincluster_auth::{Authenticator, TokenOptions};
 use pincluster_config::{ApiConfig, Identity, Overrides, ServiceConfig, CONFIG_FILE, IDENTITY_FILE};
 use pincluster_httpcommon::{ApiServer, RenderError};
 use pincluster_state::{Pinset, StateOptions};
-use pincluster_tracker::Tracker;
+use pincluster_ipfs::{Node, NodeOptions};
+use pincluster_tracker::{Tracker, TrackerOptions};
 
 use crate::reload::{self, Reloadable};
 
@@ -54,7 +54,53 @@ pub fn run(dir: &Path, args: DaemonArgs) -> anyhow::Result<()> {
     let config = pincluster_config::load(dir, std::env::vars(), &overrides)?;
     let identity = Identity::load(&dir.join(IDENTITY_FILE))?;
     let _lock = lock(dir)?;
-    actix_web::rt::System::new().block_on(serve(dir, config, identity, overrides))
+    // The IPFS node and the pin workers get a runtime of their own, so block
+    // transfers never wait behind HTTP work (and the other way round).
+    let node_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("ipfs")
+        .enable_all()
+        .build()
+        .context("cannot start the IPFS runtime")?;
+    let state = Pinset::open(&StateOptions {
+        path: dir.join("data").join("pinset"),
+        cache_capacity_bytes: config.state.cache_capacity,
+    })
+    .context("cannot open the pinset")?;
+    let node = node_runtime.block_on(Node::start(node_options(dir, &config, &identity))).context("cannot start the IPFS node")?;
+    let delegates: Vec<String> = node_runtime.block_on(node.delegates()).iter().map(ToString::to_string).collect();
+    let tracker = {
+        let _entered = node_runtime.enter();
+        Tracker::start(state, node.clone(), tracker_options(&config))
+    };
+    let result = actix_web::rt::System::new().block_on(serve(dir, config, identity, overrides, tracker, delegates));
+    node_runtime.block_on(node.shutdown());
+    node_runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    result
+}
+
+fn node_options(dir: &Path, config: &ServiceConfig, identity: &Identity) -> NodeOptions {
+    NodeOptions {
+        keypair_protobuf: identity.keypair_protobuf(),
+        listen: config.ipfs.listen_multiaddress.clone(),
+        announce: config.ipfs.announce_multiaddress.clone(),
+        bootstrap: config.ipfs.bootstrap.clone(),
+        repo_path: dir.join("data").join("ipfs"),
+    }
+}
+
+fn tracker_options(config: &ServiceConfig) -> TrackerOptions {
+    let tracker = &config.pin_tracker;
+    TrackerOptions {
+        concurrent_pins: tracker.concurrent_pins,
+        max_pin_queue_size: tracker.max_pin_queue_size,
+        max_retries: tracker.max_retries,
+        retry_backoff: tracker.retry_backoff.0,
+        gc_interval: tracker.gc_interval.non_zero(),
+        stall_timeout: config.ipfs.pin_timeout.0,
+        max_dag_size: (config.ipfs.max_dag_size > 0).then_some(config.ipfs.max_dag_size),
+        max_outstanding_wants: config.ipfs.max_outstanding_wants,
+    }
 }
 
 /// Takes the folder lock; the OS releases it when the process ends, even on `kill -9`.
@@ -76,16 +122,16 @@ fn authenticator(api: &ApiConfig) -> Authenticator {
     Authenticator::new(api.basic_auth_credentials.clone(), TokenOptions { ttl: api.token_ttl.non_zero() })
 }
 
-async fn serve(dir: &Path, config: ServiceConfig, identity: Identity, overrides: Overrides) -> anyhow::Result<()> {
-    let data = dir.join("data");
-    let state = Pinset::open(&StateOptions {
-        path: data.join("pinset"),
-        cache_capacity_bytes: config.state.cache_capacity,
-    })
-    .context("cannot open the pinset")?;
-    let tracker = Tracker::new(state.clone());
+async fn serve(
+    dir: &Path,
+    config: ServiceConfig,
+    identity: Identity,
+    overrides: Overrides,
+    tracker: Tracker,
+    delegates: Vec<String>,
+) -> anyhow::Result<()> {
     let peer_id = identity.peer_id();
-    let delegates = delegates(&config.ipfs.announce_multiaddress, &config.ipfs.listen_multiaddress, &peer_id);
+    let delegates = with_fallback(delegates, &peer_id);
 
     let mut servers = Vec::new();
     let mut reloadable = Vec::new();
@@ -142,7 +188,6 @@ async fn serve(dir: &Path, config: ServiceConfig, identity: Identity, overrides:
         handle.stop(true).await;
     }
     drop(tracker);
-    drop(state);
     tracing::info!("stopped");
     Ok(())
 }
@@ -163,30 +208,11 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
-/// The addresses other peers should use to reach our node, each ending in
-/// `/p2p/<peer id>`: the announce addresses, else the listen addresses with
-/// unspecified hosts replaced by loopback.
-fn delegates(announce: &[Multiaddr], listen: &[Multiaddr], peer_id: &str) -> Vec<String> {
-    let source = if announce.is_empty() { listen } else { announce };
-    let mut out: Vec<String> = source
-        .iter()
-        .map(|addr| {
-            let replaced: Multiaddr = addr
-                .iter()
-                .map(|p| match p {
-                    Protocol::Ip4(ip) if ip.is_unspecified() => Protocol::Ip4(std::net::Ipv4Addr::LOCALHOST),
-                    Protocol::Ip6(ip) if ip.is_unspecified() => Protocol::Ip6(std::net::Ipv6Addr::LOCALHOST),
-                    other => other,
-                })
-                .filter(|p| !matches!(p, Protocol::P2p(_)))
-                .collect();
-            format!("{replaced}/p2p/{peer_id}")
-        })
-        .collect();
-    out.dedup();
-    out.truncate(MAX_DELEGATES);
-    if out.is_empty() {
-        out.push(format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer_id}"));
+/// The node's delegates, capped at the spec's 20; the spec needs at least one.
+fn with_fallback(mut delegates: Vec<String>, peer_id: &str) -> Vec<String> {
+    delegates.truncate(MAX_DELEGATES);
+    if delegates.is_empty() {
+        delegates.push(format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer_id}"));
     }
-    out
+    delegates
 }
