@@ -2,8 +2,10 @@
 //!
 //! Each keyspace starts with one tag byte. Variable-length parts that are not
 //! the last part of a key carry a length prefix, so that a prefix never matches
-//! a longer user name, CID or pin name by accident. Timestamps and counters are
-//! big-endian, so byte order is numeric order.
+//! a longer user name, CID or pin name by accident. Counters are big-endian.
+//! `created` in a key is stored inverted (`!created`, big-endian), so that a
+//! forward scan, which sled does much faster than a reverse one, yields the
+//! newest pin first.
 
 use pincluster_model::{Cid, PinStatus, Timestamp, UserName};
 
@@ -26,12 +28,12 @@ pub(crate) enum Tag {
     Holder = b'h',
     /// `u | len(user) | user | cid` → created `u64`: finds a user's pin by CID.
     UserPin = b'u',
-    /// `t | len(user) | user | created` → listing record: a user's pin with a
-    /// copy of its cluster record, by creation time.
+    /// `t | len(user) | user | !created` → listing record: a user's pin with a
+    /// copy of its cluster record, newest first.
     ByCreated = b't',
-    /// `s | len(user) | user | status | created` → cid: a user's pins by status.
+    /// `s | len(user) | user | status | !created` → cid: a user's pins by status.
     ByStatus = b's',
-    /// `n | len(user) | user | len16(lowercase name) | name | created` → cid.
+    /// `n | len(user) | user | len16(lowercase name) | name | !created` → cid.
     ByName = b'n',
     /// `m | len(user) | user | status` → `u64`: a user's pins in that status.
     UserCount = b'm',
@@ -94,7 +96,7 @@ pub(crate) fn user_pin(user: &UserName, cid: &Cid) -> Result<Vec<u8>, StateError
 
 pub(crate) fn by_created(user: &UserName, created: Timestamp) -> Result<Vec<u8>, StateError> {
     let mut key = user_prefix(Tag::ByCreated, user)?;
-    key.extend_from_slice(&created.0.to_be_bytes());
+    key.extend_from_slice(&invert(created));
     Ok(key)
 }
 
@@ -110,7 +112,7 @@ pub(crate) fn by_status(
     created: Timestamp,
 ) -> Result<Vec<u8>, StateError> {
     let mut key = by_status_prefix(user, status)?;
-    key.extend_from_slice(&created.0.to_be_bytes());
+    key.extend_from_slice(&invert(created));
     Ok(key)
 }
 
@@ -131,7 +133,7 @@ pub(crate) fn by_name_prefix(user: &UserName, folded: &str) -> Result<Vec<u8>, S
 
 pub(crate) fn by_name(user: &UserName, name: &str, created: Timestamp) -> Result<Vec<u8>, StateError> {
     let mut key = by_name_prefix(user, &fold_name(name))?;
-    key.extend_from_slice(&created.0.to_be_bytes());
+    key.extend_from_slice(&invert(created));
     Ok(key)
 }
 
@@ -141,11 +143,16 @@ pub(crate) fn user_count(user: &UserName, status: PinStatus) -> Result<Vec<u8>, 
     Ok(key)
 }
 
-/// Reads the big-endian timestamp that ends an index key.
+/// The key form of `created`: newest sorts first.
+pub(crate) fn invert(created: Timestamp) -> [u8; 8] {
+    (!created.0).to_be_bytes()
+}
+
+/// Reads the inverted timestamp that ends an index key.
 pub(crate) fn trailing_created(key: &[u8]) -> Option<Timestamp> {
     let start = key.len().checked_sub(8)?;
     let bytes: [u8; 8] = key.get(start..)?.try_into().ok()?;
-    Some(Timestamp(u64::from_be_bytes(bytes)))
+    Some(Timestamp(!u64::from_be_bytes(bytes)))
 }
 
 /// Splits `len | part | rest` into `(part, rest)`.

@@ -22,7 +22,8 @@
 //!
 //! One sled tree (the default one). Every key starts with a tag byte.
 //! `len` is a one-byte length prefix, `len16` a two-byte big-endian one;
-//! `created` is a big-endian `u64` of milliseconds and `status` is
+//! `!created` is the bitwise complement of the milliseconds, big-endian, so
+//! that a forward scan yields the newest pin first; `status` is
 //! [`PinStatus::code`]. A CID at the end of a key is its raw binary form, so the
 //! `c` and `q` keyspaces are in CID byte order.
 //!
@@ -34,9 +35,9 @@
 //! | `k` status | `u64` BE | cluster pins per status ([`Pinset::cluster_count`]) |
 //! | `h` len cid user | created `u64` BE | the holders of a CID |
 //! | `u` len user cid | created `u64` BE | finds a user's pin by CID |
-//! | `t` len user created | listing record | a user's pin object with a copy of its cluster record, newest last |
-//! | `s` len user status created | cid | a user's pins by cluster status |
-//! | `n` len user len16 lowercase(name) created | cid | a user's pins by name |
+//! | `t` len user !created | listing record | a user's pin object with a copy of its cluster record, newest first |
+//! | `s` len user status !created | cid | a user's pins by cluster status |
+//! | `n` len user len16 lowercase(name) !created | cid | a user's pins by name |
 //! | `m` len user status | `u64` BE | a user's pins per status |
 //!
 //! Counters at zero are removed. Records are postcard-encoded structs behind a

@@ -4,7 +4,8 @@
 //! The driving index is chosen so that the first page costs the page plus the
 //! entries that the remaining filters skip: the name index for `exact`/`iexact`,
 //! a merge of the status indexes for a status filter, else the creation index.
-//! All of them are walked newest first, bounded by `after`/`before` in the key.
+//! All of them are walked newest first (a forward scan: `created` is inverted in
+//! keys), bounded by `after`/`before` in the key.
 
 use std::collections::BTreeSet;
 
@@ -175,7 +176,7 @@ pub(crate) fn user_count(db: &sled::Db, user: &UserName, statuses: StatusSet) ->
 
 /// One index range walked newest first, with its next entry looked at.
 struct Source {
-    iter: std::iter::Rev<sled::Iter>,
+    iter: sled::Iter,
     head: Option<(Timestamp, sled::IVec)>,
     done: bool,
 }
@@ -190,11 +191,12 @@ impl Candidates {
         let sources = prefixes
             .iter()
             .map(|prefix| {
+                // `created` in [lo, hi) is `!created` in [!(hi - 1), !lo]; callers ensure lo < hi.
                 let mut start = prefix.clone();
-                start.extend_from_slice(&lo.to_be_bytes());
+                start.extend_from_slice(&keys::invert(Timestamp(hi.saturating_sub(1))));
                 let mut end = prefix.clone();
-                end.extend_from_slice(&hi.to_be_bytes());
-                Source { iter: db.range(start..end).rev(), head: None, done: false }
+                end.extend_from_slice(&keys::invert(Timestamp(lo)));
+                Source { iter: db.range(start..=end), head: None, done: false }
             })
             .collect();
         Candidates { sources }

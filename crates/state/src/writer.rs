@@ -388,7 +388,7 @@ impl Writer {
                 // Only reached for a user without allocations in this group, so
                 // the tree alone is up to date for this user.
                 let prefix = keys::user_prefix(Tag::ByCreated, user)?;
-                match self.db.scan_prefix(&prefix).next_back() {
+                match self.db.scan_prefix(&prefix).next() {
                     Some(item) => {
                         let (key, _) = item?;
                         keys::trailing_created(&key).map_or(0, |t| t.0)
