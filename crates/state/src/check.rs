@@ -119,7 +119,7 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
     }
 
     // Listing records: the user's pin objects, with their index entries.
-    for item in entries(db, Tag::ByCreated) {
+    for item in entries(db, Tag::Record) {
         let (key, value) = item?;
         let show = keys::display(&key);
         let user = split_user(&key).and_then(|(user, _)| keys::decode_user(user));
@@ -144,6 +144,9 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
         }
         let cid_bytes = cid.to_bytes();
         let points_here = |value: Option<sled::IVec>| value.is_some_and(|v| v.as_ref() == cid_bytes.as_slice());
+        if !points_here(db.get(keys::by_created(&user, created)?)?) {
+            report.problem(format!("{user}/{cid}: missing creation index entry"));
+        }
         if let Some(name) = &pin.name {
             if !points_here(db.get(keys::by_name(&user, name, created)?)?) {
                 report.problem(format!("{user}/{cid}: missing name index entry"));
@@ -168,8 +171,8 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
         }
     }
 
-    // Status and name entries must lead to a listing record that agrees.
-    for tag in [Tag::ByStatus, Tag::ByName] {
+    // Index entries must lead to a listing record that agrees.
+    for tag in [Tag::ByCreated, Tag::ByStatus, Tag::ByName] {
         for item in entries(db, tag) {
             let (key, value) = item?;
             let show = keys::display(&key);

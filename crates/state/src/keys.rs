@@ -28,8 +28,10 @@ pub(crate) enum Tag {
     Holder = b'h',
     /// `u | len(user) | user | cid` → created `u64`: finds a user's pin by CID.
     UserPin = b'u',
-    /// `t | len(user) | user | !created` → listing record: a user's pin with a
+    /// `r | len(user) | user | !created` → listing record: a user's pin with a
     /// copy of its cluster record, newest first.
+    Record = b'r',
+    /// `t | len(user) | user | !created` → cid: a user's pins, newest first.
     ByCreated = b't',
     /// `s | len(user) | user | status | !created` → cid: a user's pins by status.
     ByStatus = b's',
@@ -96,6 +98,12 @@ pub(crate) fn user_pin(user: &UserName, cid: &Cid) -> Result<Vec<u8>, StateError
 
 pub(crate) fn by_created(user: &UserName, created: Timestamp) -> Result<Vec<u8>, StateError> {
     let mut key = user_prefix(Tag::ByCreated, user)?;
+    key.extend_from_slice(&invert(created));
+    Ok(key)
+}
+
+pub(crate) fn record(user: &UserName, created: Timestamp) -> Result<Vec<u8>, StateError> {
+    let mut key = user_prefix(Tag::Record, user)?;
     key.extend_from_slice(&invert(created));
     Ok(key)
 }

@@ -13,10 +13,13 @@
 //! # Writes and durability
 //!
 //! All writes go to one writer thread (see `writer.rs`). It takes every request
-//! waiting, applies them in order to an overlay, writes the result as one
-//! atomic sled batch, fsyncs once and then answers every caller: a write whose
-//! future resolved with `Ok` survives `kill -9` and power loss, and records,
-//! indexes and counters always move together. Reads go straight to sled.
+//! waiting and applies them in order to an overlay: one *group*. A committer
+//! thread writes each group as one atomic sled batch, fsyncs once for all the
+//! groups it holds and only then answers their callers, while the writer
+//! prepares the next group. A write whose future resolved with `Ok` survives
+//! `kill -9` and power loss, and records, indexes and counters always move
+//! together. Reads go straight to sled and never wait for the writer; they may
+//! see a group that is applied but whose fsync is still running.
 //!
 //! # Key layout
 //!
@@ -35,7 +38,8 @@
 //! | `k` status | `u64` BE | cluster pins per status ([`Pinset::cluster_count`]) |
 //! | `h` len cid user | created `u64` BE | the holders of a CID |
 //! | `u` len user cid | created `u64` BE | finds a user's pin by CID |
-//! | `t` len user !created | listing record | a user's pin object with a copy of its cluster record, newest first |
+//! | `r` len user !created | listing record | a user's pin object with a copy of its cluster record, newest first |
+//! | `t` len user !created | cid | a user's pins, newest first |
 //! | `s` len user status !created | cid | a user's pins by cluster status |
 //! | `n` len user len16 lowercase(name) !created | cid | a user's pins by name |
 //! | `m` len user status | `u64` BE | a user's pins per status |
@@ -44,10 +48,12 @@
 //! one-byte format version (see `records.rs`); the domain types are never
 //! stored directly.
 //!
-//! The user's pin object lives in the `t` keyspace, ordered by time, together
-//! with a copy of the CID's cluster record: a page of a listing is then a run
-//! of neighbouring keys rather than a thousand random lookups, which is what
-//! keeps the first page as fast at a million pins as at ten thousand. The copy
+//! The user's pin object lives in the `r` keyspace, ordered by time, together
+//! with a copy of the CID's cluster record: the records of a page are then
+//! neighbours rather than a thousand random lookups, so its cost hardly
+//! depends on how large the pinset is. The indexes, including `t`, hold only
+//! the CID: sled walks small entries much faster than large ones, so a page
+//! walks an index and reads each record by its key. The copy
 //! is rewritten for every holder, in the same batch, whenever the cluster
 //! record changes (found through `h`), so it never disagrees with `c`.
 //!
@@ -55,8 +61,11 @@
 //!
 //! [`Pinset::list`] walks one index newest first, bounded by `after`/`before`
 //! in the key: `n` for `exact`/`iexact` names, a merge of the `s` ranges of the
-//! selected statuses for a status filter, else `t`. `cids` are direct lookups.
-//! The first page costs the page plus the entries the other filters skip.
+//! selected statuses for a status filter, else `t`. Each entry leads to the
+//! listing record by `created`; `cids` are direct lookups. The
+//! first page costs the page plus the entries the other filters skip. `count`
+//! comes from the `m` counters when only `statuses` filters, else from
+//! continuing the same walk (reading only keys when the index decides).
 
 mod check;
 mod error;

@@ -13,7 +13,6 @@ use pincluster_model::{Cid, NameMatch, PinView, StatusSet, Timestamp, UserName, 
 
 use crate::keys::{self, Tag};
 use crate::read;
-use crate::records;
 use crate::{Page, Query, StateError, MAX_LIMIT};
 
 /// Which index a query walks.
@@ -82,7 +81,7 @@ pub(crate) fn list(db: &sled::Db, user: &UserName, query: &Query) -> Result<Page
                 continue;
             }
         }
-        let Some(view) = candidate_view(db, user, driver, created, &value) else {
+        let Some(view) = candidate_view(db, user, created, &value) else {
             continue;
         };
         if matches_user(query, &view.user) && query.statuses.contains(view.cluster.status) {
@@ -123,17 +122,16 @@ fn load_view(db: &sled::Db, user: &UserName, cid: &Cid) -> Option<PinView> {
     }
 }
 
-/// The pin behind an index entry. The creation index holds the listing record
-/// itself; the status and name indexes hold the CID, and the record is read by
-/// `created` from the creation index, close to the other pins of the page.
+/// The pin behind an index entry (whose value is the CID): its listing
+/// record, read by `created`, close to the other pins of the page.
 /// Unreadable pins and pins removed meanwhile are skipped.
-fn candidate_view(db: &sled::Db, user: &UserName, driver: Driver, created: Timestamp, value: &[u8]) -> Option<PinView> {
-    let loaded = match driver {
-        Driver::Created => keys::by_created(user, created).and_then(|key| records::decode_listing(&key, value).map(Some)),
-        Driver::Status | Driver::Name => match keys::decode_cid(value) {
-            Some(cid) => read::listing(db, user, created, Some(&cid)),
-            None => Err(StateError::Corrupt { key: format!("index entry of {user} at {}", created.0), reason: "malformed CID".into() }),
-        },
+fn candidate_view(db: &sled::Db, user: &UserName, created: Timestamp, value: &[u8]) -> Option<PinView> {
+    let loaded = match keys::decode_cid(value) {
+        Some(cid) => read::listing(db, user, created, Some(&cid)),
+        None => Err(StateError::Corrupt {
+            key: format!("index entry of {user} at {}", created.0),
+            reason: "malformed CID".into(),
+        }),
     };
     match loaded {
         Ok(view) => view,

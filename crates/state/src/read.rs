@@ -31,7 +31,7 @@ pub(crate) fn listing(
     created: Timestamp,
     cid: Option<&Cid>,
 ) -> Result<Option<PinView>, StateError> {
-    let key = keys::by_created(user, created)?;
+    let key = keys::record(user, created)?;
     let Some(bytes) = db.get(&key)? else {
         return Ok(None);
     };

@@ -162,7 +162,7 @@ impl<'a> Staged<'a> {
             key: keys::display(&key),
             reason: "created is not 8 bytes".into(),
         })?;
-        let key = keys::by_created(user, Timestamp(created))?;
+        let key = keys::record(user, Timestamp(created))?;
         match self.get(&key)? {
             Some(bytes) => records::decode_listing(&key, &bytes).map(Some),
             None => Err(StateError::Corrupt { key: keys::display(&key), reason: "missing listing record".into() }),
@@ -172,7 +172,7 @@ impl<'a> Staged<'a> {
     /// Writes the listing record of a user's pin with the current cluster record.
     fn put_listing(&mut self, user: &UserName, pin: &UserPin, cluster: &ClusterPin) -> Result<(), StateError> {
         let value = records::encode_listing(pin, cluster)?;
-        self.put(keys::by_created(user, pin.created)?, value);
+        self.put(keys::record(user, pin.created)?, value);
         Ok(())
     }
 
@@ -210,6 +210,7 @@ impl<'a> Staged<'a> {
     fn index_user_pin(&mut self, user: &UserName, pin: &UserPin, status: PinStatus) -> Result<(), StateError> {
         let cid = pin.cid.to_bytes();
         self.put(keys::user_pin(user, &pin.cid)?, keys::encode_u64(pin.created.0).to_vec());
+        self.put(keys::by_created(user, pin.created)?, cid.clone());
         self.put(keys::by_status(user, status, pin.created)?, cid.clone());
         if let Some(name) = &pin.name {
             self.put(keys::by_name(user, name, pin.created)?, cid);
@@ -221,6 +222,7 @@ impl<'a> Staged<'a> {
     /// Removes the user pin: its listing record and what [`Staged::index_user_pin`] wrote.
     fn unindex_user_pin(&mut self, user: &UserName, pin: &UserPin, status: PinStatus) -> Result<(), StateError> {
         self.del(keys::user_pin(user, &pin.cid)?);
+        self.del(keys::record(user, pin.created)?);
         self.del(keys::by_created(user, pin.created)?);
         self.del(keys::by_status(user, status, pin.created)?);
         if let Some(name) = &pin.name {
@@ -259,7 +261,7 @@ impl<'a> Staged<'a> {
                 self.bump(keys::user_count(&user, from)?, -1)?;
                 self.bump(keys::user_count(&user, to)?, 1)?;
             }
-            let key = keys::by_created(&user, created)?;
+            let key = keys::record(&user, created)?;
             let bytes = self.get(&key)?.ok_or_else(|| StateError::Corrupt {
                 key: keys::display(&key),
                 reason: "a holder has no listing record".into(),

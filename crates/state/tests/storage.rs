@@ -56,8 +56,8 @@ fn a_corrupt_record_fails_only_itself() {
         rt.block_on(pinset.update_status(&cid(4), StatusUpdate::status(PinStatus::Pinned))).unwrap();
         created_of_2 = pinset.get(&u, &cid(2)).unwrap().unwrap().user.created;
     }
-    // `t | len(user) | user | !created` and `c | cid`, per the documented layout.
-    let mut listing_key = vec![b't', 1, b'u'];
+    // `r | len(user) | user | !created` and `c | cid`, per the documented layout.
+    let mut listing_key = vec![b'r', 1, b'u'];
     listing_key.extend_from_slice(&(!created_of_2.0).to_be_bytes());
     raw_insert(dir.path(), &listing_key, &[1, 0xff, 0xff, 0xff]);
     let mut cluster_key = vec![b'c'];
