@@ -1,11 +1,13 @@
 //! The embedded IPFS node of pincluster: read [`Node`] first.
 //!
 //! This is the only crate that imports libp2p. The engine is `rust-ipfs` (a libp2p swarm with
-//! TCP/QUIC, noise, yamux, identify, ping, Kademlia and Bitswap 1.2, plus a flat-file block
-//! store); everything it exposes stays behind [`Node`]'s small API so the engine can be replaced
+//! TCP/QUIC, noise, yamux, identify, ping and Kademlia, plus a flat-file block store and pin
+//! records); everything it exposes stays behind [`Node`]'s small API so the engine can be replaced
 //! without touching the tracker.
 //!
 //! What this crate adds on top of the engine:
+//! - its own Bitswap 1.2 client and server on libp2p streams (`bitswap`), because the engine's
+//!   drops responses when Kubo answers several wants at once (see that module);
 //! - its own DAG walk for pins ([`Node::pin`]): a bounded window of outstanding wants, progress
 //!   reports, a stall timeout and a maximum DAG size; blocks already on disk are not fetched again;
 //! - its own garbage collector ([`Node::gc`]) that compares blocks by multihash (a CIDv0 pin keeps
@@ -14,6 +16,7 @@
 //!
 //! CIDs are the `cid` 0.11 crate's type, the same one `pincluster-model` re-exports.
 
+mod bitswap;
 mod error;
 mod gc;
 mod node;

@@ -10,11 +10,12 @@ use std::time::Duration;
 use cid::Cid;
 use futures_util::StreamExt;
 use multiaddr::{Multiaddr, Protocol};
-use rust_ipfs::builder::DefaultIpfsBuilder;
+use rust_ipfs::builder::IpfsBuilder;
 use rust_ipfs::p2p::IdentifyConfiguration;
 use rust_ipfs::{Ipfs, Keypair, PeerId};
 use tokio::io::AsyncWriteExt;
 
+use crate::bitswap::{Bitswap, InboundBehaviour};
 use crate::gc::Guard;
 use crate::IpfsError;
 
@@ -62,6 +63,7 @@ pub(crate) struct Inner {
     /// True when bootstrap peers were configured: pins are then announced on the DHT.
     pub(crate) announces: bool,
     pub(crate) guard: Guard,
+    pub(crate) bitswap: Bitswap,
 }
 
 impl Node {
@@ -76,11 +78,13 @@ impl Node {
             agent_version: format!("pincluster/{}", env!("CARGO_PKG_VERSION")),
             ..IdentifyConfiguration::default()
         };
-        let mut builder = DefaultIpfsBuilder::with_keypair(&keypair)
+        let (inbound_tx, inbound_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut builder = IpfsBuilder::<InboundBehaviour>::with_keypair(&keypair)
             .map_err(|e| IpfsError::Identity(e.to_string()))?
+            .with_custom_behaviour(move |_| Ok(InboundBehaviour::new(inbound_tx)))
             .with_identify(identify)
             .with_ping(Default::default())
-            .with_bitswap()
+            .with_streams()
             .with_kademlia()
             .enable_tcp()
             .enable_quic()
@@ -103,6 +107,13 @@ impl Node {
                 tracing::warn!(%addr, error = %e, "announce address refused");
             }
         }
+        let bitswap = match Bitswap::start(ipfs.clone(), inbound_rx).await {
+            Ok(bitswap) => bitswap,
+            Err(e) => {
+                ipfs.exit_daemon().await;
+                return Err(e);
+            }
+        };
         let announces = !options.bootstrap.is_empty();
         if announces {
             let ipfs = ipfs.clone();
@@ -120,6 +131,7 @@ impl Node {
                 announce: options.announce,
                 announces,
                 guard: Guard::default(),
+                bitswap,
             }),
         })
     }
@@ -201,6 +213,7 @@ impl Node {
 
     /// Stops the node: closes connections and releases the repo. Other clones stop working.
     pub async fn shutdown(self) {
+        self.inner.bitswap.stop();
         self.inner.ipfs.clone().exit_daemon().await;
     }
 }

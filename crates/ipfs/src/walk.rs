@@ -26,10 +26,6 @@ const DAG_PB: u64 = 0x70;
 const DAG_CBOR: u64 = 0x71;
 const DAG_JSON: u64 = 0x0129;
 
-/// How long one want may stay open inside the engine; the walk's own stall timeout is what
-/// normally ends a hopeless pin.
-const ENGINE_WANT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
-
 /// How one pin fetches its DAG.
 #[derive(Clone, Debug)]
 pub struct FetchOptions {
@@ -50,7 +46,7 @@ impl Default for FetchOptions {
             origins: Vec::new(),
             stall_timeout: Duration::from_secs(60),
             max_dag_size: None,
-            max_outstanding: 1,
+            max_outstanding: 64,
         }
     }
 }
@@ -206,7 +202,7 @@ impl<F: FnMut(Progress)> Walk<'_, F> {
         }
         self.stack.push(root);
         let window = self.options.max_outstanding.max(1);
-        let ipfs = &self.node.inner.ipfs;
+        let bitswap = &self.node.inner.bitswap;
         let mut inflight = FuturesUnordered::new();
         // The CIDs of `inflight`, oldest first (at most `window` of them).
         let mut wanted: Vec<Cid> = Vec::new();
@@ -218,7 +214,7 @@ impl<F: FnMut(Progress)> Walk<'_, F> {
                 if self.absorb_local(&cid).await? {
                     last_progress = Instant::now();
                 } else {
-                    let want = ipfs.get_block(cid).timeout(ENGINE_WANT_TIMEOUT);
+                    let want = bitswap.fetch(cid);
                     inflight.push(want.map(move |result| (cid, result)));
                     wanted.push(cid);
                 }
@@ -233,7 +229,7 @@ impl<F: FnMut(Progress)> Walk<'_, F> {
             tokio::select! {
                 Some((cid, result)) = inflight.next() => {
                     wanted.retain(|w| *w != cid);
-                    let block = result.map_err(|e| IpfsError::Store(format!("fetching {cid}: {e:#}")))?;
+                    let block = result?;
                     let len = block.data().len() as u64;
                     self.absorb(cid, len, Some(block), true).await?;
                     last_progress = Instant::now();
