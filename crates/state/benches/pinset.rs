@@ -4,7 +4,8 @@
 //!
 //! Run: `CARGO_TARGET_DIR=/work/target-bench cargo bench -p pincluster-state`.
 //! `PINSET_BENCH_SIZES` (default `10000,100000,1000000`) and `PINSET_BENCH_USERS`
-//! (default `1,1000`) narrow the grid. Open time and streaming memory are
+//! (default `1,1000`) narrow the grid; `PINSET_BENCH_CACHE_MIB` sets the sled
+//! cache (default 64). Open time and streaming memory are
 //! measured in a fresh child process (this binary re-executed), so that the
 //! build phase does not inflate the high-water mark.
 #![allow(clippy::unwrap_used)]
@@ -194,10 +195,13 @@ fn main() {
     }
     let sizes = env_list("PINSET_BENCH_SIZES", "10000,100000,1000000");
     let user_counts = env_list("PINSET_BENCH_USERS", "1,1000");
-    let cache = pincluster_state::DEFAULT_CACHE_CAPACITY_BYTES;
+    let cache = std::env::var("PINSET_BENCH_CACHE_MIB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(pincluster_state::DEFAULT_CACHE_CAPACITY_BYTES, |mib| mib * 1024 * 1024);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
 
-    println!("All times in ms (median of 31 runs for queries). Status filter = `pinned` (1/4 of pins).");
+    println!("sled cache {} MiB. All times in ms (median of 31 runs for queries). Status filter = `pinned` (1/4 of pins).", cache / (1024 * 1024));
     println!("count(after) is a count that must scan (a created bound), over the whole matching range.\n");
     println!("| pins | users | build s | p10 default | p1000 default | p10 status | p1000 status | count default | count status | count(after) scan | inserts/s (32 writers) | 1st open | 2nd open | stream all: ms | RSS after open MiB | RSS growth cold MiB | RSS growth warm MiB | disk MiB |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
