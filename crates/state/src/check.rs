@@ -97,27 +97,6 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
         }
     }
 
-    // `u` entries lead to a listing record of the same CID.
-    for item in entries(db, Tag::UserPin) {
-        let (key, value) = item?;
-        let show = keys::display(&key);
-        let parsed = split_user(&key).and_then(|(user, cid)| Some((keys::decode_user(user)?, keys::decode_cid(cid)?)));
-        let Some((user, cid)) = parsed else {
-            report.problem(format!("{show}: malformed key"));
-            continue;
-        };
-        report.user_pins += 1;
-        let Some(created) = keys::decode_u64(&value).map(Timestamp) else {
-            report.problem(format!("{show}: created is not 8 bytes"));
-            continue;
-        };
-        match read::listing(db, &user, created, Some(&cid)) {
-            Ok(Some(_)) => {}
-            Ok(None) => report.problem(format!("{user}/{cid}: no listing record at {}", created.0)),
-            Err(error) => report.problem(error.to_string()),
-        }
-    }
-
     // Listing records: the user's pin objects, with their index entries.
     for item in entries(db, Tag::Record) {
         let (key, value) = item?;
@@ -134,13 +113,11 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
                 continue;
             }
         };
+        report.user_pins += 1;
         let (pin, copy) = (&view.user, &view.cluster);
         let cid = pin.cid;
         if pin.created != created {
             report.problem(format!("{show}: created {} in the record", pin.created.0));
-        }
-        if read::created(db, &user, &cid).ok().flatten() != Some(created) {
-            report.problem(format!("{user}/{cid}: missing or wrong CID lookup entry"));
         }
         let cid_bytes = cid.to_bytes();
         let points_here = |value: Option<sled::IVec>| value.is_some_and(|v| v.as_ref() == cid_bytes.as_slice());
@@ -207,9 +184,14 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
             report.problem(format!("{show}: malformed holder key"));
             continue;
         };
-        let created = read::created(db, &user, &cid).ok().flatten();
-        if created.is_none() || created.map(|t| t.0) != keys::decode_u64(&value) {
-            report.problem(format!("{show}: holder entry without a matching user pin"));
+        let Some(created) = keys::decode_u64(&value).map(Timestamp) else {
+            report.problem(format!("{show}: created is not 8 bytes"));
+            continue;
+        };
+        match read::listing(db, &user, created, Some(&cid)) {
+            Ok(Some(_)) => {}
+            Ok(None) => report.problem(format!("{show}: holder entry without a matching user pin")),
+            Err(error) => report.problem(error.to_string()),
         }
     }
     for item in entries(db, Tag::UserCount) {

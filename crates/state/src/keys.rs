@@ -24,10 +24,9 @@ pub(crate) enum Tag {
     ClusterStatus = b'q',
     /// `k | status` → `u64`: number of cluster pins in that status.
     ClusterCount = b'k',
-    /// `h | len(cid) | cid | user` → created `u64`: who holds a CID.
+    /// `h | len(cid) | cid | user` → created `u64`: who holds a CID, and
+    /// where a user's pin of a CID is.
     Holder = b'h',
-    /// `u | len(user) | user | cid` → created `u64`: finds a user's pin by CID.
-    UserPin = b'u',
     /// `r | len(user) | user | !created` → listing record: a user's pin with a
     /// copy of its cluster record, newest first.
     Record = b'r',
@@ -87,12 +86,6 @@ pub(crate) fn holder_prefix(cid: &Cid) -> Result<Vec<u8>, StateError> {
 pub(crate) fn holder(cid: &Cid, user: &UserName) -> Result<Vec<u8>, StateError> {
     let mut key = holder_prefix(cid)?;
     key.extend_from_slice(user.as_str().as_bytes());
-    Ok(key)
-}
-
-pub(crate) fn user_pin(user: &UserName, cid: &Cid) -> Result<Vec<u8>, StateError> {
-    let mut key = user_prefix(Tag::UserPin, user)?;
-    key.extend_from_slice(&cid.to_bytes());
     Ok(key)
 }
 

@@ -36,8 +36,7 @@
 //! | `c` cid | cluster record | one per pinned CID |
 //! | `q` status cid | empty | cluster pins by status ([`Pinset::cluster_pins`]) |
 //! | `k` status | `u64` BE | cluster pins per status ([`Pinset::cluster_count`]) |
-//! | `h` len cid user | created `u64` BE | the holders of a CID |
-//! | `u` len user cid | created `u64` BE | finds a user's pin by CID |
+//! | `h` len cid user | created `u64` BE | the holders of a CID; finds a user's pin by CID |
 //! | `r` len user !created | listing record | a user's pin object with a copy of its cluster record, newest first |
 //! | `t` len user !created | cid | a user's pins, newest first |
 //! | `s` len user status !created | cid | a user's pins by cluster status |

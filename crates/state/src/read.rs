@@ -14,7 +14,7 @@ pub(crate) fn cluster(db: &sled::Db, cid: &Cid) -> Result<Option<ClusterRecord>,
 
 /// The `created` of the user's pin of `cid`, when the user holds it.
 pub(crate) fn created(db: &sled::Db, user: &UserName, cid: &Cid) -> Result<Option<Timestamp>, StateError> {
-    let key = keys::user_pin(user, cid)?;
+    let key = keys::holder(cid, user)?;
     let Some(bytes) = db.get(&key)? else {
         return Ok(None);
     };

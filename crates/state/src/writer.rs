@@ -154,7 +154,7 @@ impl<'a> Staged<'a> {
 
     /// The user's pin of `cid` with the copy of its cluster record.
     fn listing(&self, user: &UserName, cid: &Cid) -> Result<Option<PinView>, StateError> {
-        let key = keys::user_pin(user, cid)?;
+        let key = keys::holder(cid, user)?;
         let Some(created) = self.get(&key)? else {
             return Ok(None);
         };
@@ -209,7 +209,6 @@ impl<'a> Staged<'a> {
     /// `status`; the listing record itself is written by [`Staged::put_listing`].
     fn index_user_pin(&mut self, user: &UserName, pin: &UserPin, status: PinStatus) -> Result<(), StateError> {
         let cid = pin.cid.to_bytes();
-        self.put(keys::user_pin(user, &pin.cid)?, keys::encode_u64(pin.created.0).to_vec());
         self.put(keys::by_created(user, pin.created)?, cid.clone());
         self.put(keys::by_status(user, status, pin.created)?, cid.clone());
         if let Some(name) = &pin.name {
@@ -221,7 +220,6 @@ impl<'a> Staged<'a> {
 
     /// Removes the user pin: its listing record and what [`Staged::index_user_pin`] wrote.
     fn unindex_user_pin(&mut self, user: &UserName, pin: &UserPin, status: PinStatus) -> Result<(), StateError> {
-        self.del(keys::user_pin(user, &pin.cid)?);
         self.del(keys::record(user, pin.created)?);
         self.del(keys::by_created(user, pin.created)?);
         self.del(keys::by_status(user, status, pin.created)?);
