@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::Duration;
 
 /// The whole `service.json`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServiceConfig {
     /// This peer as a member of a cluster.
@@ -23,18 +23,6 @@ pub struct ServiceConfig {
     pub pin_tracker: TrackerConfig,
     /// The pinset database.
     pub state: StateConfig,
-}
-
-impl Default for ServiceConfig {
-    fn default() -> Self {
-        ServiceConfig {
-            cluster: ClusterConfig::default(),
-            api: ApiSections::default(),
-            ipfs: IpfsConfig::default(),
-            pin_tracker: TrackerConfig::default(),
-            state: StateConfig::default(),
-        }
-    }
 }
 
 /// The `cluster` section.
