@@ -7,9 +7,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{random_file, start_node, KuboPeer};
+use std::io::Write;
+
+use common::{start_node, KuboPeer};
 use pincluster_ipfs::FetchOptions;
 use pincluster_model::PinMode;
+use rand::{RngCore, SeedableRng};
 
 #[tokio::main]
 async fn main() {
@@ -18,7 +21,15 @@ async fn main() {
         std::env::var("WINDOW").ok().and_then(|v| v.parse().ok()).unwrap_or(FetchOptions::default().max_outstanding);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("input.bin");
-    random_file(&file, mib * 1024 * 1024, 256);
+    // Written 1 MiB at a time so the file does not count in this process's peak RSS.
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(256);
+    let mut chunk = vec![0u8; 1024 * 1024];
+    for _ in 0..mib {
+        rng.fill_bytes(&mut chunk);
+        out.write_all(&chunk).unwrap();
+    }
+    out.into_inner().unwrap().sync_all().unwrap();
 
     let mut origin = KuboPeer::start(&dir.path().join("kubo-origin")).await;
     let cid = origin.add(&file).await;

@@ -81,6 +81,7 @@ impl Node {
         mut progress: impl FnMut(Progress),
     ) -> Result<DagStats, IpfsError> {
         self.dial_origins(&options.origins).await;
+        let _lookup = self.inner.announces.then(|| AbortOnDrop(tokio::spawn(dial_providers(self.clone(), *cid))));
         let protection = self.inner.guard.protect();
         let mut walk = Walk {
             node: self,
@@ -173,6 +174,52 @@ impl Node {
         });
         futures_util::future::join_all(dials).await;
     }
+}
+
+/// When a pin has not finished after this long, DHT providers of its root are looked up.
+const PROVIDER_LOOKUP_DELAY: Duration = Duration::from_secs(3);
+/// The most providers dialled per lookup.
+const MAX_PROVIDERS: usize = 8;
+
+/// Aborts a background task when the pin ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Looks up DHT providers of `root` (after a short delay, so pins served by origins or
+/// connected peers never pay for it) and dials a few; the Bitswap engine then asks them.
+async fn dial_providers(node: Node, root: Cid) {
+    tokio::time::sleep(PROVIDER_LOOKUP_DELAY).await;
+    let ipfs = &node.inner.ipfs;
+    let mut providers = match ipfs.get_providers(root).await {
+        Ok(providers) => providers,
+        Err(e) => {
+            tracing::debug!(%root, error = %e, "provider lookup failed");
+            return;
+        }
+    };
+    let mut dialled = std::collections::HashSet::new();
+    let lookup = async {
+        while let Some(Ok(peers)) = providers.next().await {
+            for peer in peers {
+                if peer == node.inner.peer_id || !dialled.insert(peer) {
+                    continue;
+                }
+                if let Err(e) = ipfs.connect(peer).await {
+                    tracing::debug!(%peer, error = %e, "provider not reachable");
+                }
+                if dialled.len() >= MAX_PROVIDERS {
+                    return;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(30), lookup).await;
+    tracing::debug!(%root, providers = dialled.len(), "provider lookup done");
 }
 
 /// The pin record is kept under the CIDv1 form, so a pin made as CIDv0 is found as CIDv1 too.

@@ -163,7 +163,8 @@ async fn shared_blocks_survive_gc_until_the_last_pin_goes() {
     node.shutdown().await;
 }
 
-/// A direct pin keeps only the root; the DAG size limit stops a pin with a reason.
+/// The DAG size limit stops a pin with a reason; a later pin reuses what it fetched; a direct
+/// pin keeps only the root.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_pins_and_size_limit() {
     let dir = tempfile::tempdir().unwrap();
@@ -176,8 +177,16 @@ async fn direct_pins_and_size_limit() {
     let error = node.pin(&cid, PinMode::Recursive, limited, |_| {}).await.unwrap_err();
     assert!(matches!(error, IpfsError::TooLarge { max_bytes, .. } if max_bytes == MIB as u64), "{error}");
 
-    // The blocks fetched by the failed pin are not pinned: GC removes them.
-    node.gc().await.unwrap();
+    // What the failed pin fetched stays on disk and is not fetched again (a resumed pin).
+    let kept = node.repo_stat().await.unwrap().blocks;
+    assert!(kept > 0);
+    let full = node.pin(&cid, PinMode::Recursive, from_origins(&kubo), |_| {}).await.unwrap();
+    assert_eq!(full.blocks, 9, "8 leaves and a root");
+    assert_eq!(full.fetched_blocks, full.blocks - kept, "{full:?}, {kept} kept");
+
+    // Unpinned blocks go at the next collection.
+    node.unpin(&cid).await.unwrap();
+    assert_eq!(node.gc().await.unwrap().removed_blocks, 9);
     assert_eq!(node.repo_stat().await.unwrap().blocks, 0);
 
     let direct = node.pin(&cid, PinMode::Direct, from_origins(&kubo), |_| {}).await.unwrap();
