@@ -1,8 +1,15 @@
-//! The REST API's error body, `{"code": N, "message": "…"}`, as IPFS Cluster sends it.
+//! The REST API's error body, `{"code": N, "message": "…"}`, as IPFS Cluster
+//! sends it, and [`ApiError`] with the one exhaustive mapping from domain
+//! errors to statuses.
 
 use actix_web::http::StatusCode;
-use actix_web::HttpResponse;
+use actix_web::{HttpResponse, ResponseError};
+use pincluster_state::StateError;
+use pincluster_tracker::TrackerError;
 use serde::Serialize;
+
+/// The message Cluster (and its clients) use for a CID that is not pinned.
+pub(crate) const NOT_IN_PINSET: &str = "pin is not part of the pinset";
 
 #[derive(Serialize)]
 struct ErrorBody<'a> {
@@ -13,4 +20,83 @@ struct ErrorBody<'a> {
 /// Renders any error in the REST API's shape.
 pub fn render_error(status: StatusCode, message: &str) -> HttpResponse {
     HttpResponse::build(status).json(ErrorBody { code: status.as_u16(), message })
+}
+
+/// An error a REST handler answers with.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApiError {
+    /// A bad path, query or body.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The named object does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A cluster operation this single-peer build cannot do yet.
+    #[error("{0}")]
+    NotImplemented(String),
+    /// The pinset is shutting down.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Anything else: storage failures, a panicked blocking task.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub(crate) fn bad(message: impl Into<String>) -> ApiError {
+        ApiError::BadRequest(message.into())
+    }
+
+    pub(crate) fn not_in_pinset() -> ApiError {
+        ApiError::NotFound(NOT_IN_PINSET.into())
+    }
+}
+
+impl From<TrackerError> for ApiError {
+    fn from(error: TrackerError) -> Self {
+        match error {
+            TrackerError::Invalid(e) => ApiError::BadRequest(e.to_string()),
+            TrackerError::NotFound => ApiError::not_in_pinset(),
+            TrackerError::State(e) => ApiError::from(e),
+            TrackerError::Ipfs(e) => {
+                tracing::error!(error = %e, "IPFS node error");
+                ApiError::Internal(format!("IPFS node error: {e}"))
+            }
+            TrackerError::Stopped => ApiError::Unavailable("the IPFS node is shutting down".into()),
+        }
+    }
+}
+
+impl From<StateError> for ApiError {
+    fn from(error: StateError) -> Self {
+        match error {
+            StateError::NotFound => ApiError::not_in_pinset(),
+            StateError::Invalid(e) => ApiError::BadRequest(e.to_string()),
+            StateError::Closed => ApiError::Unavailable("the service is shutting down".into()),
+            other @ (StateError::Corrupt { .. }
+            | StateError::NewerSchema { .. }
+            | StateError::InvalidKey(_)
+            | StateError::Encode(_)
+            | StateError::Storage(_)) => {
+                tracing::error!(error = %other, "pinset error");
+                ApiError::Internal(other.to_string())
+            }
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        render_error(self.status_code(), &self.to_string())
+    }
 }

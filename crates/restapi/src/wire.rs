@@ -1,11 +1,19 @@
-//! JSON objects of the REST API with IPFS Cluster's field names, in Go struct order.
+//! JSON objects of the REST API with IPFS Cluster's field names, in Go struct
+//! order, and their explicit conversion from domain values. Read [`Pin`] and
+//! [`GlobalPinInfo`] first.
 
-use serde::Serialize;
+use std::collections::BTreeMap;
+
+use pincluster_model::{Cid, ClusterPin, PinMode, PinStatus, Timestamp, UserName, UserPin};
+use pincluster_state::ClusterEntry;
+use serde::{Deserialize, Serialize};
 
 use crate::RestOptions;
 
 /// The RPC protocol Cluster clients expect to see.
 const RPC_PROTOCOL_VERSION: &str = "/ipfscluster/1.0/rpc";
+/// Go's zero `time.Time`, which Cluster writes for "never".
+pub(crate) const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
 #[derive(Serialize)]
 pub(crate) struct Version {
@@ -55,4 +63,213 @@ impl Id {
             peername: options.peername.clone(),
         }
     }
+}
+
+/// The body of `POST /peers`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AddPeerBody {
+    pub(crate) peer_id: String,
+}
+
+/// A pin as Cluster shows it: the PinOptions fields flattened in first.
+#[derive(Serialize)]
+pub(crate) struct Pin {
+    replication_factor_min: i32,
+    replication_factor_max: i32,
+    name: String,
+    mode: &'static str,
+    shard_size: u64,
+    user_allocations: Option<Vec<String>>,
+    expire_at: String,
+    metadata: Option<BTreeMap<String, String>>,
+    pin_update: Option<String>,
+    origins: Vec<String>,
+    cid: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    allocations: Vec<String>,
+    max_depth: i32,
+    reference: Option<String>,
+    timestamp: String,
+}
+
+/// The holder whose name, metadata and origins represent a CID: the caller's
+/// own pin when they hold it, else the first holder in user-name order.
+pub(crate) fn representative<'a>(entry: &'a ClusterEntry, caller: Option<&UserName>) -> Option<&'a UserPin> {
+    entry
+        .holders
+        .iter()
+        .find(|(user, _)| Some(user) == caller)
+        .or_else(|| entry.holders.first())
+        .map(|(_, pin)| pin)
+}
+
+/// The peers a pin is allocated to: `[]` means "every peer", as in Cluster.
+fn allocations(pin: &ClusterPin, peer_id: &str) -> Vec<String> {
+    if pin.options.replication_min == -1 {
+        Vec::new()
+    } else {
+        vec![peer_id.to_string()]
+    }
+}
+
+impl Pin {
+    /// The Cluster view of a cluster record, named after `holder`.
+    pub(crate) fn from_domain(
+        pin: &ClusterPin,
+        holder: Option<&UserPin>,
+        pin_update: Option<&Cid>,
+        peer_id: &str,
+    ) -> Pin {
+        let options = &pin.options;
+        Pin {
+            replication_factor_min: options.replication_min,
+            replication_factor_max: options.replication_max,
+            name: holder.and_then(|h| h.name.clone()).unwrap_or_default(),
+            mode: options.mode.as_str(),
+            shard_size: 0,
+            user_allocations: (!options.user_allocations.is_empty()).then(|| options.user_allocations.clone()),
+            expire_at: options.expire_at.map_or_else(|| GO_ZERO_TIME.to_string(), Timestamp::to_rfc3339),
+            metadata: holder.map(|h| h.meta.clone()).filter(|m| !m.is_empty()),
+            pin_update: pin_update.map(ToString::to_string),
+            origins: holder.map(|h| h.origins.iter().map(ToString::to_string).collect()).unwrap_or_default(),
+            cid: pin.cid.to_string(),
+            kind: "pin",
+            allocations: allocations(pin, peer_id),
+            max_depth: match options.mode {
+                PinMode::Recursive => -1,
+                PinMode::Direct => 0,
+            },
+            reference: None,
+            timestamp: pin.created.to_rfc3339(),
+        }
+    }
+}
+
+/// The status of a CID on one peer.
+#[derive(Serialize)]
+pub(crate) struct PinInfoShort {
+    peername: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    ipfs_peer_id: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ipfs_peer_addresses: Vec<String>,
+    status: &'static str,
+    timestamp: String,
+    error: String,
+    attempt_count: u32,
+    priority_pin: bool,
+}
+
+/// The status of a CID on every peer of the cluster (here: one).
+#[derive(Serialize)]
+pub(crate) struct GlobalPinInfo {
+    cid: String,
+    name: String,
+    allocations: Vec<String>,
+    origins: Vec<String>,
+    created: String,
+    metadata: Option<BTreeMap<String, String>>,
+    peer_map: BTreeMap<String, PinInfoShort>,
+}
+
+/// Our status under Cluster's tracker status name.
+pub(crate) fn tracker_status(status: PinStatus) -> &'static str {
+    match status {
+        PinStatus::Queued => "pin_queued",
+        PinStatus::Pinning => "pinning",
+        PinStatus::Pinned => "pinned",
+        PinStatus::Failed => "pin_error",
+    }
+}
+
+impl GlobalPinInfo {
+    /// The status of `cid`: from its cluster record, or `unpinned` when it has none.
+    pub(crate) fn from_domain(
+        cid: &Cid,
+        entry: Option<&ClusterEntry>,
+        caller: Option<&UserName>,
+        options: &RestOptions,
+    ) -> GlobalPinInfo {
+        let holder = entry.and_then(|e| representative(e, caller));
+        let peer = |status: &'static str, timestamp: String, error: String, attempt_count: u32| PinInfoShort {
+            peername: options.peername.clone(),
+            ipfs_peer_id: options.peer_id.clone(),
+            ipfs_peer_addresses: options.addresses.clone(),
+            status,
+            timestamp,
+            error,
+            attempt_count,
+            priority_pin: false,
+        };
+        let info = match entry {
+            Some(entry) => peer(
+                tracker_status(entry.pin.status),
+                entry.pin.updated.to_rfc3339(),
+                entry.pin.error.clone().unwrap_or_default(),
+                entry.pin.attempts,
+            ),
+            None => peer("unpinned", Timestamp::now().to_rfc3339(), String::new(), 0),
+        };
+        GlobalPinInfo {
+            cid: cid.to_string(),
+            name: holder.and_then(|h| h.name.clone()).unwrap_or_default(),
+            allocations: entry.map(|e| allocations(&e.pin, &options.peer_id)).unwrap_or_default(),
+            origins: holder.map(|h| h.origins.iter().map(ToString::to_string).collect()).unwrap_or_default(),
+            created: entry.map_or_else(|| GO_ZERO_TIME.to_string(), |e| e.pin.created.to_rfc3339()),
+            metadata: holder.map(|h| h.meta.clone()).filter(|m| !m.is_empty()),
+            peer_map: BTreeMap::from([(options.peer_id.clone(), info)]),
+        }
+    }
+}
+
+/// A monitoring metric.
+#[derive(Serialize)]
+pub(crate) struct Metric {
+    pub(crate) name: String,
+    pub(crate) peer: String,
+    pub(crate) value: String,
+    /// Unix nanoseconds.
+    pub(crate) expire: i64,
+    pub(crate) valid: bool,
+    pub(crate) weight: i64,
+    pub(crate) partitionable: bool,
+    /// Unix nanoseconds.
+    pub(crate) received_at: i64,
+}
+
+/// Who is connected to whom.
+#[derive(Serialize)]
+pub(crate) struct ConnectGraph {
+    pub(crate) cluster_id: String,
+    pub(crate) id_to_peername: BTreeMap<String, String>,
+    pub(crate) ipfs_links: BTreeMap<String, Vec<String>>,
+    pub(crate) cluster_links: BTreeMap<String, Vec<String>>,
+    pub(crate) cluster_trust_links: BTreeMap<String, bool>,
+    pub(crate) cluster_to_ipfs: BTreeMap<String, String>,
+}
+
+/// One key collected by a repo GC, or the error about it. Our collector
+/// reports counts, not keys, so none is built yet.
+#[allow(dead_code)]
+#[derive(Serialize)]
+pub(crate) struct RepoGcKey {
+    pub(crate) key: String,
+    pub(crate) error: String,
+}
+
+/// A peer's repo GC result.
+#[derive(Serialize)]
+pub(crate) struct RepoGc {
+    pub(crate) peer: String,
+    pub(crate) peername: String,
+    pub(crate) keys: Vec<RepoGcKey>,
+    pub(crate) error: String,
+}
+
+/// The repo GC of every peer.
+#[derive(Serialize)]
+pub(crate) struct GlobalRepoGc {
+    pub(crate) peer_map: BTreeMap<String, RepoGc>,
 }

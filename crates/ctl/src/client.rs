@@ -1,0 +1,164 @@
+//! The HTTP side of pincluster-ctl: where the REST API is ([`api_url`]), how
+//! requests authenticate, and how answers and errors are read. Read
+//! [`Client`] first.
+
+use std::io::{BufRead, BufReader};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use multiaddr::{Multiaddr, Protocol};
+use reqwest::blocking::{RequestBuilder, Response};
+use reqwest::Method;
+use serde_json::Value;
+
+/// How a request proves who sends it.
+#[derive(Clone, Debug)]
+pub(crate) enum Auth {
+    None,
+    Basic { user: String, password: String },
+    Bearer(String),
+}
+
+/// A REST API client.
+pub(crate) struct Client {
+    base: String,
+    auth: Auth,
+    http: reqwest::blocking::Client,
+}
+
+/// The base URL of the API from `--host`: a URL, or a multiaddress such as
+/// `/ip4/127.0.0.1/tcp/9094` or `/dns4/example.com/tcp/9094/https`.
+pub(crate) fn api_url(host: &str) -> anyhow::Result<String> {
+    let host = host.trim();
+    if host.starts_with("http://") || host.starts_with("https://") {
+        return Ok(host.trim_end_matches('/').to_string());
+    }
+    let addr: Multiaddr = host.parse().with_context(|| format!("--host {host:?} is neither a URL nor a multiaddress"))?;
+    let mut name = None;
+    let mut port = None;
+    let mut scheme = "http";
+    for part in addr.iter() {
+        match part {
+            Protocol::Ip4(ip) => name = Some(ip.to_string()),
+            Protocol::Ip6(ip) => name = Some(format!("[{ip}]")),
+            Protocol::Dns(n) | Protocol::Dns4(n) | Protocol::Dns6(n) | Protocol::Dnsaddr(n) => name = Some(n.to_string()),
+            Protocol::Tcp(p) => port = Some(p),
+            Protocol::Https | Protocol::Tls => scheme = "https",
+            Protocol::Http => {}
+            other => bail!("--host {host:?}: unsupported part {other} (use /ip4|/ip6|/dns/HOST/tcp/PORT or a URL)"),
+        }
+    }
+    match (name, port) {
+        (Some(name), Some(port)) => Ok(format!("{scheme}://{name}:{port}")),
+        _ => bail!("--host {host:?} needs a host and a /tcp/PORT part"),
+    }
+}
+
+impl Client {
+    pub(crate) fn new(base: String, auth: Auth, timeout: Duration) -> anyhow::Result<Client> {
+        let http = reqwest::blocking::Client::builder()
+            .timeout(timeout)
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Client { base, auth, http })
+    }
+
+    fn request(&self, method: Method, path: &str, query: &[(String, String)]) -> RequestBuilder {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if !query.is_empty() {
+            request = request.query(query);
+        }
+        match &self.auth {
+            Auth::None => request,
+            Auth::Basic { user, password } => request.basic_auth(user, Some(password)),
+            Auth::Bearer(token) => request.bearer_auth(token),
+        }
+    }
+
+    fn send(&self, method: Method, path: &str, query: &[(String, String)], body: Option<&Value>) -> anyhow::Result<Response> {
+        let mut request = self.request(method.clone(), path, query);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().map_err(|e| {
+            let what = if e.is_timeout() { "timed out" } else { "cannot reach" };
+            anyhow::anyhow!("{what} {}{path}: {}", self.base, root_cause(&e))
+        })?;
+        check(response)
+    }
+
+    /// A request whose answer is one JSON value (`Null` for an empty body).
+    pub(crate) fn call(&self, method: Method, path: &str, query: &[(String, String)], body: Option<&Value>) -> anyhow::Result<Value> {
+        let response = self.send(method, path, query, body)?;
+        let text = response.text().context("cannot read the answer")?;
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).with_context(|| format!("the answer is not JSON: {}", first_line(&text)))
+    }
+
+    /// A request whose answer is an NDJSON stream; `each` sees every object as it arrives.
+    pub(crate) fn stream(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+        mut each: impl FnMut(Value) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let response = self.send(method, path, query, None)?;
+        for line in BufReader::new(response).lines() {
+            let line = line.context("the stream was cut off by the server")?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let value = serde_json::from_str(&line).with_context(|| format!("bad stream item: {}", first_line(&line)))?;
+            each(value)?;
+        }
+        Ok(())
+    }
+}
+
+/// Turns an error status into one line: `CODE: message` from the API's error body.
+fn check(response: Response) -> anyhow::Result<Response> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let text = response.text().unwrap_or_default();
+    let message = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| first_line(&text).to_string());
+    if message.is_empty() {
+        bail!("{status}");
+    }
+    bail!("{}: {message}", status.as_u16())
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default().trim()
+}
+
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        assert_eq!(api_url("/ip4/127.0.0.1/tcp/9094").unwrap(), "http://127.0.0.1:9094");
+        assert_eq!(api_url("/ip6/::1/tcp/80").unwrap(), "http://[::1]:80");
+        assert_eq!(api_url("/dns4/example.com/tcp/443/https").unwrap(), "https://example.com:443");
+        assert_eq!(api_url("http://localhost:9094/").unwrap(), "http://localhost:9094");
+        assert!(api_url("/ip4/127.0.0.1").is_err());
+        assert!(api_url("nonsense").is_err());
+        assert!(api_url("/ip4/127.0.0.1/udp/9/quic-v1").is_err());
+    }
+}
