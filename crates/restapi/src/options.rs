@@ -357,6 +357,7 @@ pub(crate) fn parse_allocation_filter(query: &str) -> Result<bool, ApiError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
