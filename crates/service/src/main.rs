@@ -50,6 +50,7 @@ fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = config_dir(cli.config_dir).and_then(|dir| match cli.command {
         Some(Command::Init { force }) => init(&dir, force),
