@@ -15,8 +15,11 @@ deps:
 check-deps:
 	./scripts/check-deps.sh
 
+# Benches are compiled (in the test profile) but never run here: speed is
+# measured by `make bench`, not gated in CI.
 test: deps check-deps build
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --lib --bins --tests --examples
+	$(CARGO) test --workspace --benches --no-run
 
 lint:
 	$(CARGO) fmt --all -- --check
