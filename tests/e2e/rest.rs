@@ -598,7 +598,10 @@ fn health_metrics_and_gc_answer_for_this_peer() {
     assert!(rest.ok("GET", "/health/bandwidth").is_object());
 
     let names = rest.ok("GET", "/monitor/metrics");
-    assert_eq!(names, json!(["ping", "pinqueue", "reposize"]));
+    assert_eq!(names, json!(["freespace", "ping", "pinqueue", "reposize"]));
+    let free = rest.ok("GET", "/monitor/metrics/freespace");
+    let bytes: u64 = free[0]["value"].as_str().unwrap().parse().unwrap();
+    assert!(bytes > 0 && free[0]["weight"].as_i64() == i64::try_from(bytes).ok(), "{free}");
     rest.pin(&cid(70), "");
     let queue = rest.ok("GET", "/monitor/metrics/pinqueue");
     let metric = &queue[0];

@@ -15,7 +15,7 @@ use crate::wire::{self, ConnectGraph, GlobalRepoGc, Metric, RepoGc};
 use crate::Context;
 
 /// The metrics this peer publishes.
-const METRIC_NAMES: [&str; 3] = ["ping", "pinqueue", "reposize"];
+const METRIC_NAMES: [&str; 4] = ["freespace", "ping", "pinqueue", "reposize"];
 /// How long a metric is valid, as Cluster's informers default to.
 const METRIC_TTL: Duration = Duration::from_secs(30);
 
@@ -126,6 +126,14 @@ pub(crate) async fn metrics(ctx: web::Data<Context>, path: web::Path<String>) ->
                 .await
                 .map_err(|e| ApiError::Internal(e.to_string()))??;
             Some((queued.to_string(), -i64::try_from(queued).unwrap_or(i64::MAX)))
+        }
+        "freespace" => {
+            let dir = ctx.options.data_dir.clone();
+            let free = web::block(move || fs2::available_space(&dir))
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+                .map_err(|e| ApiError::Internal(format!("cannot read the free space of the data folder: {e}")))?;
+            Some((free.to_string(), i64::try_from(free).unwrap_or(i64::MAX)))
         }
         "reposize" => {
             let stat = ctx.tracker.repo_stat().await?;

@@ -31,6 +31,8 @@ pub struct RestOptions {
     pub peername: String,
     /// The peer's addresses, each ending in `/p2p/<peer id>`.
     pub addresses: Vec<String>,
+    /// The data folder; the `freespace` metric is the space left on its file system.
+    pub data_dir: std::path::PathBuf,
 }
 
 struct Context {

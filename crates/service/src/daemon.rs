@@ -152,6 +152,7 @@ async fn serve(
                         peer_id: peer_id.clone(),
                         peername: config.cluster.peername.clone(),
                         addresses: delegates.clone(),
+                        data_dir: dir.join("data"),
                     },
                 ),
             ),
