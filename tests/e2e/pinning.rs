@@ -111,14 +111,16 @@ fn an_origin_that_does_not_answer_fails_the_pin_with_a_reason() {
 fn kill_9_mid_pin_resumes_without_refetching() {
     let files = tempfile::tempdir().unwrap();
     let mut origin = Kubo::start();
-    random_file(&files.path().join("big.bin"), 48 * MIB, 2);
+    random_file(&files.path().join("big.bin"), 96 * MIB, 2);
     let cid = origin.add(&files.path().join("big.bin"));
     // Few outstanding wants make the transfer slow enough to interrupt.
     let mut daemon = Daemon::start(node_config(json!({ "ipfs": { "max_outstanding_wants": 1 } })));
     let token = token(&daemon.pinsvc, "alice", "alice-pw");
     post_pin(&daemon, &token, json!({ "cid": cid, "origins": [origin.addrs[0]] }));
-    let progress = eventually(Duration::from_secs(60), "progress while pinning", || {
+    let progress = eventually(Duration::from_secs(90), "progress while pinning", || {
         let body = pin_status(&daemon, &token, &cid);
+        assert_ne!(body["status"], "pinned", "the transfer ended before it could be interrupted: {body}");
+        assert_ne!(body["status"], "failed", "{body}");
         let blocks: u64 = body["info"]["fetched_blocks"].as_str().and_then(|b| b.parse().ok()).unwrap_or(0);
         (body["status"] == "pinning" && blocks >= 8).then_some(blocks)
     });
