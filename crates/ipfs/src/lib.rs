@@ -17,6 +17,7 @@
 //! CIDs are the `cid` 0.11 crate's type, the same one `pincluster-model` re-exports.
 
 mod bitswap;
+mod blockfile;
 mod error;
 mod gc;
 mod node;

@@ -81,7 +81,10 @@ impl Node {
         mut progress: impl FnMut(Progress),
     ) -> Result<DagStats, IpfsError> {
         self.dial_origins(&options.origins).await;
-        let _lookup = self.inner.announces.then(|| AbortOnDrop(tokio::spawn(dial_providers(self.clone(), *cid))));
+        let _lookup = self
+            .inner
+            .announces
+            .then(|| AbortOnDrop(tokio::spawn(dial_providers(self.clone(), *cid))));
         let protection = self.inner.guard.protect();
         let mut walk = Walk {
             node: self,
@@ -91,24 +94,39 @@ impl Node {
             stats: DagStats::default(),
             stack: Vec::new(),
             refs: Vec::new(),
+            fetched: Vec::new(),
             progress: &mut progress,
         };
         walk.run(*cid).await?;
-        let Walk { stats, refs, .. } = walk;
+        let Walk {
+            stats,
+            refs,
+            fetched,
+            ..
+        } = walk;
+        // Every fetched block is on disk before the pin is recorded.
+        crate::blockfile::sync_blocks(&self.inner.repo_path, &fetched).await?;
 
         let root = canonical(cid);
         let store = self.inner.ipfs.repo().data_store();
         match mode {
             PinMode::Recursive => {
                 let refs = futures_util::stream::iter(
-                    refs.into_iter().map(Ok::<Cid, rust_ipfs::refs::IpldRefsError>),
+                    refs.into_iter()
+                        .map(Ok::<Cid, rust_ipfs::refs::IpldRefsError>),
                 )
                 .boxed();
-                store.insert_recursive_pin(&root, refs).await.map_err(IpfsError::store)?;
+                store
+                    .insert_recursive_pin(&root, refs)
+                    .await
+                    .map_err(IpfsError::store)?;
             }
             PinMode::Direct => {
                 if !self.pinned_as(&root, EnginePinMode::Recursive).await {
-                    store.insert_direct_pin(&root).await.map_err(IpfsError::store)?;
+                    store
+                        .insert_direct_pin(&root)
+                        .await
+                        .map_err(IpfsError::store)?;
                 }
             }
         }
@@ -135,7 +153,12 @@ impl Node {
         if !pinned {
             return Ok(());
         }
-        self.inner.ipfs.remove_pin(root).recursive().await.map_err(IpfsError::store)
+        self.inner
+            .ipfs
+            .remove_pin(root)
+            .recursive()
+            .await
+            .map_err(IpfsError::store)
     }
 
     /// Whether the block is in the store. Blocks are found by multihash: a CIDv0 finds the block
@@ -159,7 +182,11 @@ impl Node {
     }
 
     async fn pinned_as(&self, root: &Cid, mode: EnginePinMode) -> bool {
-        self.inner.ipfs.query_pins(vec![*root], Some(mode)).await.is_ok()
+        self.inner
+            .ipfs
+            .query_pins(vec![*root], Some(mode))
+            .await
+            .is_ok()
     }
 
     /// Dials every origin at once; failures are only logged.
@@ -238,6 +265,8 @@ struct Walk<'a, F: FnMut(Progress)> {
     stack: Vec<Cid>,
     /// Every block below the root, for the recursive pin record.
     refs: Vec<Cid>,
+    /// Blocks this walk fetched (written unsynced), to sync before the pin is recorded.
+    fetched: Vec<Cid>,
     progress: &'a mut F,
 }
 
@@ -294,19 +323,17 @@ impl<F: FnMut(Progress)> Walk<'_, F> {
         }
     }
 
-    /// Takes the block from disk when it is there; returns false when it must be fetched.
-    /// Raw blocks are not read (they have no links): only their size is needed.
+    /// Takes the block from disk when it is there (its hash checked); returns false when it must
+    /// be fetched.
     async fn absorb_local(&mut self, cid: &Cid) -> Result<bool, IpfsError> {
         let repo = self.node.inner.ipfs.repo();
-        if cid.codec() == RAW {
-            if !repo.contains(cid).await.map_err(IpfsError::store)? {
-                return Ok(false);
-            }
-            let len = repo.get_blocks_size(&[*cid]).await.map_err(IpfsError::store)?.unwrap_or(0);
-            self.absorb(*cid, len as u64, None, false).await?;
-            return Ok(true);
-        }
-        match repo.get_block_now(cid).await.map_err(IpfsError::store)? {
+        // A block that cannot be read back (e.g. torn by a crash before its pin synced it) is
+        // fetched again; the new copy replaces the file.
+        let block = repo.get_block_now(cid).await.unwrap_or_else(|e| {
+            tracing::warn!(%cid, error = %e, "unreadable block, fetching it again");
+            None
+        });
+        match block {
             Some(block) => {
                 let len = block.data().len() as u64;
                 self.absorb(*cid, len, Some(block), false).await?;
@@ -327,29 +354,38 @@ impl<F: FnMut(Progress)> Walk<'_, F> {
         self.stats.blocks += 1;
         self.stats.bytes += len;
         if fetched {
+            self.fetched.push(cid);
             self.stats.fetched_blocks += 1;
             self.stats.fetched_bytes += len;
         }
         if let Some(max) = self.options.max_dag_size {
             if self.stats.bytes > max {
-                return Err(IpfsError::TooLarge { cid, max_bytes: max });
+                return Err(IpfsError::TooLarge {
+                    cid,
+                    max_bytes: max,
+                });
             }
         }
-        (self.progress)(Progress { blocks: self.stats.blocks, bytes: self.stats.bytes });
+        (self.progress)(Progress {
+            blocks: self.stats.blocks,
+            bytes: self.stats.bytes,
+        });
 
         let Some(block) = block else { return Ok(()) };
         if self.mode == PinMode::Direct || cid.codec() == RAW {
             return Ok(());
         }
         let mut links: Vec<Cid> = Vec::new();
-        block.references(&mut links).map_err(|e| IpfsError::Decode {
-            cid,
-            reason: if e.kind() == std::io::ErrorKind::Unsupported {
-                format!("codec 0x{:x} is not supported", cid.codec())
-            } else {
-                e.to_string()
-            },
-        })?;
+        block
+            .references(&mut links)
+            .map_err(|e| IpfsError::Decode {
+                cid,
+                reason: if e.kind() == std::io::ErrorKind::Unsupported {
+                    format!("codec 0x{:x} is not supported", cid.codec())
+                } else {
+                    e.to_string()
+                },
+            })?;
         drop(block);
         let _shared = self.node.inner.guard.lock.read().await;
         // Reversed so that the first link is visited first.

@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use cid::Cid;
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, oneshot};
 use rust_ipfs::{Block, Ipfs, PeerId, StreamProtocol};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use message::{Message, Want, WireBlock};
@@ -65,10 +65,25 @@ pub(crate) struct Bitswap {
 }
 
 enum Command {
-    Want { cid: Cid, token: u64, reply: oneshot::Sender<Block> },
-    Cancel { key: Key, token: u64 },
-    Stored { key: Key, block: Block, from: PeerId },
-    Presence { peer: PeerId, key: Key, have: bool },
+    Want {
+        cid: Cid,
+        token: u64,
+        reply: oneshot::Sender<Block>,
+    },
+    Cancel {
+        key: Key,
+        token: u64,
+    },
+    Stored {
+        key: Key,
+        block: Block,
+        from: PeerId,
+    },
+    Presence {
+        peer: PeerId,
+        key: Key,
+        have: bool,
+    },
     PeerUp(PeerId),
     PeerDown(PeerId),
     Tick,
@@ -77,6 +92,8 @@ enum Command {
 /// What the engine and the readers share.
 struct Shared {
     ipfs: Ipfs,
+    /// The engine's repo folder (block files are written there directly).
+    repo_path: std::path::PathBuf,
     commands: mpsc::UnboundedSender<Command>,
     /// Wanted multihash -> the CID it is wanted as; readers store only these blocks.
     wanted: Mutex<HashMap<Key, Cid>>,
@@ -96,11 +113,13 @@ impl Bitswap {
     /// the streams accepted by the node's [`InboundBehaviour`].
     pub(crate) async fn start(
         ipfs: Ipfs,
+        repo_path: std::path::PathBuf,
         mut inbound: mpsc::UnboundedReceiver<(PeerId, rust_ipfs::Stream)>,
     ) -> Result<Bitswap, IpfsError> {
         let (commands, receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             ipfs: ipfs.clone(),
+            repo_path,
             commands: commands.clone(),
             wanted: Mutex::default(),
             peers: Mutex::default(),
@@ -126,7 +145,9 @@ impl Bitswap {
                         Command::PeerUp(peer_id)
                     }
                     rust_ipfs::ConnexaSwarmEvent::ConnectionClosed {
-                        peer_id, num_established: 0, ..
+                        peer_id,
+                        num_established: 0,
+                        ..
                     } => Command::PeerDown(peer_id),
                     _ => continue,
                 };
@@ -145,23 +166,44 @@ impl Bitswap {
                 }
             }
         }));
-        let engine = Engine { shared, wants: HashMap::new(), peers: HashSet::new(), best: None };
+        let engine = Engine {
+            shared,
+            wants: HashMap::new(),
+            peers: HashSet::new(),
+            best: None,
+        };
         tasks.push(tokio::spawn(engine.run(receiver)));
-        Ok(Bitswap { commands, next_token: AtomicU64::new(0), tasks: Mutex::new(tasks) })
+        Ok(Bitswap {
+            commands,
+            next_token: AtomicU64::new(0),
+            tasks: Mutex::new(tasks),
+        })
     }
 
     /// Fetches one block from the network; it is hash-checked and on disk when this returns.
     /// Dropping the future withdraws the want.
-    pub(crate) fn fetch(&self, cid: Cid) -> impl std::future::Future<Output = Result<Block, IpfsError>> {
+    pub(crate) fn fetch(
+        &self,
+        cid: Cid,
+    ) -> impl std::future::Future<Output = Result<Block, IpfsError>> {
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = oneshot::channel();
-        let sent = self.commands.send(Command::Want { cid, token, reply }).is_ok();
-        let withdraw =
-            Withdraw { commands: self.commands.clone(), key: cid.hash().to_bytes(), token, armed: sent };
+        let sent = self
+            .commands
+            .send(Command::Want { cid, token, reply })
+            .is_ok();
+        let withdraw = Withdraw {
+            commands: self.commands.clone(),
+            key: cid.hash().to_bytes(),
+            token,
+            armed: sent,
+        };
         async move {
             // Moves the whole guard in (a closure would capture only the field it touches).
             let mut withdraw = withdraw;
-            let result = answer.await.map_err(|_| IpfsError::Store("bitswap engine stopped".into()));
+            let result = answer
+                .await
+                .map_err(|_| IpfsError::Store("bitswap engine stopped".into()));
             withdraw.armed = false;
             result
         }
@@ -169,7 +211,12 @@ impl Bitswap {
 
     /// Stops every task (the node is shutting down).
     pub(crate) fn stop(&self) {
-        for task in self.tasks.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
             task.abort();
         }
     }
@@ -186,7 +233,10 @@ struct Withdraw {
 impl Drop for Withdraw {
     fn drop(&mut self) {
         if self.armed {
-            let _ = self.commands.send(Command::Cancel { key: std::mem::take(&mut self.key), token: self.token });
+            let _ = self.commands.send(Command::Cancel {
+                key: std::mem::take(&mut self.key),
+                token: self.token,
+            });
         }
     }
 }
@@ -223,7 +273,10 @@ impl Shared {
     }
 
     fn forget(&self, peer: &PeerId) {
-        self.peers.lock().unwrap_or_else(PoisonError::into_inner).remove(peer);
+        self.peers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(peer);
     }
 }
 
@@ -324,7 +377,11 @@ async fn read_stream(shared: Arc<Shared>, peer: PeerId, stream: rust_ipfs::Strea
             receive(&shared, peer, block).await;
         }
         for (cid, have) in message.presences {
-            let command = Command::Presence { peer, key: cid.hash().to_bytes(), have };
+            let command = Command::Presence {
+                peer,
+                key: cid.hash().to_bytes(),
+                have,
+            };
             let _ = shared.commands.send(command);
         }
     }
@@ -344,7 +401,10 @@ async fn serve(shared: &Arc<Shared>, peer: PeerId, wants: Vec<Want>) {
         };
         match block {
             Some(block) if !want.have_only => {
-                let wire = WireBlock { prefix: message::prefix_of(&want.cid), data: block.data().to_vec() };
+                let wire = WireBlock {
+                    prefix: message::prefix_of(&want.cid),
+                    data: block.data().to_vec(),
+                };
                 if shared.outbound(peer).blocks.send(wire).await.is_err() {
                     return;
                 }
@@ -355,7 +415,13 @@ async fn serve(shared: &Arc<Shared>, peer: PeerId, wants: Vec<Want>) {
         }
     }
     if !presences.is_empty() {
-        shared.send(peer, Message { presences, ..Message::default() });
+        shared.send(
+            peer,
+            Message {
+                presences,
+                ..Message::default()
+            },
+        );
     }
 }
 
@@ -369,15 +435,29 @@ async fn receive(shared: &Arc<Shared>, peer: PeerId, wire: WireBlock) {
         }
     };
     let key = cid.hash().to_bytes();
-    let wanted = shared.wanted.lock().unwrap_or_else(PoisonError::into_inner).get(&key).copied();
+    let wanted = shared
+        .wanted
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&key)
+        .copied();
     let Some(wanted) = wanted else { return };
     // The hash matches the wanted CID's multihash: the block is stored under the wanted CID.
     let block = Block::new_unchecked(wanted, wire.data);
-    if let Err(e) = shared.ipfs.repo().put_block(&block).await {
-        tracing::warn!(cid = %wanted, error = %e, "cannot store received block");
+    // Written without fsync: the walk syncs a pin's blocks at once before recording the pin.
+    let path = crate::blockfile::block_path(&shared.repo_path, &wanted);
+    let data = block.inner_data().clone();
+    let written =
+        tokio::task::spawn_blocking(move || crate::blockfile::write_unsynced(&path, &data)).await;
+    if !matches!(written, Ok(Ok(()))) {
+        tracing::warn!(cid = %wanted, result = ?written, "cannot store received block");
         return;
     }
-    let _ = shared.commands.send(Command::Stored { key, block, from: peer });
+    let _ = shared.commands.send(Command::Stored {
+        key,
+        block,
+        from: peer,
+    });
 }
 
 /// One wanted block.
@@ -424,7 +504,11 @@ impl Engine {
             state.waiters.push((token, reply));
             return;
         }
-        self.shared.wanted.lock().unwrap_or_else(PoisonError::into_inner).insert(key.clone(), cid);
+        self.shared
+            .wanted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.clone(), cid);
         let state = WantState {
             cid,
             waiters: vec![(token, reply)],
@@ -439,32 +523,65 @@ impl Engine {
 
     /// Asks one peer for the block and every other peer whether it has it.
     fn broadcast(&mut self, key: &Key) {
-        let Some(state) = self.wants.get_mut(key) else { return };
+        let Some(state) = self.wants.get_mut(key) else {
+            return;
+        };
         state.broadcast = Instant::now();
         let target = self
             .best
             .filter(|p| self.peers.contains(p) && !state.dont_haves.contains(p))
-            .or_else(|| self.peers.iter().find(|p| !state.dont_haves.contains(p)).copied());
+            .or_else(|| {
+                self.peers
+                    .iter()
+                    .find(|p| !state.dont_haves.contains(p))
+                    .copied()
+            });
         let cid = state.cid;
         if let Some(peer) = target {
             state.asked = Some((peer, Instant::now()));
         }
         for peer in &self.peers {
             let have_only = Some(*peer) != target;
-            let want = Want { cid, cancel: false, have_only, send_dont_have: true };
-            self.shared.send(*peer, Message { wants: vec![want], ..Message::default() });
+            let want = Want {
+                cid,
+                cancel: false,
+                have_only,
+                send_dont_have: true,
+            };
+            self.shared.send(
+                *peer,
+                Message {
+                    wants: vec![want],
+                    ..Message::default()
+                },
+            );
         }
     }
 
     fn ask_block(&mut self, key: &Key, peer: PeerId) {
-        let Some(state) = self.wants.get_mut(key) else { return };
+        let Some(state) = self.wants.get_mut(key) else {
+            return;
+        };
         state.asked = Some((peer, Instant::now()));
-        let want = Want { cid: state.cid, cancel: false, have_only: false, send_dont_have: true };
-        self.shared.send(peer, Message { wants: vec![want], ..Message::default() });
+        let want = Want {
+            cid: state.cid,
+            cancel: false,
+            have_only: false,
+            send_dont_have: true,
+        };
+        self.shared.send(
+            peer,
+            Message {
+                wants: vec![want],
+                ..Message::default()
+            },
+        );
     }
 
     fn cancel(&mut self, key: Key, token: u64) {
-        let Some(state) = self.wants.get_mut(&key) else { return };
+        let Some(state) = self.wants.get_mut(&key) else {
+            return;
+        };
         state.waiters.retain(|(t, _)| *t != token);
         if state.waiters.is_empty() {
             self.drop_want(&key, None);
@@ -474,10 +591,25 @@ impl Engine {
     /// Forgets a want and tells every peer but `except` to stop sending it.
     fn drop_want(&mut self, key: &Key, except: Option<PeerId>) -> Option<WantState> {
         let state = self.wants.remove(key)?;
-        self.shared.wanted.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
+        self.shared
+            .wanted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
         for peer in self.peers.iter().filter(|p| Some(**p) != except) {
-            let want = Want { cid: state.cid, cancel: true, have_only: false, send_dont_have: false };
-            self.shared.send(*peer, Message { wants: vec![want], ..Message::default() });
+            let want = Want {
+                cid: state.cid,
+                cancel: true,
+                have_only: false,
+                send_dont_have: false,
+            };
+            self.shared.send(
+                *peer,
+                Message {
+                    wants: vec![want],
+                    ..Message::default()
+                },
+            );
         }
         Some(state)
     }
@@ -494,7 +626,9 @@ impl Engine {
 
     fn presence(&mut self, peer: PeerId, key: Key, have: bool) {
         tracing::trace!(%peer, have, "presence");
-        let Some(state) = self.wants.get_mut(&key) else { return };
+        let Some(state) = self.wants.get_mut(&key) else {
+            return;
+        };
         let asked_this = state.asked.map(|(p, _)| p) == Some(peer);
         if have {
             state.dont_haves.remove(&peer);
@@ -528,9 +662,21 @@ impl Engine {
             if !have_only {
                 state.asked = Some((peer, now));
             }
-            wants.push(Want { cid: state.cid, cancel: false, have_only, send_dont_have: true });
+            wants.push(Want {
+                cid: state.cid,
+                cancel: false,
+                have_only,
+                send_dont_have: true,
+            });
         }
-        self.shared.send(peer, Message { wants, full: false, ..Message::default() });
+        self.shared.send(
+            peer,
+            Message {
+                wants,
+                full: false,
+                ..Message::default()
+            },
+        );
     }
 
     fn peer_down(&mut self, peer: PeerId) {
@@ -562,7 +708,9 @@ impl Engine {
 
     /// Asks the next peer known to have the block, or everyone again.
     fn retry(&mut self, key: &Key) {
-        let Some(state) = self.wants.get_mut(key) else { return };
+        let Some(state) = self.wants.get_mut(key) else {
+            return;
+        };
         match state.haves.pop_front() {
             Some(next) => self.ask_block(key, next),
             None => self.broadcast(key),

@@ -1,0 +1,86 @@
+//! Writing fetched blocks into the engine's flat-file block store without one fsync per block,
+//! then making a whole pin's blocks durable at once: [`write_unsynced`], [`sync_blocks`].
+//!
+//! rust-ipfs's own `put_block` serializes every write behind one lock and fsyncs the file and its
+//! folder each time (about 2.3 ms per block here), which capped pins at about half of Kubo's
+//! speed. The files written here use the engine's layout (`<repo>/blockstore/<shard>/<CIDv1>.data`,
+//! the shard being the two characters before the last of the key), so the engine reads, serves,
+//! lists and collects them like its own. A pin is recorded only after [`sync_blocks`] returned.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cid::Cid;
+
+use crate::IpfsError;
+
+/// Parallel fsync tasks per pin.
+const SYNC_TASKS: usize = 8;
+
+/// Where the engine keeps the block of `cid` (by its CIDv1 form, so v0 and v1 share a file).
+pub(crate) fn block_path(repo: &Path, cid: &Cid) -> PathBuf {
+    let key = Cid::new_v1(cid.codec(), *cid.hash()).to_string();
+    let shard = key
+        .get(key.len().saturating_sub(3)..key.len().saturating_sub(1))
+        .unwrap_or("_");
+    repo.join("blockstore")
+        .join(shard)
+        .join(format!("{key}.data"))
+}
+
+/// Writes a block file atomically (temp file, then rename over any previous, possibly torn,
+/// copy) without syncing it.
+pub(crate) fn write_unsynced(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    if let Some(folder) = path.parent() {
+        std::fs::create_dir_all(folder)?;
+    }
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(format!(
+        ".{}.{}.part",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let temp = PathBuf::from(temp);
+    let written = std::fs::File::create(&temp).and_then(|mut file| file.write_all(data));
+    if let Err(e) = written.and_then(|()| std::fs::rename(&temp, path)) {
+        let _ = std::fs::remove_file(&temp);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Makes the files of `cids` and their folders durable, several fsyncs in flight at once.
+pub(crate) async fn sync_blocks(repo: &Path, cids: &[Cid]) -> Result<(), IpfsError> {
+    if cids.is_empty() {
+        return Ok(());
+    }
+    let files: Vec<PathBuf> = cids.iter().map(|cid| block_path(repo, cid)).collect();
+    let folders: BTreeSet<PathBuf> = files
+        .iter()
+        .filter_map(|f| f.parent().map(Path::to_path_buf))
+        .collect();
+    let mut work: Vec<PathBuf> = files;
+    work.extend(folders);
+    let chunk = work.len().div_ceil(SYNC_TASKS).max(1);
+    let tasks: Vec<_> = work
+        .chunks(chunk)
+        .map(|part| {
+            let part = part.to_vec();
+            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                for path in part {
+                    std::fs::File::open(&path)?.sync_all()?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await
+            .map_err(|e| IpfsError::Store(format!("sync task failed: {e}")))?
+            .map_err(|e| IpfsError::Store(format!("cannot sync fetched blocks: {e}")))?;
+    }
+    Ok(())
+}
