@@ -10,6 +10,8 @@
 //!   drops responses when Kubo answers several wants at once (see that module);
 //! - its own DAG walk for pins ([`Node::pin`]): a bounded window of outstanding wants, progress
 //!   reports, a stall timeout and a maximum DAG size; blocks already on disk are not fetched again;
+//! - block writes without one fsync per block (`blockfile`): a pin's fetched blocks are synced
+//!   together, in parallel, before the pin is recorded;
 //! - its own garbage collector ([`Node::gc`]) that compares blocks by multihash (a CIDv0 pin keeps
 //!   the blocks stored under their CIDv1 names) and never removes a block an in-progress pin has
 //!   seen.
