@@ -61,6 +61,14 @@ impl ApiError {
     pub(crate) fn no_pin(requestid: &str) -> ApiError {
         ApiError::NotFound(format!("no pin with request ID {requestid:?}"))
     }
+
+    /// Maps a tracker error of an operation on `requestid`, naming it when absent.
+    pub(crate) fn about(requestid: &str) -> impl FnOnce(TrackerError) -> ApiError + '_ {
+        move |error| match error {
+            TrackerError::NotFound => ApiError::no_pin(requestid),
+            other => ApiError::from(other),
+        }
+    }
 }
 
 impl From<TrackerError> for ApiError {
@@ -83,7 +91,12 @@ impl From<StateError> for ApiError {
         match error {
             StateError::NotFound => ApiError::NotFound("pin not found".into()),
             StateError::Closed => ApiError::Unavailable("the service is shutting down".into()),
-            other => {
+            StateError::Invalid(e) => ApiError::BadRequest(e.to_string()),
+            other @ (StateError::Corrupt { .. }
+            | StateError::NewerSchema { .. }
+            | StateError::InvalidKey(_)
+            | StateError::Encode(_)
+            | StateError::Storage(_)) => {
                 tracing::error!(error = %other, "pinset error");
                 ApiError::Internal(other.to_string())
             }

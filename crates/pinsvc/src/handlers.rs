@@ -87,10 +87,7 @@ pub(crate) async fn replace(
     let requestid = path.into_inner();
     let old = requestid_cid(&requestid)?;
     let pin = PinBody::from_value(body.into_inner())?.into_domain()?;
-    let view = ctx.tracker.replace(&user_name(&user)?, &old, pin).await.map_err(|e| match e {
-        pincluster_tracker::TrackerError::NotFound => ApiError::no_pin(&requestid),
-        other => ApiError::from(other),
-    })?;
+    let view = ctx.tracker.replace(&user_name(&user)?, &old, pin).await.map_err(ApiError::about(&requestid))?;
     Ok(HttpResponse::Accepted().json(PinStatusWire::from_domain(view, &ctx.delegates)))
 }
 
@@ -101,9 +98,6 @@ pub(crate) async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let requestid = path.into_inner();
     let cid = requestid_cid(&requestid)?;
-    ctx.tracker.unpin(&user_name(&user)?, &cid).await.map_err(|e| match e {
-        pincluster_tracker::TrackerError::NotFound => ApiError::no_pin(&requestid),
-        other => ApiError::from(other),
-    })?;
+    ctx.tracker.unpin(&user_name(&user)?, &cid).await.map_err(ApiError::about(&requestid))?;
     Ok(HttpResponse::Accepted().finish())
 }
