@@ -1,6 +1,7 @@
 //! Benchmark of issue 5: pin a random file from a Kubo origin over loopback with our node, and
 //! have a second Kubo peer pin the same file from the same origin; print both times, the ratio
 //! and our peak RSS. Run through `benches/pin-from-kubo.sh` (release build); `MIB` sets the size.
+#![allow(clippy::unwrap_used)] // Unwrap is fine in tests.
 
 #[path = "../tests/common/mod.rs"]
 mod common;

@@ -1,6 +1,7 @@
 //! Interop of our node with real Kubo 0.22 peers over loopback: pin from Kubo, serve to Kubo,
 //! stall timeout, shared blocks and GC, CIDv0/CIDv1. Needs `scripts/setup-test-deps.sh` (the tests
 //! fail with that advice when the venv is missing).
+#![allow(clippy::unwrap_used)] // Unwrap is fine in tests.
 
 mod common;
 

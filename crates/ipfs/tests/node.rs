@@ -1,5 +1,6 @@
 //! The node's own surface, without Kubo: identity, addresses, delegates, bad input, an empty
 //! store.
+#![allow(clippy::unwrap_used)] // Unwrap is fine in tests.
 
 use pincluster_ipfs::{IpfsError, Node, NodeOptions};
 use pincluster_model::Multiaddr;

@@ -349,6 +349,7 @@ fn put_bytes(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Unwrap is fine in tests.
 mod tests {
     use super::*;
 

@@ -1,6 +1,6 @@
 //! Shared helpers of the interop tests: [`KuboPeer`] drives one real Kubo process through
 //! `scripts/kubo_peer.py`; [`start_node`] starts our node on loopback in a temp folder.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
