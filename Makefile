@@ -18,8 +18,8 @@ check-deps:
 # Benches are compiled (in the test profile) but never run here: speed is
 # measured by `make bench`, not gated in CI.
 test: deps check-deps build
-	$(CARGO) test --workspace --lib --bins --tests --examples
 	$(CARGO) test --workspace --benches --no-run
+	./scripts/test-summary.sh $(CARGO) test --workspace --no-fail-fast --lib --bins --tests --examples
 
 lint:
 	$(CARGO) fmt --all -- --check
