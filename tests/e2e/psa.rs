@@ -9,16 +9,6 @@ use std::process::Command;
 use pincluster_tests::*;
 use serde_json::{json, Value};
 
-/// A valid CIDv1 (raw, sha2-256) whose content exists nowhere: it stays
-/// queued or pinning until it fails, which is what these tests need.
-pub fn fake_cid(seed: u64) -> String {
-    let mut digest = [0u8; 32];
-    digest[..8].copy_from_slice(&seed.to_be_bytes());
-    digest[8..16].copy_from_slice(&0x5eed_u64.to_be_bytes());
-    let hash = cid::multihash::Multihash::<64>::wrap(0x12, &digest).expect("multihash");
-    cid::Cid::new_v1(0x55, hash).to_string()
-}
-
 /// A client bound to one user of the PSA.
 struct Psa {
     base: String,
@@ -371,21 +361,12 @@ fn require_tool(path: &std::path::Path, what: &str) {
 
 #[test]
 fn the_official_js_client_drives_every_operation() {
-    let root = repo_root();
-    require_tool(&root.join("tests/js/node_modules/@ipfs-shipyard/pinning-service-client"), "the JS clients");
     let daemon = Daemon::start(test_config(json!({})));
     let token = token(&daemon.pinsvc, "alice", "alice-pw");
     let cids: Vec<String> = (0..31).map(|i| fake_cid(5000 + i)).collect();
-    let output = Command::new("node")
-        .arg(root.join("tests/js/psa-client.mjs"))
-        .args([&daemon.pinsvc, &token, &daemon.peer_id])
-        .args(&cids)
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "JS client failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("all operations passed"), "{stdout}");
+    let mut args = vec![daemon.pinsvc.as_str(), token.as_str(), daemon.peer_id.as_str()];
+    args.extend(cids.iter().map(String::as_str));
+    run_js_client("psa-client.mjs", &args);
 }
 
 #[test]

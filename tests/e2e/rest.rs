@@ -3,21 +3,11 @@
 //! across users, expiry, `pincluster-ctl` and the `@nftstorage/ipfs-cluster`
 //! JS client, all against the real daemon.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use pincluster_tests::*;
+use pincluster_tests::{fake_cid as cid, *};
 use serde_json::{json, Value};
-
-/// A valid CIDv1 (raw, sha2-256) whose content exists nowhere.
-fn cid(seed: u64) -> String {
-    let mut digest = [0u8; 32];
-    digest[..8].copy_from_slice(&seed.to_be_bytes());
-    digest[8..16].copy_from_slice(&0x7e57_u64.to_be_bytes());
-    let hash = cid::multihash::Multihash::<64>::wrap(0x12, &digest).expect("multihash");
-    cid::Cid::new_v1(0x55, hash).to_string()
-}
 
 /// A valid peer ID that is not the daemon's.
 fn other_peer_id() -> String {
@@ -25,10 +15,6 @@ fn other_peer_id() -> String {
     init_dir(dir.path(), &json!({}));
     let identity: Value = serde_json::from_slice(&std::fs::read(dir.path().join("identity.json")).unwrap()).unwrap();
     identity["id"].as_str().unwrap().to_string()
-}
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
 }
 
 /// A raw answer: status, headers we look at, and the body text.
@@ -739,20 +725,10 @@ fn pincluster_ctl_drives_the_api_end_to_end() {
 
 #[test]
 fn the_nftstorage_js_client_drives_every_method_it_has() {
-    let root = repo_root();
-    let module = root.join("tests/js/node_modules/@nftstorage/ipfs-cluster");
-    assert!(module.exists(), "{} is missing: install the JS test clients (make test does)", module.display());
     let daemon = Daemon::start(test_config(json!({})));
     let auth = format!("Basic {}", base64_of("alice:alice-pw"));
-    let output = Command::new("node")
-        .arg(root.join("tests/js/cluster-client.mjs"))
-        .args([&daemon.rest, &auth, &daemon.peer_id, &cid(400), &cid(401), &cid(402)])
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "JS client failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("all operations passed"), "{stdout}");
+    let cids = [cid(400), cid(401), cid(402)];
+    run_js_client("cluster-client.mjs", &[&daemon.rest, &auth, &daemon.peer_id, &cids[0], &cids[1], &cids[2]]);
 }
 
 fn base64_of(text: &str) -> String {

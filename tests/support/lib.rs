@@ -217,6 +217,29 @@ pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> ExitStatus {
     }
 }
 
+/// A valid CIDv1 (raw, sha2-256) whose content exists nowhere: it stays
+/// queued or pinning until it fails, which is what most API tests need.
+pub fn fake_cid(seed: u64) -> String {
+    let mut digest = [0u8; 32];
+    digest[..8].copy_from_slice(&seed.to_be_bytes());
+    digest[8..16].copy_from_slice(&0x5eed_u64.to_be_bytes());
+    let hash = cid::multihash::Multihash::<64>::wrap(0x12, &digest).expect("multihash");
+    cid::Cid::new_v1(0x55, hash).to_string()
+}
+
+/// Runs `tests/js/<script>` with node and `args`; it must exit 0 and print
+/// "all operations passed". Fails clearly when the JS clients are not installed.
+pub fn run_js_client(script: &str, args: &[&str]) {
+    let root = repo_root();
+    let modules = root.join("tests/js/node_modules");
+    assert!(modules.exists(), "{} is missing: run ./scripts/setup-test-deps.sh (make test does)", modules.display());
+    let output = Command::new("node").arg(root.join("tests/js").join(script)).args(args).output().expect("run node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{script} failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("all operations passed"), "{stdout}");
+}
+
 /// An HTTP client with a timeout, so no test can hang on a request.
 pub fn client() -> Client {
     Client::builder().timeout(Duration::from_secs(30)).build().expect("client")
