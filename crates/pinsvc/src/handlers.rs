@@ -48,8 +48,12 @@ pub(crate) async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let query = query::parse(req.query_string())?;
     let user = user_name(&user)?;
-    let context = ctx.clone();
-    let page = blocking(move || Ok(context.tracker.state().list(&user, &query)?)).await?;
+    let page = if query::bounded_by_page(&query) {
+        ctx.tracker.state().list(&user, &query)?
+    } else {
+        let context = ctx.clone();
+        blocking(move || Ok(context.tracker.state().list(&user, &query)?)).await?
+    };
     let results = page.results.into_iter().map(|v| PinStatusWire::from_domain(v, &ctx.delegates)).collect();
     Ok(HttpResponse::Ok().json(PinResultsWire { count: page.count, results }))
 }

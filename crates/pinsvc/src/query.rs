@@ -104,6 +104,17 @@ pub(crate) fn parse(raw: &str) -> Result<Query, ApiError> {
     })
 }
 
+/// Whether answering `query` costs about one small page: counts come from
+/// counters and no filter makes the pinset be scanned. Such queries are
+/// answered on the HTTP worker; the others on the blocking pool.
+pub(crate) fn bounded_by_page(query: &Query) -> bool {
+    query.limit <= 100
+        && query.name.is_none()
+        && query.meta.is_empty()
+        && query.before.is_none()
+        && query.after.is_none()
+}
+
 /// Splits a comma list (already percent-decoded once by the form parser; a
 /// client that encoded twice sends `%2C`, decoded here too).
 fn split_list<'a>(param: &str, value: &'a str) -> Result<Vec<&'a str>, ApiError> {
