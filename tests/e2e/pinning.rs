@@ -113,17 +113,17 @@ fn kill_9_mid_pin_resumes_without_refetching() {
     let mut origin = Kubo::start();
     random_file(&files.path().join("big.bin"), 96 * MIB, 2);
     let cid = origin.add(&files.path().join("big.bin"));
-    // Few outstanding wants make the transfer slow enough to interrupt.
+    // Few outstanding wants make the transfer slower; the kill lands as soon
+    // as blocks are on disk (watched on disk: progress is written once a second).
     let mut daemon = Daemon::start(node_config(json!({ "ipfs": { "max_outstanding_wants": 1 } })));
     let token = token(&daemon.pinsvc, "alice", "alice-pw");
     post_pin(&daemon, &token, json!({ "cid": cid, "origins": [origin.addrs[0]] }));
-    let progress = eventually(Duration::from_secs(90), "progress while pinning", || {
-        let body = pin_status(&daemon, &token, &cid);
-        assert_ne!(body["status"], "pinned", "the transfer ended before it could be interrupted: {body}");
-        assert_ne!(body["status"], "failed", "{body}");
-        let blocks: u64 = body["info"]["fetched_blocks"].as_str().and_then(|b| b.parse().ok()).unwrap_or(0);
-        (body["status"] == "pinning" && blocks >= 8).then_some(blocks)
+    let on_disk = eventually(Duration::from_secs(90), "blocks on disk while pinning", || {
+        let bytes = repo_bytes(daemon.dir());
+        (bytes >= 16 * MIB as u64).then_some(bytes)
     });
+    // Kubo's leaves: 256 KiB of data in a small dag-pb envelope.
+    let progress = on_disk / (256 * 1024 + 14);
     daemon.kill9();
     daemon.spawn();
     let pinned = wait_for_status(&daemon, &token, &cid, "pinned", Duration::from_secs(120));
@@ -137,7 +137,9 @@ fn kill_9_mid_pin_resumes_without_refetching() {
         .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
         .and_then(|n| n.parse().ok())
         .expect("fetched count in log");
-    assert!(fetched + progress <= total + 1, "refetched: total {total}, before kill {progress}, after {fetched}");
+    // A block torn by the kill is fetched again: allow a few.
+    assert!(fetched < total, "everything was fetched again: {fetched} of {total}");
+    assert!(fetched + progress <= total + 4, "refetched: total {total}, on disk before kill {progress}, after {fetched}");
 }
 
 #[test]
