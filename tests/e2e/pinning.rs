@@ -129,8 +129,10 @@ fn kill_9_mid_pin_resumes_without_refetching() {
     let pinned = wait_for_status(&daemon, &token, &cid, "pinned", Duration::from_secs(120));
     let total: u64 = pinned["info"]["fetched_blocks"].as_str().unwrap().parse().unwrap();
     // The restarted daemon logs how many blocks it had to fetch itself.
-    let log = daemon.log();
-    let line = log.lines().filter(|l| l.contains("pinned") && l.contains(&cid)).last().expect("pinned log line").to_string();
+    // The log is read from the daemon's stderr by another thread: wait for the line.
+    let line = eventually(Duration::from_secs(5), "the pinned log line", || {
+        daemon.log().lines().filter(|l| l.contains("pinned") && l.contains("fetched=") && l.contains(&cid)).last().map(String::from)
+    });
     let fetched: u64 = line
         .split("fetched=")
         .nth(1)

@@ -499,7 +499,8 @@ fn expired_pins_are_unpinned_automatically() {
         (peer_status(&info, &daemon.peer_id) == "unpinned").then_some(())
     });
     assert!(IN_PROGRESS.contains(&peer_status(&rest.ok("GET", &format!("/pins/{long}")), &daemon.peer_id)));
-    assert!(daemon.log().contains("unpinned an expired pin"), "{}", daemon.log());
+    // The log is read from the daemon's stderr by another thread: wait for the line.
+    eventually(Duration::from_secs(5), "the expiry log line", || daemon.log().contains("unpinned an expired pin").then_some(()));
 }
 
 #[test]

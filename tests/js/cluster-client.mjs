@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { Cluster } from '@nftstorage/ipfs-cluster'
+import { step } from './step.mjs'
 
 const [url, authorization, peerArg, ...cidArgs] = process.argv.slice(2)
 assert.ok(url && authorization, 'usage: node cluster-client.mjs REST_URL AUTH_HEADER [PEER_ID CID...]')
@@ -29,17 +30,6 @@ function cidOf (text) {
 const seed = String(Date.now())
 const [first, second, unknown] = cidArgs.length >= 3 ? cidArgs : [cidOf(seed + 'a'), cidOf(seed + 'b'), cidOf(seed + 'c')]
 const inProgress = ['pin_queued', 'pinning', 'pinned', 'pin_error']
-
-async function step (name, fn) {
-  try {
-    await fn()
-    console.log(`ok - ${name}`)
-  } catch (error) {
-    console.log(`not ok - ${name}: ${error.stack || error}`)
-    if (error.response) console.log(`  status ${error.response.status}: ${await error.response.text()}`)
-    process.exit(1)
-  }
-}
 
 let peerId = peerArg
 

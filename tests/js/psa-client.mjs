@@ -4,6 +4,7 @@
 // Prints "all operations passed" and exits 0, or exits 1 naming what failed.
 import assert from 'node:assert/strict'
 import { Configuration, RemotePinningServiceClient, Status, TextMatchingStrategy } from '@ipfs-shipyard/pinning-service-client'
+import { step } from './step.mjs'
 
 const [base, token, peerId, ...cids] = process.argv.slice(2)
 assert.ok(cids.length >= 4, 'need at least 4 CIDs')
@@ -13,18 +14,6 @@ const everyStatus = [Status.Queued, Status.Pinning, Status.Pinned, Status.Failed
 
 // This client version throws the fetch Response itself on a non-2xx status.
 const statusOf = e => e?.status ?? e?.response?.status
-
-async function step (name, fn) {
-  try {
-    await fn()
-    console.log(`ok - ${name}`)
-  } catch (error) {
-    console.log(`not ok - ${name}: ${error.stack || error}`)
-    const response = error?.response ?? (error?.status ? error : undefined)
-    if (response) console.log(`  status ${response.status}: ${await response.text()}`)
-    process.exit(1)
-  }
-}
 
 await step('pinsPost creates pin objects (202, queued, requestid = CID)', async () => {
   for (const [i, cid] of cids.entries()) {

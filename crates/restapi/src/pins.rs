@@ -35,6 +35,13 @@ async fn entry(ctx: &web::Data<Context>, cid: Cid) -> Result<Option<ClusterEntry
     blocking(move || Ok(context.tracker.state().cluster_pin(&cid)?)).await
 }
 
+/// The `GlobalPinInfo` of one CID as the caller sees it.
+async fn answer_status(ctx: &web::Data<Context>, user: &Authenticated, cid: Cid) -> Result<HttpResponse, ApiError> {
+    let caller = user_name(user)?;
+    let entry = entry(ctx, cid).await?;
+    Ok(HttpResponse::Ok().json(GlobalPinInfo::from_domain(&cid, entry.as_ref(), Some(&caller), &ctx.options)))
+}
+
 /// `GET /pins`: the status of every pin (or of the `cids` given), as NDJSON.
 pub(crate) async fn status_all(req: HttpRequest, ctx: web::Data<Context>) -> Result<HttpResponse, ApiError> {
     let query = StatusQuery::parse(req.query_string())?;
@@ -78,9 +85,7 @@ pub(crate) async fn status(
 ) -> Result<HttpResponse, ApiError> {
     options::check_local_only(req.query_string())?;
     let cid = path_cid(&path)?;
-    let caller = user_name(&user)?;
-    let entry = entry(&ctx, cid).await?;
-    Ok(HttpResponse::Ok().json(GlobalPinInfo::from_domain(&cid, entry.as_ref(), Some(&caller), &ctx.options)))
+    answer_status(&ctx, &user, cid).await
 }
 
 /// `POST /pins/{cid}`: pins for the authenticated user with the query's options.
@@ -209,10 +214,8 @@ pub(crate) async fn recover(
 ) -> Result<HttpResponse, ApiError> {
     options::check_local_only(req.query_string())?;
     let cid = path_cid(&path)?;
-    let caller = user_name(&user)?;
     ctx.tracker.recover(&cid).await?;
-    let entry = entry(&ctx, cid).await?;
-    Ok(HttpResponse::Ok().json(GlobalPinInfo::from_domain(&cid, entry.as_ref(), Some(&caller), &ctx.options)))
+    answer_status(&ctx, &user, cid).await
 }
 
 /// `POST /pins/recover`: queues every failed pin again; streams those re-queued.
