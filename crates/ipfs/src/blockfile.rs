@@ -54,9 +54,6 @@ pub(crate) fn write_unsynced(path: &Path, data: &[u8]) -> std::io::Result<()> {
 
 /// Makes the files of `cids` and their folders durable, several fsyncs in flight at once.
 pub(crate) async fn sync_blocks(repo: &Path, cids: &[Cid]) -> Result<(), IpfsError> {
-    if cids.is_empty() {
-        return Ok(());
-    }
     let files: Vec<PathBuf> = cids.iter().map(|cid| block_path(repo, cid)).collect();
     let folders: BTreeSet<PathBuf> = files
         .iter()
@@ -64,6 +61,14 @@ pub(crate) async fn sync_blocks(repo: &Path, cids: &[Cid]) -> Result<(), IpfsErr
         .collect();
     let mut work: Vec<PathBuf> = files;
     work.extend(folders);
+    sync_paths(work).await
+}
+
+/// Syncs every file or folder of `work`, several fsyncs in flight at once.
+pub(crate) async fn sync_paths(work: Vec<PathBuf>) -> Result<(), IpfsError> {
+    if work.is_empty() {
+        return Ok(());
+    }
     let chunk = work.len().div_ceil(SYNC_TASKS).max(1);
     let tasks: Vec<_> = work
         .chunks(chunk)
@@ -80,7 +85,7 @@ pub(crate) async fn sync_blocks(repo: &Path, cids: &[Cid]) -> Result<(), IpfsErr
     for task in tasks {
         task.await
             .map_err(|e| IpfsError::Store(format!("sync task failed: {e}")))?
-            .map_err(|e| IpfsError::Store(format!("cannot sync fetched blocks: {e}")))?;
+            .map_err(|e| IpfsError::Store(format!("cannot sync written blocks: {e}")))?;
     }
     Ok(())
 }

@@ -40,6 +40,19 @@ pub enum IpfsError {
     /// A block arrived but its content cannot be decoded for its links.
     #[error("block {cid} cannot be decoded: {reason}")]
     Decode { cid: Cid, reason: String },
+    /// Import options out of range (chunk size, CID version).
+    #[error("invalid import options: {0}")]
+    InvalidOptions(String),
+    /// A file or directory path of an import is not acceptable.
+    #[error("invalid import path {path:?}: {reason}")]
+    InvalidPath { path: String, reason: String },
+    /// An import was used out of order or its directory tree could not be built.
+    #[error("import failed: {0}")]
+    Import(String),
+    /// A CAR stream is malformed, truncated, too large or has a block that does not match its
+    /// CID.
+    #[error("invalid CAR: {0}")]
+    Car(String),
     /// The block store or pin store failed.
     #[error("block store error: {0}")]
     Store(String),

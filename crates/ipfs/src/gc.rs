@@ -43,13 +43,17 @@ pub(crate) type HashSetShared = Arc<Mutex<HashSet<Vec<u8>>>>;
 #[derive(Default)]
 pub(crate) struct Guard {
     pub(crate) lock: tokio::sync::RwLock<()>,
-    walks: Mutex<HashMap<u64, HashSetShared>>,
+    walks: Walks,
     next_id: AtomicU64,
 }
 
+/// The mark sets of every walk or import in progress, by id.
+type Walks = Arc<Mutex<HashMap<u64, HashSetShared>>>;
+
 impl Guard {
-    /// Registers a walk; its marks last until the returned value is dropped.
-    pub(crate) fn protect(&self) -> Protection<'_> {
+    /// Registers a walk or an import; its marks last until the returned value is dropped (it
+    /// does not borrow the guard, so an import can hand it to its caller).
+    pub(crate) fn protect(&self) -> Protection {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let set = HashSetShared::default();
         self.walks
@@ -57,7 +61,7 @@ impl Guard {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id, set.clone());
         Protection {
-            guard: self,
+            walks: self.walks.clone(),
             id,
             set,
         }
@@ -73,14 +77,15 @@ impl Guard {
     }
 }
 
-/// One walk's marks; removed from the [`Guard`] on drop (success, failure or cancellation).
-pub(crate) struct Protection<'a> {
-    guard: &'a Guard,
+/// One walk's (or import's) marks; removed from the [`Guard`] on drop (success, failure or
+/// cancellation).
+pub(crate) struct Protection {
+    walks: Walks,
     id: u64,
     set: HashSetShared,
 }
 
-impl Protection<'_> {
+impl Protection {
     /// Marks a block; returns false when it was already marked by this walk.
     /// Call with `Guard::lock` held for reading.
     pub(crate) fn mark(&self, cid: &Cid) -> bool {
@@ -91,10 +96,9 @@ impl Protection<'_> {
     }
 }
 
-impl Drop for Protection<'_> {
+impl Drop for Protection {
     fn drop(&mut self) {
-        self.guard
-            .walks
+        self.walks
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&self.id);
@@ -103,9 +107,15 @@ impl Drop for Protection<'_> {
 
 impl Node {
     /// Removes every block that no pin reaches (recursive pins reach their whole DAG, direct pins
-    /// their root) and that no pin in progress has seen. Blocks shared by several pins stay while
-    /// any of them remains. Pins in progress wait while a collection runs.
-    pub async fn gc(&self) -> Result<GcStats, IpfsError> {
+    /// their root), that no pin or import in progress has seen, and that is not reachable
+    /// *locally* from `extra_roots`. Blocks shared by several pins stay while any of them remains.
+    /// Pins in progress wait while a collection runs.
+    ///
+    /// `extra_roots` are the pins the caller has recorded but not finished (queued, pinning,
+    /// failed): their DAGs are walked through the blocks on disk only (nothing is fetched), so an
+    /// imported DAG whose pin is still queued is kept whole. A missing block ends that branch; a
+    /// block that cannot be decoded is kept, its links unknown.
+    pub async fn gc(&self, extra_roots: &[Cid]) -> Result<GcStats, IpfsError> {
         let guard = &self.inner.guard;
         let _exclusive = guard.lock.write().await;
         let repo = self.inner.ipfs.repo();
@@ -116,6 +126,7 @@ impl Node {
             let (cid, _) = pin.map_err(IpfsError::store)?;
             live.insert(cid.hash().to_bytes());
         }
+        self.mark_local_dags(extra_roots, &mut live).await;
 
         let mut doomed: Vec<Cid> = Vec::new();
         let mut blocks = repo.list_blocks().await;
@@ -149,6 +160,43 @@ impl Node {
             "gc done"
         );
         Ok(stats)
+    }
+
+    /// Adds to `live` every block reachable from `roots` through blocks on disk (depth first,
+    /// each block read once).
+    async fn mark_local_dags(&self, roots: &[Cid], live: &mut HashSet<Vec<u8>>) {
+        let repo = self.inner.ipfs.repo();
+        let mut seen: HashSet<Vec<u8>> = HashSet::new();
+        let mut stack: Vec<Cid> = Vec::new();
+        for root in roots {
+            if seen.insert(root.hash().to_bytes()) {
+                stack.push(*root);
+            }
+        }
+        while let Some(cid) = stack.pop() {
+            live.insert(cid.hash().to_bytes());
+            if cid.codec() == crate::walk::RAW {
+                continue;
+            }
+            let block = match repo.get_block_now(&cid).await {
+                Ok(Some(block)) => block,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(%cid, error = %e, "gc cannot read a block of an unfinished pin");
+                    continue;
+                }
+            };
+            let mut links: Vec<Cid> = Vec::new();
+            if let Err(e) = block.references(&mut links) {
+                tracing::warn!(%cid, error = %e, "gc cannot decode a block of an unfinished pin");
+                continue;
+            }
+            for link in links {
+                if seen.insert(link.hash().to_bytes()) {
+                    stack.push(link);
+                }
+            }
+        }
     }
 
     /// Counts the blocks in the store and their total size.

@@ -13,19 +13,27 @@
 //! - block writes without one fsync per block (`blockfile`): a pin's fetched blocks are synced
 //!   together, in parallel, before the pin is recorded;
 //! - its own garbage collector ([`Node::gc`]) that compares blocks by multihash (a CIDv0 pin keeps
-//!   the blocks stored under their CIDv1 names) and never removes a block an in-progress pin has
-//!   seen.
+//!   the blocks stored under their CIDv1 names) and never removes a block an in-progress pin or
+//!   import has seen, nor the local DAGs of the extra roots it is given;
+//! - UnixFS import ([`Node::importer`], Kubo's CIDs for the same file and options) and CAR import
+//!   ([`Node::car_importer`], every block hash-checked) for `/add`.
 //!
 //! CIDs are the `cid` 0.11 crate's type, the same one `pincluster-model` re-exports.
 
 mod bitswap;
 mod blockfile;
+mod car;
 mod error;
 mod gc;
+mod import;
 mod node;
+mod sink;
 mod walk;
 
+pub use car::{CarImporter, MAX_CAR_BLOCK};
 pub use error::IpfsError;
 pub use gc::{GcStats, RepoStat};
+pub use import::{AddedEntry, ImportOptions, Imported, Importer, MAX_CHUNK_SIZE};
 pub use node::{Node, NodeOptions};
+pub use sink::ImportProtection;
 pub use walk::{DagStats, FetchOptions};

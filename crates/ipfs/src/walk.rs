@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use crate::gc::Protection;
 use crate::{IpfsError, Node};
 
-const RAW: u64 = 0x55;
+pub(crate) const RAW: u64 = 0x55;
 const DAG_PB: u64 = 0x70;
 const DAG_CBOR: u64 = 0x71;
 const DAG_JSON: u64 = 0x0129;
@@ -257,7 +257,7 @@ fn canonical(cid: &Cid) -> Cid {
 /// The state of one pin's walk.
 struct Walk<'a, F: FnMut(Progress)> {
     node: &'a Node,
-    protection: &'a Protection<'a>,
+    protection: &'a Protection,
     mode: PinMode,
     options: &'a FetchOptions,
     stats: DagStats,

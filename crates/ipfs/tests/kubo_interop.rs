@@ -207,13 +207,13 @@ async fn shared_blocks_survive_gc_until_the_last_pin_goes() {
     assert_eq!(node.repo_stat().await.unwrap().blocks, 14);
 
     // Nothing unpinned yet: GC keeps everything.
-    assert_eq!(node.gc().await.unwrap().removed_blocks, 0);
+    assert_eq!(node.gc(&[]).await.unwrap().removed_blocks, 0);
 
     // Unpin A (as CIDv1, pinned as CIDv0): its 5 own blocks go, B is still whole.
     node.unpin(&Cid::new_v1(cid_a.codec(), *cid_a.hash()))
         .await
         .unwrap();
-    let gc = node.gc().await.unwrap();
+    let gc = node.gc(&[]).await.unwrap();
     assert_eq!(gc.removed_blocks, 5, "{gc:?}");
     assert!(!node.has_block(&cid_a).await.unwrap());
     let out = dir.path().join("b-out.bin");
@@ -226,7 +226,7 @@ async fn shared_blocks_survive_gc_until_the_last_pin_goes() {
     // Unpin B: everything goes. Unpinning twice is fine.
     node.unpin(&cid_b).await.unwrap();
     node.unpin(&cid_b).await.unwrap();
-    let gc = node.gc().await.unwrap();
+    let gc = node.gc(&[]).await.unwrap();
     assert_eq!(gc.removed_blocks, 9, "{gc:?}");
     let stat = node.repo_stat().await.unwrap();
     assert_eq!((stat.blocks, stat.bytes), (0, 0));
@@ -273,7 +273,7 @@ async fn direct_pins_and_size_limit() {
 
     // Unpinned blocks go at the next collection.
     node.unpin(&cid).await.unwrap();
-    assert_eq!(node.gc().await.unwrap().removed_blocks, 9);
+    assert_eq!(node.gc(&[]).await.unwrap().removed_blocks, 9);
     assert_eq!(node.repo_stat().await.unwrap().blocks, 0);
 
     let direct = node
@@ -281,7 +281,7 @@ async fn direct_pins_and_size_limit() {
         .await
         .unwrap();
     assert_eq!(direct.blocks, 1);
-    assert_eq!(node.gc().await.unwrap().removed_blocks, 0);
+    assert_eq!(node.gc(&[]).await.unwrap().removed_blocks, 0);
     assert_eq!(node.repo_stat().await.unwrap().blocks, 1);
     assert!(node.has_block(&cid).await.unwrap());
     node.shutdown().await;

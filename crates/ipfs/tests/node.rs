@@ -50,7 +50,7 @@ async fn identity_addresses_and_delegates() {
 
     let stat = node.repo_stat().await.unwrap();
     assert_eq!((stat.blocks, stat.bytes), (0, 0));
-    assert_eq!(node.gc().await.unwrap().removed_blocks, 0);
+    assert_eq!(node.gc(&[]).await.unwrap().removed_blocks, 0);
     node.shutdown().await;
 }
 
