@@ -167,9 +167,9 @@ impl CarImporter {
                     if data_offset < self.offset {
                         return Err(self.error("CAR v2 data offset points into its header"));
                     }
-                    let payload_end = data_offset.checked_add(data_size).ok_or_else(|| {
-                        self.error("CAR v2 data offset and size overflow")
-                    })?;
+                    let payload_end = data_offset
+                        .checked_add(data_size)
+                        .ok_or_else(|| self.error("CAR v2 data offset and size overflow"))?;
                     self.state = State::V2Skip {
                         until: data_offset,
                         payload_end,

@@ -222,7 +222,9 @@ impl Importer {
     /// Ends the current file and returns its entry (Kubo prints one line per file as it ends).
     pub async fn finish_file(&mut self) -> Result<AddedEntry, IpfsError> {
         let Some(mut open) = self.current.take() else {
-            return Err(IpfsError::Import("finish_file without start_file".to_string()));
+            return Err(IpfsError::Import(
+                "finish_file without start_file".to_string(),
+            ));
         };
         for (cid, block) in open.adder.finish() {
             open.size += block.len() as u64;
@@ -330,6 +332,8 @@ impl Importer {
                 });
             }
         }
+        // The builder emits siblings in reverse; Kubo lists them by name.
+        entries.sort_by(|a, b| kubo_order(&a.name, &b.name));
         let roots: Vec<Cid> = match &wrapper {
             Some(wrapper) => vec![wrapper.cid],
             None => self
@@ -348,6 +352,23 @@ impl Importer {
             bytes,
             protection,
         })
+    }
+}
+
+/// Kubo's order of directory lines: post-order (a directory after everything inside it),
+/// siblings by name (byte order).
+fn kubo_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let mut left = a.split('/');
+    let mut right = b.split('/');
+    loop {
+        match (left.next(), right.next()) {
+            (Some(x), Some(y)) if x == y => continue,
+            (Some(x), Some(y)) => return x.as_bytes().cmp(y.as_bytes()),
+            // `a` is inside `b`: it comes first.
+            (Some(_), None) => return std::cmp::Ordering::Less,
+            (None, Some(_)) => return std::cmp::Ordering::Greater,
+            (None, None) => return std::cmp::Ordering::Equal,
+        }
     }
 }
 
