@@ -477,6 +477,29 @@ async fn import_from_a_current_thread_runtime_then_pin_locally() {
     node.shutdown().await;
 }
 
+fn assert_send<T: Send>(_: &T) {}
+
+/// The importers and their futures are `Send`, so callers can run them on spawned tasks.
+#[tokio::test]
+async fn importers_and_their_futures_are_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path(), 40).await;
+    let mut importer = node.importer(ImportOptions::default()).unwrap();
+    importer.start_file("a").unwrap();
+    assert_send(&importer.write(b"a"));
+    let mut car = node.car_importer();
+    assert_send(&car.write(b""));
+    assert_send(&car);
+    let task = tokio::spawn(async move {
+        importer.finish_file().await.unwrap();
+        importer.finish().await.unwrap()
+    });
+    let imported = task.await.unwrap();
+    assert_send(&imported);
+    assert_eq!(imported.roots.len(), 1);
+    node.shutdown().await;
+}
+
 /// Bad options, bad paths and misuse are errors, never panics.
 #[tokio::test]
 async fn bad_import_input_is_refused() {
