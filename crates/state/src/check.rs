@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use pincluster_model::{PinStatus, Timestamp};
+use pincluster_model::PinStatus;
 
 use crate::keys::{self, Tag};
 use crate::read;
@@ -52,6 +52,7 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
     let mut cluster_tally = [0u64; 4];
     let mut user_tally: HashMap<Vec<u8>, [u64; 4]> = HashMap::new();
 
+    // Cluster records, with their holders' listing records.
     for item in entries(db, Tag::Cluster) {
         let (key, value) = item?;
         let show = keys::display(&key);
@@ -72,9 +73,34 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
         if db.get(keys::cluster_status(status, &cid))?.is_none() {
             report.problem(format!("{cid}: no status index entry for {status}"));
         }
-        let holders = db.scan_prefix(keys::holder_prefix(&cid)?).count() as u64;
-        if holders != u64::from(rec.holders) || holders == 0 {
-            report.problem(format!("{cid}: record says {} holders, index has {holders}", rec.holders));
+        if rec.holders.is_empty() {
+            report.problem(format!("{cid}: cluster record without holders"));
+        }
+        for (user, created) in &rec.holders {
+            let record_key = keys::record(user, *created)?;
+            let record = db.get(&record_key)?;
+            let view = match record.as_deref().map(|bytes| records::decode_listing(&record_key, bytes)) {
+                Some(Ok(view)) => view,
+                Some(Err(error)) => {
+                    report.problem(error.to_string());
+                    continue;
+                }
+                None => {
+                    report.problem(format!("{user}/{cid}: holder without a listing record"));
+                    continue;
+                }
+            };
+            if view.user.cid != cid {
+                report.problem(format!("{user}/{cid}: the holder's listing record is of {}", view.user.cid));
+                continue;
+            }
+            if view.cluster != rec.pin {
+                report.problem(format!("{user}/{cid}: copy of the cluster record is stale"));
+            }
+            user_tally.entry(user.as_str().as_bytes().to_vec()).or_default()[usize::from(status.code())] += 1;
+            if db.get(keys::by_status(user, status, *created)?)? != record {
+                report.problem(format!("{user}/{cid}: status entry {status} differs from the listing record"));
+            }
         }
     }
     for item in entries(db, Tag::ClusterStatus) {
@@ -97,7 +123,7 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
         }
     }
 
-    // Listing records: the user's pin objects, with their index entries.
+    // Listing records: each must be its CID's holder entry, with its name entry.
     for item in entries(db, Tag::Record) {
         let (key, value) = item?;
         let show = keys::display(&key);
@@ -114,84 +140,64 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
             }
         };
         report.user_pins += 1;
-        let (pin, copy) = (&view.user, &view.cluster);
+        let pin = &view.user;
         let cid = pin.cid;
         if pin.created != created {
             report.problem(format!("{show}: created {} in the record", pin.created.0));
         }
-        let cid_bytes = cid.to_bytes();
-        let points_here = |value: Option<sled::IVec>| value.is_some_and(|v| v.as_ref() == cid_bytes.as_slice());
-        if !points_here(db.get(keys::by_created(&user, created)?)?) {
-            report.problem(format!("{user}/{cid}: missing creation index entry"));
-        }
         if let Some(name) = &pin.name {
-            if !points_here(db.get(keys::by_name(&user, name, created)?)?) {
+            let entry = db.get(keys::by_name(&user, name, created)?)?;
+            if !entry.is_some_and(|v| v.as_ref() == cid.to_bytes().as_slice()) {
                 report.problem(format!("{user}/{cid}: missing name index entry"));
             }
         }
-        let holder = db.get(keys::holder(&cid, &user)?)?;
-        if holder.as_deref().and_then(keys::decode_u64) != Some(created.0) {
-            report.problem(format!("{user}/{cid}: missing or wrong holder entry"));
-        }
         match read::cluster(db, &cid) {
-            Ok(Some(rec)) => {
-                if rec.pin != *copy {
-                    report.problem(format!("{user}/{cid}: copy of the cluster record is stale"));
-                }
-                let status = rec.pin.status;
-                user_tally.entry(user.as_str().as_bytes().to_vec()).or_default()[usize::from(status.code())] += 1;
-                if !points_here(db.get(keys::by_status(&user, status, created)?)?) {
-                    report.problem(format!("{user}/{cid}: missing status index entry {status}"));
-                }
-            }
-            _ => report.problem(format!("{user}/{cid}: no readable cluster record")),
+            Ok(Some(rec)) if rec.holder(&user) == Some(created) => {}
+            Ok(_) => report.problem(format!("{user}/{cid}: the cluster record does not list this pin")),
+            Err(error) => report.problem(error.to_string()),
         }
     }
 
-    // Index entries must lead to a listing record that agrees.
-    for tag in [Tag::ByCreated, Tag::ByStatus, Tag::ByName] {
+    // Status and name entries must lead to a listing record that agrees.
+    for tag in [Tag::ByStatus, Tag::ByName] {
         for item in entries(db, tag) {
             let (key, value) = item?;
             let show = keys::display(&key);
             let user = split_user(&key).and_then(|(user, _)| keys::decode_user(user));
-            let created = keys::trailing_created(&key);
-            let cid = keys::decode_cid(&value);
-            let (Some(user), Some(created), Some(cid)) = (user, created, cid) else {
+            let (Some(user), Some(created)) = (user, keys::trailing_created(&key)) else {
                 report.problem(format!("{show}: malformed index entry"));
+                continue;
+            };
+            let cid = match tag {
+                Tag::ByStatus => match records::decode_listing(&key, &value) {
+                    Ok(view) => {
+                        if status_byte(&key) != Some(view.cluster.status) {
+                            report.problem(format!("{show}: status entry disagrees with its record"));
+                        }
+                        if db.get(keys::record(&user, created)?)?.is_none_or(|r| r != value) {
+                            report.problem(format!("{show}: status entry differs from the listing record"));
+                        }
+                        Some(view.user.cid)
+                    }
+                    Err(error) => {
+                        report.problem(error.to_string());
+                        continue;
+                    }
+                },
+                _ => keys::decode_cid(&value),
+            };
+            let Some(cid) = cid else {
+                report.problem(format!("{show}: malformed CID"));
                 continue;
             };
             match read::listing(db, &user, created, Some(&cid)) {
                 Ok(Some(view)) => {
-                    if tag == Tag::ByStatus && status_byte(&key) != Some(view.cluster.status) {
-                        report.problem(format!("{show}: status index entry disagrees with the record"));
-                    }
                     if tag == Tag::ByName && !name_matches(&key, view.user.name.as_deref()) {
                         report.problem(format!("{show}: name index entry disagrees with the record"));
                     }
                 }
                 _ => report.problem(format!("{show}: index entry without a matching user pin")),
             }
-        }
-    }
-    for item in entries(db, Tag::Holder) {
-        let (key, value) = item?;
-        let show = keys::display(&key);
-        let parsed = key
-            .get(1..)
-            .and_then(keys::split_short)
-            .and_then(|(cid, user)| Some((keys::decode_cid(cid)?, keys::decode_user(user)?)));
-        let Some((cid, user)) = parsed else {
-            report.problem(format!("{show}: malformed holder key"));
-            continue;
-        };
-        let Some(created) = keys::decode_u64(&value).map(Timestamp) else {
-            report.problem(format!("{show}: created is not 8 bytes"));
-            continue;
-        };
-        match read::listing(db, &user, created, Some(&cid)) {
-            Ok(Some(_)) => {}
-            Ok(None) => report.problem(format!("{show}: holder entry without a matching user pin")),
-            Err(error) => report.problem(error.to_string()),
         }
     }
     for item in entries(db, Tag::UserCount) {
@@ -235,4 +241,3 @@ fn name_matches(key: &[u8], name: Option<&str>) -> bool {
     expected.extend_from_slice(folded.as_bytes());
     rest.len() == expected.len() + 8 && rest.starts_with(&expected)
 }
-

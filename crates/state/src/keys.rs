@@ -18,21 +18,18 @@ pub(crate) const SCHEMA_KEY: &[u8] = b"\x00schema";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum Tag {
-    /// `c | cid` → cluster record.
+    /// `c | cid` → cluster record, with every holder and the `created` of
+    /// their pin (which locates their listing record).
     Cluster = b'c',
     /// `q | status | cid` → empty: cluster pins by status.
     ClusterStatus = b'q',
     /// `k | status` → `u64`: number of cluster pins in that status.
     ClusterCount = b'k',
-    /// `h | len(cid) | cid | user` → created `u64`: who holds a CID, and
-    /// where a user's pin of a CID is.
-    Holder = b'h',
     /// `r | len(user) | user | !created` → listing record: a user's pin with a
     /// copy of its cluster record, newest first.
     Record = b'r',
-    /// `t | len(user) | user | !created` → cid: a user's pins, newest first.
-    ByCreated = b't',
-    /// `s | len(user) | user | status | !created` → cid: a user's pins by status.
+    /// `s | len(user) | user | status | !created` → the same listing record:
+    /// a user's pins by cluster status, newest first.
     ByStatus = b's',
     /// `n | len(user) | user | len16(lowercase name) | name | !created` → cid.
     ByName = b'n',
@@ -42,8 +39,8 @@ pub(crate) enum Tag {
 
 /// Appends a byte string with a one-byte length prefix.
 fn push_short(key: &mut Vec<u8>, part: &[u8]) -> Result<(), StateError> {
-    let len = u8::try_from(part.len())
-        .map_err(|_| StateError::invalid_key("a user name or CID is longer than 255 bytes"))?;
+    let len =
+        u8::try_from(part.len()).map_err(|_| StateError::invalid_key("a user name or CID is longer than 255 bytes"))?;
     key.push(len);
     key.extend_from_slice(part);
     Ok(())
@@ -77,24 +74,6 @@ pub(crate) fn cluster_count(status: PinStatus) -> Vec<u8> {
     vec![Tag::ClusterCount as u8, status.code()]
 }
 
-pub(crate) fn holder_prefix(cid: &Cid) -> Result<Vec<u8>, StateError> {
-    let mut key = vec![Tag::Holder as u8];
-    push_short(&mut key, &cid.to_bytes())?;
-    Ok(key)
-}
-
-pub(crate) fn holder(cid: &Cid, user: &UserName) -> Result<Vec<u8>, StateError> {
-    let mut key = holder_prefix(cid)?;
-    key.extend_from_slice(user.as_str().as_bytes());
-    Ok(key)
-}
-
-pub(crate) fn by_created(user: &UserName, created: Timestamp) -> Result<Vec<u8>, StateError> {
-    let mut key = user_prefix(Tag::ByCreated, user)?;
-    key.extend_from_slice(&invert(created));
-    Ok(key)
-}
-
 pub(crate) fn record(user: &UserName, created: Timestamp) -> Result<Vec<u8>, StateError> {
     let mut key = user_prefix(Tag::Record, user)?;
     key.extend_from_slice(&invert(created));
@@ -107,11 +86,7 @@ pub(crate) fn by_status_prefix(user: &UserName, status: PinStatus) -> Result<Vec
     Ok(key)
 }
 
-pub(crate) fn by_status(
-    user: &UserName,
-    status: PinStatus,
-    created: Timestamp,
-) -> Result<Vec<u8>, StateError> {
+pub(crate) fn by_status(user: &UserName, status: PinStatus, created: Timestamp) -> Result<Vec<u8>, StateError> {
     let mut key = by_status_prefix(user, status)?;
     key.extend_from_slice(&invert(created));
     Ok(key)
@@ -125,8 +100,8 @@ pub(crate) fn fold_name(name: &str) -> String {
 
 pub(crate) fn by_name_prefix(user: &UserName, folded: &str) -> Result<Vec<u8>, StateError> {
     let mut key = user_prefix(Tag::ByName, user)?;
-    let len = u16::try_from(folded.len())
-        .map_err(|_| StateError::invalid_key("a pin name is longer than 65535 bytes"))?;
+    let len =
+        u16::try_from(folded.len()).map_err(|_| StateError::invalid_key("a pin name is longer than 65535 bytes"))?;
     key.extend_from_slice(&len.to_be_bytes());
     key.extend_from_slice(folded.as_bytes());
     Ok(key)
@@ -187,9 +162,7 @@ pub(crate) fn decode_u64(bytes: &[u8]) -> Option<u64> {
 
 /// A printable form of a key for error messages.
 pub(crate) fn display(key: &[u8]) -> String {
-    key.iter()
-        .map(|b| if b.is_ascii_graphic() { char::from(*b).to_string() } else { format!("\\x{b:02x}") })
-        .collect()
+    key.iter().map(|b| if b.is_ascii_graphic() { char::from(*b).to_string() } else { format!("\\x{b:02x}") }).collect()
 }
 
 #[cfg(test)]
@@ -201,8 +174,8 @@ mod tests {
     fn user_prefixes_do_not_overlap() {
         let a = UserName::new("ab").unwrap();
         let b = UserName::new("abc").unwrap();
-        let pa = user_prefix(Tag::ByCreated, &a).unwrap();
-        let kb = by_created(&b, Timestamp(1)).unwrap();
+        let pa = user_prefix(Tag::Record, &a).unwrap();
+        let kb = record(&b, Timestamp(1)).unwrap();
         assert!(!kb.starts_with(&pa));
     }
 

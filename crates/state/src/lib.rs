@@ -33,13 +33,11 @@
 //! | key | value | purpose |
 //! |-----|-------|---------|
 //! | `\0schema` | `u32` BE | schema version ([`SCHEMA_VERSION`]) |
-//! | `c` cid | cluster record | one per pinned CID |
+//! | `c` cid | cluster record | one per pinned CID, listing every holder with the `created` of their pin |
 //! | `q` status cid | empty | cluster pins by status ([`Pinset::cluster_pins`]) |
 //! | `k` status | `u64` BE | cluster pins per status ([`Pinset::cluster_count`]) |
-//! | `h` len cid user | created `u64` BE | the holders of a CID; finds a user's pin by CID |
 //! | `r` len user !created | listing record | a user's pin object with a copy of its cluster record, newest first |
-//! | `t` len user !created | cid | a user's pins, newest first |
-//! | `s` len user status !created | cid | a user's pins by cluster status |
+//! | `s` len user status !created | listing record | the same record, by cluster status |
 //! | `n` len user len16 lowercase(name) !created | cid | a user's pins by name |
 //! | `m` len user status | `u64` BE | a user's pins per status |
 //!
@@ -47,24 +45,36 @@
 //! one-byte format version (see `records.rs`); the domain types are never
 //! stored directly.
 //!
+//! A new pin costs five keys (`c`, `q`, `r`, `s`, `n`; counters are written
+//! once per group commit): sled's work per key is most of a write's cost.
 //! The user's pin object lives in the `r` keyspace, ordered by time, together
-//! with a copy of the CID's cluster record: the records of a page are then
-//! neighbours rather than a thousand random lookups, so its cost hardly
-//! depends on how large the pinset is. The indexes, including `t`, hold only
-//! the CID: sled walks small entries much faster than large ones, so a page
-//! walks an index and reads each record by its key. The copy
-//! is rewritten for every holder, in the same batch, whenever the cluster
-//! record changes (found through `h`), so it never disagrees with `c`.
+//! with a copy of the CID's cluster record, and the same record is stored in
+//! the `s` range of its status: a page of the default listing or of a status
+//! filter is then one range scan, with no point lookups, so its cost hardly
+//! depends on how large the pinset is or how much of it is cached. The copies
+//! are rewritten for every holder, in the same batch, whenever the cluster
+//! record changes (the cluster record lists the holders), so they never
+//! disagree with `c`. A user's pin of a CID is found through the holder list
+//! of the CID's cluster record.
+//!
+//! # Opening fast
+//!
+//! sled 0.34 writes its recovery snapshot only while opening: an open replays
+//! every log segment written since the previous open, which after a long
+//! write session takes seconds per million pins. Closing the last handle
+//! ([`Pinset::close`], or dropping it) therefore reopens the database once
+//! and closes it again, so that the replay happens at shutdown and the next
+//! start reads a fresh snapshot.
 //!
 //! # Listing
 //!
-//! [`Pinset::list`] walks one index newest first, bounded by `after`/`before`
-//! in the key: `n` for `exact`/`iexact` names, a merge of the `s` ranges of the
-//! selected statuses for a status filter, else `t`. Each entry leads to the
-//! listing record by `created`; `cids` are direct lookups. The
-//! first page costs the page plus the entries the other filters skip. `count`
-//! comes from the `m` counters when only `statuses` filters, else from
-//! continuing the same walk (reading only keys when the index decides).
+//! [`Pinset::list`] walks one range newest first, bounded by `after`/`before`
+//! in the key: `n` for `exact`/`iexact` names (each entry leads to the listing
+//! record by `created`), a merge of the `s` ranges of the selected statuses
+//! for a status filter, else `r`; `cids` are direct lookups. The first page
+//! costs the page plus the entries the other filters skip. `count` comes from
+//! the `m` counters when only `statuses` filters, else from continuing the
+//! same walk (decoding nothing when the key decides).
 
 mod check;
 mod error;
@@ -80,10 +90,10 @@ use std::path::PathBuf;
 use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use pincluster_model::{
-    Cid, ClusterPin, NameMatch, NewPin, PinStatus, PinView, Progress, StatusSet, Timestamp, UserName,
-    UserPin,
+    Cid, ClusterPin, NameMatch, NewPin, PinStatus, PinView, Progress, StatusSet, Timestamp, UserName, UserPin,
 };
 use tokio::sync::oneshot;
 
@@ -93,8 +103,9 @@ pub use scan::ClusterPins;
 
 use writer::{Done, Op, Request};
 
-/// The schema version this build writes and the newest it can open.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema version this build writes and the only one it opens. Version 1
+/// (separate holder and creation indexes) only existed in development builds.
+pub const SCHEMA_VERSION: u32 = 2;
 /// The largest page [`Pinset::list`] returns; larger limits are clamped.
 pub const MAX_LIMIT: usize = 1000;
 /// The default sled cache size: 64 MiB.
@@ -231,21 +242,83 @@ impl std::fmt::Debug for Pinset {
 }
 
 struct Inner {
+    // Fields drop in declaration order: this handle, then the writer (which
+    // holds the others), then the checkpoint, which needs every handle gone.
     db: sled::Db,
-    requests: Option<Sender<Request>>,
-    writer: Option<JoinHandle<()>>,
+    writer: WriterHandle,
+    checkpoint: Checkpoint,
 }
 
-impl Drop for Inner {
+/// The writer thread; dropping it stops the thread after it answered what it holds.
+struct WriterHandle {
+    requests: Option<Sender<Request>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for WriterHandle {
     fn drop(&mut self) {
         // Closing the channel ends the writer after it answered what it holds.
         self.requests.take();
-        if let Some(writer) = self.writer.take() {
-            if writer.join().is_err() {
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
                 tracing::error!("the pinset writer thread panicked");
             }
         }
     }
+}
+
+/// Reopens the closed database once, so that sled replays its log and writes
+/// a fresh recovery snapshot now rather than at the next start.
+struct Checkpoint {
+    options: StateOptions,
+    armed: bool,
+}
+
+/// How long [`Checkpoint::run`] waits for sled's own threads to release the database.
+const CHECKPOINT_LOCK_WAIT: Duration = Duration::from_secs(2);
+
+impl Checkpoint {
+    fn run(&mut self) -> Result<(), StateError> {
+        if !std::mem::take(&mut self.armed) {
+            return Ok(());
+        }
+        let started = Instant::now();
+        loop {
+            match sled_config(&self.options).open() {
+                Ok(db) => {
+                    drop(db);
+                    tracing::debug!(elapsed = ?started.elapsed(), "pinset checkpoint written");
+                    return Ok(());
+                }
+                // sled's IO threads may hold the file for a moment after the last handle went.
+                Err(sled::Error::Io(error))
+                    if error.to_string().contains("could not acquire lock")
+                        && started.elapsed() < CHECKPOINT_LOCK_WAIT =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+}
+
+impl Drop for Checkpoint {
+    fn drop(&mut self) {
+        if let Err(error) = self.run() {
+            tracing::warn!(%error, "cannot checkpoint the pinset at close; the next open replays the log");
+        }
+    }
+}
+
+/// The sled configuration for `options`.
+fn sled_config(options: &StateOptions) -> sled::Config {
+    sled::Config::new()
+        .path(&options.path)
+        .cache_capacity(options.cache_capacity_bytes)
+        .mode(sled::Mode::HighThroughput)
+        // The writer flushes every group itself.
+        .flush_every_ms(None)
 }
 
 impl Pinset {
@@ -253,22 +326,41 @@ impl Pinset {
     ///
     /// Fails with [`StateError::NewerSchema`] when a newer pincluster wrote it.
     pub fn open(options: &StateOptions) -> Result<Pinset, StateError> {
-        let db = sled::Config::new()
-            .path(&options.path)
-            .cache_capacity(options.cache_capacity_bytes)
-            .mode(sled::Mode::HighThroughput)
-            // The writer flushes every group itself.
-            .flush_every_ms(None)
-            .open()?;
+        let db = sled_config(options).open()?;
         check_schema(&db)?;
         let (requests, rx) = mpsc::channel();
-        let writer = writer::spawn(db.clone(), rx).map_err(|e| StateError::from(sled::Error::Io(e)))?;
-        Ok(Pinset { inner: Arc::new(Inner { db, requests: Some(requests), writer: Some(writer) }) })
+        let thread = writer::spawn(db.clone(), rx).map_err(|e| StateError::from(sled::Error::Io(e)))?;
+        Ok(Pinset {
+            inner: Arc::new(Inner {
+                db,
+                writer: WriterHandle { requests: Some(requests), thread: Some(thread) },
+                checkpoint: Checkpoint { options: options.clone(), armed: true },
+            }),
+        })
+    }
+
+    /// Closes the pinset when this is its last handle: waits for the writes in
+    /// flight, closes the database, then opens and closes it once more so that
+    /// sled writes its recovery snapshot now and the next [`Pinset::open`] is
+    /// fast (this takes about as long as an open after the same writes).
+    /// Dropping the last handle does the same but can only log errors.
+    ///
+    /// Returns `Ok(false)` and does nothing else when other handles (clones, or
+    /// streams from [`Pinset::cluster_pins`]) are still alive; they keep working.
+    pub fn close(self) -> Result<bool, StateError> {
+        let Ok(inner) = Arc::try_unwrap(self.inner) else {
+            return Ok(false);
+        };
+        let Inner { db, writer, mut checkpoint } = inner;
+        drop(db);
+        drop(writer);
+        checkpoint.run()?;
+        Ok(true)
     }
 
     async fn submit(&self, ops: Vec<Op>) -> Result<Vec<Result<Done, StateError>>, StateError> {
         let (reply, answer) = oneshot::channel();
-        let sender = self.inner.requests.as_ref().ok_or(StateError::Closed)?;
+        let sender = self.inner.writer.requests.as_ref().ok_or(StateError::Closed)?;
         sender.send(Request { ops, reply }).map_err(|_| StateError::Closed)?;
         answer.await.map_err(|_| StateError::Closed)?
     }
@@ -360,15 +452,10 @@ impl Pinset {
         let Some(rec) = read::cluster(db, cid)? else {
             return Ok(None);
         };
-        let prefix = keys::holder_prefix(cid)?;
-        let mut holders = Vec::new();
-        for item in db.scan_prefix(&prefix) {
-            let (key, value) = item?;
-            let bad = |reason: &str| StateError::Corrupt { key: keys::display(&key), reason: reason.into() };
-            let user = key.get(prefix.len()..).and_then(keys::decode_user).ok_or_else(|| bad("bad user name"))?;
-            let created = keys::decode_u64(&value).ok_or_else(|| bad("bad created"))?;
-            // A holder removed since the scan started is simply left out.
-            if let Some(view) = read::listing(db, &user, Timestamp(created), Some(cid))? {
+        let mut holders = Vec::with_capacity(rec.holders.len());
+        for (user, created) in rec.holders {
+            // A holder removed since the record was read is simply left out.
+            if let Some(view) = read::listing(db, &user, created, Some(cid))? {
                 holders.push((user, view.user));
             }
         }
@@ -412,8 +499,12 @@ fn check_schema(db: &sled::Db) -> Result<(), StateError> {
             if found > SCHEMA_VERSION {
                 return Err(StateError::NewerSchema { found, supported: SCHEMA_VERSION });
             }
-            if found < 1 {
-                return Err(corrupt("schema version 0 does not exist"));
+            if found < SCHEMA_VERSION {
+                // No release ever wrote an older schema; development databases are not migrated.
+                return Err(corrupt(&format!(
+                    "schema version {found} predates this build's {SCHEMA_VERSION} and is not migrated; \
+                     move the pinset folder away to start afresh"
+                )));
             }
             Ok(())
         }

@@ -3,9 +3,12 @@
 //!
 //! The driving index is chosen so that the first page costs the page plus the
 //! entries that the remaining filters skip: the name index for `exact`/`iexact`,
-//! a merge of the status indexes for a status filter, else the creation index.
-//! All of them are walked newest first (a forward scan: `created` is inverted in
-//! keys), bounded by `after`/`before` in the key.
+//! a merge of the status ranges for a status filter, else the listing records
+//! themselves. All of them are walked newest first (a forward scan: `created`
+//! is inverted in keys), bounded by `after`/`before` in the key. The `r` and
+//! `s` ranges hold whole listing records, so a page is one range scan per
+//! walked range and no point lookups; only the name index leads to records
+//! by key.
 
 use std::collections::BTreeSet;
 
@@ -13,6 +16,7 @@ use pincluster_model::{Cid, NameMatch, PinView, StatusSet, Timestamp, UserName, 
 
 use crate::keys::{self, Tag};
 use crate::read;
+use crate::records;
 use crate::{Page, Query, StateError, MAX_LIMIT};
 
 /// Which index a query walks.
@@ -42,7 +46,7 @@ pub(crate) fn list(db: &sled::Db, user: &UserName, query: &Query) -> Result<Page
     };
     let mut prefixes = Vec::new();
     match driver {
-        Driver::Created => prefixes.push(keys::user_prefix(Tag::ByCreated, user)?),
+        Driver::Created => prefixes.push(keys::user_prefix(Tag::Record, user)?),
         Driver::Status => {
             for status in query.statuses.iter() {
                 prefixes.push(keys::by_status_prefix(user, status)?);
@@ -60,9 +64,7 @@ pub(crate) fn list(db: &sled::Db, user: &UserName, query: &Query) -> Result<Page
         && match driver {
             Driver::Created => query.name.is_none() && query.statuses.is_all(),
             Driver::Status => query.name.is_none(),
-            Driver::Name => {
-                matches!(query.name, Some((_, NameMatch::IExact))) && query.statuses.is_all()
-            }
+            Driver::Name => matches!(query.name, Some((_, NameMatch::IExact))) && query.statuses.is_all(),
         };
     // Whether the maintained counters answer `count`.
     let from_counters =
@@ -71,7 +73,7 @@ pub(crate) fn list(db: &sled::Db, user: &UserName, query: &Query) -> Result<Page
     let mut results = Vec::with_capacity(limit.min(64));
     let mut count = 0u64;
     for candidate in candidates {
-        let (created, value) = candidate?;
+        let (key, created, value) = candidate?;
         if results.len() >= limit {
             if from_counters {
                 break;
@@ -81,7 +83,7 @@ pub(crate) fn list(db: &sled::Db, user: &UserName, query: &Query) -> Result<Page
                 continue;
             }
         }
-        let Some(view) = candidate_view(db, user, created, &value) else {
+        let Some(view) = candidate_view(db, user, driver, &key, created, &value) else {
             continue;
         };
         if matches_user(query, &view.user) && query.statuses.contains(view.cluster.status) {
@@ -122,16 +124,26 @@ fn load_view(db: &sled::Db, user: &UserName, cid: &Cid) -> Option<PinView> {
     }
 }
 
-/// The pin behind an index entry (whose value is the CID): its listing
-/// record, read by `created`, close to the other pins of the page.
-/// Unreadable pins and pins removed meanwhile are skipped.
-fn candidate_view(db: &sled::Db, user: &UserName, created: Timestamp, value: &[u8]) -> Option<PinView> {
-    let loaded = match keys::decode_cid(value) {
-        Some(cid) => read::listing(db, user, created, Some(&cid)),
-        None => Err(StateError::Corrupt {
-            key: format!("index entry of {user} at {}", created.0),
-            reason: "malformed CID".into(),
-        }),
+/// The pin behind an index entry. The `r` and `s` entries hold the listing
+/// record itself; a name entry holds the CID and leads to the listing record
+/// by `created`. Unreadable pins and pins removed meanwhile are skipped.
+fn candidate_view(
+    db: &sled::Db,
+    user: &UserName,
+    driver: Driver,
+    key: &[u8],
+    created: Timestamp,
+    value: &[u8],
+) -> Option<PinView> {
+    let loaded = match driver {
+        Driver::Created | Driver::Status => records::decode_listing(key, value).map(Some),
+        Driver::Name => match keys::decode_cid(value) {
+            Some(cid) => read::listing(db, user, created, Some(&cid)),
+            None => Err(StateError::Corrupt {
+                key: format!("name index entry of {user} at {}", created.0),
+                reason: "malformed CID".into(),
+            }),
+        },
     };
     match loaded {
         Ok(view) => view,
@@ -172,10 +184,13 @@ pub(crate) fn user_count(db: &sled::Db, user: &UserName, statuses: StatusSet) ->
     Ok(total)
 }
 
+/// An index entry: its key, the `created` at the end of the key, its value.
+type Entry = (sled::IVec, Timestamp, sled::IVec);
+
 /// One index range walked newest first, with its next entry looked at.
 struct Source {
     iter: sled::Iter,
-    head: Option<(Timestamp, sled::IVec)>,
+    head: Option<Entry>,
     done: bool,
 }
 
@@ -202,7 +217,7 @@ impl Candidates {
 }
 
 impl Iterator for Candidates {
-    type Item = Result<(Timestamp, sled::IVec), StateError>;
+    type Item = Result<Entry, StateError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
@@ -210,8 +225,10 @@ impl Iterator for Candidates {
                 if source.head.is_none() && !source.done {
                     match source.iter.next() {
                         Some(Ok((key, value))) => match keys::trailing_created(&key) {
-                            Some(created) => source.head = Some((created, value)),
-                            None => tracing::error!(key = %keys::display(&key), "skipping malformed index key"),
+                            Some(created) => source.head = Some((key, created, value)),
+                            None => {
+                                tracing::error!(key = %keys::display(&key), "skipping malformed index key")
+                            }
                         },
                         Some(Err(error)) => return Some(Err(error.into())),
                         None => source.done = true,
@@ -226,7 +243,7 @@ impl Iterator for Candidates {
                 .sources
                 .iter_mut()
                 .filter(|s| s.head.is_some())
-                .max_by_key(|s| s.head.as_ref().map(|(created, _)| *created))?;
+                .max_by_key(|s| s.head.as_ref().map(|(_, created, _)| *created))?;
             return newest.head.take().map(Ok);
         }
     }

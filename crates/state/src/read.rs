@@ -12,15 +12,10 @@ pub(crate) fn cluster(db: &sled::Db, cid: &Cid) -> Result<Option<ClusterRecord>,
     db.get(&key)?.map(|bytes| records::decode_cluster(&key, *cid, &bytes)).transpose()
 }
 
-/// The `created` of the user's pin of `cid`, when the user holds it.
+/// The `created` of the user's pin of `cid`, when the user holds it: the
+/// cluster record lists every holder.
 pub(crate) fn created(db: &sled::Db, user: &UserName, cid: &Cid) -> Result<Option<Timestamp>, StateError> {
-    let key = keys::holder(cid, user)?;
-    let Some(bytes) = db.get(&key)? else {
-        return Ok(None);
-    };
-    let created = keys::decode_u64(&bytes)
-        .ok_or_else(|| StateError::Corrupt { key: keys::display(&key), reason: "created is not 8 bytes".into() })?;
-    Ok(Some(Timestamp(created)))
+    Ok(cluster(db, cid)?.and_then(|rec| rec.holder(user)))
 }
 
 /// The listing record of the user's pin created at `created`; `None` when
@@ -52,9 +47,7 @@ pub(crate) fn view(db: &sled::Db, user: &UserName, cid: &Cid) -> Result<Option<P
 pub(crate) fn counter(db: &sled::Db, key: &[u8]) -> Result<u64, StateError> {
     match db.get(key)? {
         None => Ok(0),
-        Some(bytes) => keys::decode_u64(&bytes).ok_or_else(|| StateError::Corrupt {
-            key: keys::display(key),
-            reason: "counter is not 8 bytes".into(),
-        }),
+        Some(bytes) => keys::decode_u64(&bytes)
+            .ok_or_else(|| StateError::Corrupt { key: keys::display(key), reason: "counter is not 8 bytes".into() }),
     }
 }

@@ -4,12 +4,14 @@
 //! These structs are private to the crate and independent of `pincluster-model`,
 //! so the domain types can change without changing what is on disk. A new
 //! format adds a new struct and a new version byte; decoding keeps reading the
-//! old ones.
+//! old ones. Format 2 (schema 2) moved the holders of a CID into its cluster
+//! record; format 1 only existed in development databases of schema 1, which
+//! this build refuses to open.
 
 use std::collections::BTreeMap;
 
 use pincluster_model::{
-    Cid, ClusterPin, Multiaddr, PinMode, PinOptions, PinStatus, PinView, Progress, Timestamp, UserPin,
+    Cid, ClusterPin, Multiaddr, PinMode, PinOptions, PinStatus, PinView, Progress, Timestamp, UserName, UserPin,
 };
 use serde::{Deserialize, Serialize};
 
@@ -17,20 +19,21 @@ use crate::keys;
 use crate::StateError;
 
 /// The format version written for both record kinds.
-const FORMAT_V1: u8 = 1;
+const FORMAT_V2: u8 = 2;
 
 /// A user's pin object with a copy of its cluster record, as stored under
-/// `t | user | created` (format 1): everything a listing shows, in time order.
+/// `r | user | !created` and `s | user | status | !created` (format 2):
+/// everything a listing shows.
 #[derive(Serialize, Deserialize)]
-struct ListingRecordV1 {
+struct ListingRecordV2 {
     cid: Vec<u8>,
-    user: UserRecordV1,
-    cluster: ClusterRecordV1,
+    user: UserRecordV2,
+    cluster: ClusterPinV2,
 }
 
 /// A user's own pin object (inside a listing record).
 #[derive(Serialize, Deserialize)]
-struct UserRecordV1 {
+struct UserRecordV2 {
     name: Option<String>,
     meta: Vec<(String, String)>,
     /// Multiaddrs in their binary form.
@@ -38,9 +41,18 @@ struct UserRecordV1 {
     created: u64,
 }
 
-/// The cluster record of a CID as stored under `c | cid` (format 1).
+/// The cluster record of a CID as stored under `c | cid` (format 2).
 #[derive(Serialize, Deserialize)]
-struct ClusterRecordV1 {
+struct ClusterRecordV2 {
+    pin: ClusterPinV2,
+    /// Every user holding the CID, in user-name byte order, with the
+    /// `created` of their pin (which locates their listing record).
+    holders: Vec<(String, u64)>,
+}
+
+/// The cluster pin itself: in the cluster record, and copied into listing records.
+#[derive(Serialize, Deserialize)]
+struct ClusterPinV2 {
     mode: u8,
     replication_min: i32,
     replication_max: i32,
@@ -54,15 +66,40 @@ struct ClusterRecordV1 {
     dag_size: Option<u64>,
     created: u64,
     updated: u64,
-    /// How many users hold this CID (the number of `h | cid | *` keys).
-    holders: u32,
 }
 
-/// The cluster pin together with its stored holder count.
+/// The cluster pin together with the users who hold it.
 #[derive(Clone, Debug)]
 pub(crate) struct ClusterRecord {
     pub(crate) pin: ClusterPin,
-    pub(crate) holders: u32,
+    /// Every holder with the `created` of their pin, in user-name byte order.
+    pub(crate) holders: Vec<(UserName, Timestamp)>,
+}
+
+impl ClusterRecord {
+    /// The `created` of `user`'s pin of this CID, when `user` holds it.
+    pub(crate) fn holder(&self, user: &UserName) -> Option<Timestamp> {
+        self.holders.binary_search_by(|(u, _)| u.cmp(user)).ok().and_then(|i| self.holders.get(i)).map(|(_, t)| *t)
+    }
+
+    /// Adds (or moves) `user`'s holder entry.
+    pub(crate) fn add_holder(&mut self, user: &UserName, created: Timestamp) {
+        match self.holders.binary_search_by(|(u, _)| u.cmp(user)) {
+            Ok(i) => {
+                if let Some(entry) = self.holders.get_mut(i) {
+                    entry.1 = created;
+                }
+            }
+            Err(i) => self.holders.insert(i, (user.clone(), created)),
+        }
+    }
+
+    /// Removes `user`'s holder entry, if any.
+    pub(crate) fn remove_holder(&mut self, user: &UserName) {
+        if let Ok(i) = self.holders.binary_search_by(|(u, _)| u.cmp(user)) {
+            self.holders.remove(i);
+        }
+    }
 }
 
 fn corrupt(key: &[u8], reason: impl Into<String>) -> StateError {
@@ -70,24 +107,22 @@ fn corrupt(key: &[u8], reason: impl Into<String>) -> StateError {
 }
 
 fn with_version<T: Serialize>(record: &T) -> Result<Vec<u8>, StateError> {
-    let mut bytes = vec![FORMAT_V1];
-    let body = postcard::to_allocvec(record)
-        .map_err(|e| StateError::Encode(e.to_string()))?;
-    bytes.extend_from_slice(&body);
-    Ok(bytes)
+    let mut bytes = Vec::with_capacity(160);
+    bytes.push(FORMAT_V2);
+    postcard::to_extend(record, bytes).map_err(|e| StateError::Encode(e.to_string()))
 }
 
 /// Encodes a user's pin together with a copy of its cluster record.
 pub(crate) fn encode_listing(pin: &UserPin, cluster: &ClusterPin) -> Result<Vec<u8>, StateError> {
-    with_version(&ListingRecordV1 {
+    with_version(&ListingRecordV2 {
         cid: pin.cid.to_bytes(),
-        user: UserRecordV1 {
+        user: UserRecordV2 {
             name: pin.name.clone(),
             meta: pin.meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             origins: pin.origins.iter().map(|a| a.to_vec()).collect(),
             created: pin.created.0,
         },
-        cluster: cluster_v1(&ClusterRecord { pin: cluster.clone(), holders: 0 }),
+        cluster: pin_v2(cluster),
     })
 }
 
@@ -96,9 +131,8 @@ pub(crate) fn encode_listing(pin: &UserPin, cluster: &ClusterPin) -> Result<Vec<
 pub(crate) fn decode_listing(key: &[u8], bytes: &[u8]) -> Result<PinView, StateError> {
     let (&version, body) = bytes.split_first().ok_or_else(|| corrupt(key, "empty record"))?;
     match version {
-        FORMAT_V1 => {
-            let rec: ListingRecordV1 =
-                postcard::from_bytes(body).map_err(|e| corrupt(key, e.to_string()))?;
+        FORMAT_V2 => {
+            let rec: ListingRecordV2 = postcard::from_bytes(body).map_err(|e| corrupt(key, e.to_string()))?;
             let cid = keys::decode_cid(&rec.cid).ok_or_else(|| corrupt(key, "malformed CID"))?;
             let origins = rec
                 .user
@@ -114,7 +148,7 @@ pub(crate) fn decode_listing(key: &[u8], bytes: &[u8]) -> Result<PinView, StateE
                 origins,
                 created: Timestamp(rec.user.created),
             };
-            let cluster = cluster_from_v1(key, cid, rec.cluster)?.pin;
+            let cluster = pin_from_v2(key, cid, rec.cluster)?;
             Ok(PinView { user, cluster })
         }
         other => Err(corrupt(key, format!("unknown listing record format {other}"))),
@@ -130,12 +164,14 @@ fn mode_code(mode: PinMode) -> u8 {
 
 /// Encodes a cluster record (its CID lives in the key).
 pub(crate) fn encode_cluster(rec: &ClusterRecord) -> Result<Vec<u8>, StateError> {
-    with_version(&cluster_v1(rec))
+    with_version(&ClusterRecordV2 {
+        pin: pin_v2(&rec.pin),
+        holders: rec.holders.iter().map(|(user, created)| (user.as_str().to_owned(), created.0)).collect(),
+    })
 }
 
-fn cluster_v1(rec: &ClusterRecord) -> ClusterRecordV1 {
-    let pin = &rec.pin;
-    ClusterRecordV1 {
+fn pin_v2(pin: &ClusterPin) -> ClusterPinV2 {
+    ClusterPinV2 {
         mode: mode_code(pin.options.mode),
         replication_min: pin.options.replication_min,
         replication_max: pin.options.replication_max,
@@ -149,7 +185,6 @@ fn cluster_v1(rec: &ClusterRecord) -> ClusterRecordV1 {
         dag_size: pin.dag_size,
         created: pin.created.0,
         updated: pin.updated.0,
-        holders: rec.holders,
     }
 }
 
@@ -157,41 +192,49 @@ fn cluster_v1(rec: &ClusterRecord) -> ClusterRecordV1 {
 pub(crate) fn decode_cluster(key: &[u8], cid: Cid, bytes: &[u8]) -> Result<ClusterRecord, StateError> {
     let (&version, body) = bytes.split_first().ok_or_else(|| corrupt(key, "empty record"))?;
     match version {
-        FORMAT_V1 => {
-            let rec: ClusterRecordV1 =
-                postcard::from_bytes(body).map_err(|e| corrupt(key, e.to_string()))?;
-            cluster_from_v1(key, cid, rec)
+        FORMAT_V2 => {
+            let rec: ClusterRecordV2 = postcard::from_bytes(body).map_err(|e| corrupt(key, e.to_string()))?;
+            let pin = pin_from_v2(key, cid, rec.pin)?;
+            let holders = rec
+                .holders
+                .into_iter()
+                .map(|(user, created)| {
+                    let user = UserName::new(user).map_err(|e| corrupt(key, format!("bad holder: {e}")))?;
+                    Ok((user, Timestamp(created)))
+                })
+                .collect::<Result<Vec<_>, StateError>>()?;
+            if holders.windows(2).any(|w| matches!(w, [a, b] if a.0 >= b.0)) {
+                return Err(corrupt(key, "holders are not in user-name order"));
+            }
+            Ok(ClusterRecord { pin, holders })
         }
         other => Err(corrupt(key, format!("unknown cluster record format {other}"))),
     }
 }
 
-fn cluster_from_v1(key: &[u8], cid: Cid, rec: ClusterRecordV1) -> Result<ClusterRecord, StateError> {
+fn pin_from_v2(key: &[u8], cid: Cid, rec: ClusterPinV2) -> Result<ClusterPin, StateError> {
     let mode = match rec.mode {
         0 => PinMode::Recursive,
         1 => PinMode::Direct,
         other => return Err(corrupt(key, format!("unknown pin mode {other}"))),
     };
-    let status = PinStatus::from_code(rec.status)
-        .ok_or_else(|| corrupt(key, format!("unknown status {}", rec.status)))?;
-    Ok(ClusterRecord {
-        pin: ClusterPin {
-            cid,
-            options: PinOptions {
-                mode,
-                replication_min: rec.replication_min,
-                replication_max: rec.replication_max,
-                user_allocations: rec.user_allocations,
-                expire_at: rec.expire_at.map(Timestamp),
-            },
-            status,
-            error: rec.error,
-            attempts: rec.attempts,
-            progress: Progress { blocks: rec.blocks, bytes: rec.bytes },
-            dag_size: rec.dag_size,
-            created: Timestamp(rec.created),
-            updated: Timestamp(rec.updated),
+    let status =
+        PinStatus::from_code(rec.status).ok_or_else(|| corrupt(key, format!("unknown status {}", rec.status)))?;
+    Ok(ClusterPin {
+        cid,
+        options: PinOptions {
+            mode,
+            replication_min: rec.replication_min,
+            replication_max: rec.replication_max,
+            user_allocations: rec.user_allocations,
+            expire_at: rec.expire_at.map(Timestamp),
         },
-        holders: rec.holders,
+        status,
+        error: rec.error,
+        attempts: rec.attempts,
+        progress: Progress { blocks: rec.blocks, bytes: rec.bytes },
+        dag_size: rec.dag_size,
+        created: Timestamp(rec.created),
+        updated: Timestamp(rec.updated),
     })
 }

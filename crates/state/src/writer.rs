@@ -32,9 +32,6 @@ const MAX_IN_FLIGHT: usize = 2;
 /// When the per-user clock cache grows past this, it is dropped between groups.
 const MAX_CLOCK_ENTRIES: usize = 100_000;
 
-/// A key and its value.
-type Entry = (Vec<u8>, Vec<u8>);
-
 /// Writes by key: `None` removes the key.
 type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
@@ -117,28 +114,6 @@ impl<'a> Staged<'a> {
         self.pending.insert(key, None);
     }
 
-    /// Every key and value under `prefix`, as the group sees them now.
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>, StateError> {
-        let mut merged = BTreeMap::new();
-        for item in self.db.scan_prefix(prefix) {
-            let (key, value) = item?;
-            merged.insert(key.to_vec(), value.to_vec());
-        }
-        let layers = self.in_flight.iter().map(|(_, g)| g.as_ref()).chain([&self.committed, &self.pending]);
-        for layer in layers {
-            for (key, value) in layer.range(prefix.to_vec()..) {
-                if !key.starts_with(prefix) {
-                    break;
-                }
-                match value {
-                    Some(value) => merged.insert(key.clone(), value.clone()),
-                    None => merged.remove(key),
-                };
-            }
-        }
-        Ok(merged.into_iter().collect())
-    }
-
     fn commit(&mut self) {
         let pending = std::mem::take(&mut self.pending);
         self.committed.extend(pending);
@@ -152,26 +127,22 @@ impl<'a> Staged<'a> {
         self.committed
     }
 
-    /// The user's pin of `cid` with the copy of its cluster record.
-    fn listing(&self, user: &UserName, cid: &Cid) -> Result<Option<PinView>, StateError> {
-        let key = keys::holder(cid, user)?;
-        let Some(created) = self.get(&key)? else {
-            return Ok(None);
-        };
-        let created = keys::decode_u64(&created).ok_or_else(|| StateError::Corrupt {
-            key: keys::display(&key),
-            reason: "created is not 8 bytes".into(),
-        })?;
-        let key = keys::record(user, Timestamp(created))?;
+    /// The user's pin created at `created`, from its listing record.
+    fn listing_at(&self, user: &UserName, created: Timestamp) -> Result<PinView, StateError> {
+        let key = keys::record(user, created)?;
         match self.get(&key)? {
-            Some(bytes) => records::decode_listing(&key, &bytes).map(Some),
-            None => Err(StateError::Corrupt { key: keys::display(&key), reason: "missing listing record".into() }),
+            Some(bytes) => records::decode_listing(&key, &bytes),
+            None => {
+                Err(StateError::Corrupt { key: keys::display(&key), reason: "a holder has no listing record".into() })
+            }
         }
     }
 
-    /// Writes the listing record of a user's pin with the current cluster record.
+    /// Writes the listing record of a user's pin, with a copy of the cluster
+    /// record, under both `r` and the `s` range of the cluster status.
     fn put_listing(&mut self, user: &UserName, pin: &UserPin, cluster: &ClusterPin) -> Result<(), StateError> {
         let value = records::encode_listing(pin, cluster)?;
+        self.put(keys::by_status(user, cluster.status, pin.created)?, value.clone());
         self.put(keys::record(user, pin.created)?, value);
         Ok(())
     }
@@ -205,67 +176,38 @@ impl<'a> Staged<'a> {
         Ok(())
     }
 
-    /// Writes the lookup and index entries and counters of a new user pin in
-    /// `status`; the listing record itself is written by [`Staged::put_listing`].
+    /// Writes the name index entry and the counter of a new user pin in
+    /// `status`; the listing record is written by [`Staged::put_listing`] and
+    /// the holder entry by the caller, in the cluster record.
     fn index_user_pin(&mut self, user: &UserName, pin: &UserPin, status: PinStatus) -> Result<(), StateError> {
-        let cid = pin.cid.to_bytes();
-        self.put(keys::by_created(user, pin.created)?, cid.clone());
-        self.put(keys::by_status(user, status, pin.created)?, cid.clone());
         if let Some(name) = &pin.name {
-            self.put(keys::by_name(user, name, pin.created)?, cid);
+            self.put(keys::by_name(user, name, pin.created)?, pin.cid.to_bytes());
         }
-        self.put(keys::holder(&pin.cid, user)?, keys::encode_u64(pin.created.0).to_vec());
         self.bump(keys::user_count(user, status)?, 1)
     }
 
-    /// Removes the user pin: its listing record and what [`Staged::index_user_pin`] wrote.
+    /// Removes the user pin: its listing records, name entry and count.
     fn unindex_user_pin(&mut self, user: &UserName, pin: &UserPin, status: PinStatus) -> Result<(), StateError> {
         self.del(keys::record(user, pin.created)?);
-        self.del(keys::by_created(user, pin.created)?);
         self.del(keys::by_status(user, status, pin.created)?);
         if let Some(name) = &pin.name {
             self.del(keys::by_name(user, name, pin.created)?);
         }
-        self.del(keys::holder(&pin.cid, user)?);
         self.bump(keys::user_count(user, status)?, -1)
     }
 
-    /// Every holder of `cid` with the `created` of their pin.
-    fn holders(&self, cid: &Cid) -> Result<Vec<(UserName, Timestamp)>, StateError> {
-        let prefix = keys::holder_prefix(cid)?;
-        self.scan_prefix(&prefix)?
-            .into_iter()
-            .map(|(key, value)| {
-                let bad = |reason: &str| StateError::Corrupt { key: keys::display(&key), reason: reason.into() };
-                let user = key
-                    .get(prefix.len()..)
-                    .and_then(keys::decode_user)
-                    .ok_or_else(|| bad("bad user name in holder key"))?;
-                let created = keys::decode_u64(&value).ok_or_else(|| bad("bad created in holder entry"))?;
-                Ok((user, Timestamp(created)))
-            })
-            .collect()
-    }
-
-    /// Rewrites the listing record of every holder with the new cluster record
-    /// and, when the status changed, moves their status entries and counters.
-    fn refresh_holders(&mut self, cluster: &ClusterPin, from: PinStatus) -> Result<(), StateError> {
-        let to = cluster.status;
-        let cid_bytes = cluster.cid.to_bytes();
-        for (user, created) in self.holders(&cluster.cid)? {
+    /// Rewrites the listing records of every holder with the new cluster
+    /// record and, when the status changed, moves them and the counters.
+    fn refresh_holders(&mut self, cluster: &ClusterRecord, from: PinStatus) -> Result<(), StateError> {
+        let to = cluster.pin.status;
+        for (user, created) in &cluster.holders {
             if from != to {
-                self.del(keys::by_status(&user, from, created)?);
-                self.put(keys::by_status(&user, to, created)?, cid_bytes.clone());
-                self.bump(keys::user_count(&user, from)?, -1)?;
-                self.bump(keys::user_count(&user, to)?, 1)?;
+                self.del(keys::by_status(user, from, *created)?);
+                self.bump(keys::user_count(user, from)?, -1)?;
+                self.bump(keys::user_count(user, to)?, 1)?;
             }
-            let key = keys::record(&user, created)?;
-            let bytes = self.get(&key)?.ok_or_else(|| StateError::Corrupt {
-                key: keys::display(&key),
-                reason: "a holder has no listing record".into(),
-            })?;
-            let view = records::decode_listing(&key, &bytes)?;
-            self.put_listing(&user, &view.user, cluster)?;
+            let view = self.listing_at(user, *created)?;
+            self.put_listing(user, &view.user, &cluster.pin)?;
         }
         Ok(())
     }
@@ -387,7 +329,7 @@ impl Writer {
             None => {
                 // Only reached for a user without allocations in this group, so
                 // the tree alone is up to date for this user.
-                let prefix = keys::user_prefix(Tag::ByCreated, user)?;
+                let prefix = keys::user_prefix(Tag::Record, user)?;
                 match self.db.scan_prefix(&prefix).next() {
                     Some(item) => {
                         let (key, _) = item?;
@@ -425,28 +367,23 @@ impl Writer {
                         created: now,
                         updated: now,
                     },
-                    holders: 0,
+                    holders: Vec::new(),
                 };
                 st.put(keys::cluster_status(PinStatus::Queued, &cid), Vec::new());
                 st.bump(keys::cluster_count(PinStatus::Queued), 1)?;
                 (rec, true, false)
             }
         };
-        let user_pin = match st.listing(user, &cid)? {
-            Some(PinView { user: old, .. }) => {
-                let updated = UserPin {
-                    cid,
-                    name: new.name,
-                    meta: new.meta,
-                    origins: new.origins,
-                    created: old.created,
-                };
+        let user_pin = match cluster.holder(user) {
+            Some(created) => {
+                let old = st.listing_at(user, created)?.user;
+                let updated = UserPin { cid, name: new.name, meta: new.meta, origins: new.origins, created };
                 if old.name != updated.name {
                     if let Some(name) = &old.name {
-                        st.del(keys::by_name(user, name, old.created)?);
+                        st.del(keys::by_name(user, name, created)?);
                     }
                     if let Some(name) = &updated.name {
-                        st.put(keys::by_name(user, name, old.created)?, cid.to_bytes());
+                        st.put(keys::by_name(user, name, created)?, cid.to_bytes());
                     }
                 }
                 updated
@@ -455,13 +392,14 @@ impl Writer {
                 let created = self.next_created(user, now)?;
                 let pin = UserPin { cid, name: new.name, meta: new.meta, origins: new.origins, created };
                 st.index_user_pin(user, &pin, cluster.pin.status)?;
-                cluster.holders = cluster.holders.saturating_add(1);
+                cluster.add_holder(user, created);
                 pin
             }
         };
         st.put_listing(user, &user_pin, &cluster.pin)?;
         if options_changed {
-            st.refresh_holders(&cluster.pin, cluster.pin.status)?;
+            // The copies of the other holders are stale too.
+            st.refresh_holders(&cluster, cluster.pin.status)?;
         }
         st.put_cluster(&cluster)?;
         Ok(PinOutcome { view: PinView { user: user_pin, cluster: cluster.pin }, new_cluster_pin })
@@ -474,7 +412,7 @@ impl Writer {
         old: &Cid,
         new: NewPin,
     ) -> Result<ReplaceOutcome, StateError> {
-        if st.listing(user, old)?.is_none() {
+        if st.cluster(old)?.and_then(|rec| rec.holder(user)).is_none() {
             return Err(StateError::NotFound);
         }
         if *old == new.cid {
@@ -491,18 +429,13 @@ impl Writer {
     }
 
     fn unpin(&mut self, st: &mut Staged<'_>, user: &UserName, cid: &Cid) -> Result<UnpinOutcome, StateError> {
-        let PinView { user: old, cluster: copy } = st.listing(user, cid)?.ok_or(StateError::NotFound)?;
-        let Some(mut cluster) = st.cluster(cid)? else {
-            // The writer never leaves a user pin without a cluster record; if the
-            // store is damaged, remove the user pin under its copied status.
-            tracing::error!(%cid, "user pin without a cluster record; removing it");
-            st.unindex_user_pin(user, &old, copy.status)?;
-            return Ok(UnpinOutcome { orphaned: true });
-        };
+        let mut cluster = st.cluster(cid)?.ok_or(StateError::NotFound)?;
+        let created = cluster.holder(user).ok_or(StateError::NotFound)?;
+        let old = st.listing_at(user, created)?.user;
         let status = cluster.pin.status;
         st.unindex_user_pin(user, &old, status)?;
-        cluster.holders = cluster.holders.saturating_sub(1);
-        if cluster.holders > 0 {
+        cluster.remove_holder(user);
+        if !cluster.holders.is_empty() {
             st.put_cluster(&cluster)?;
             return Ok(UnpinOutcome { orphaned: false });
         }
@@ -540,7 +473,7 @@ impl Writer {
             pin.dag_size = Some(dag_size);
         }
         pin.updated = Timestamp::now();
-        st.refresh_holders(&cluster.pin, from)?;
+        st.refresh_holders(&cluster, from)?;
         st.put_cluster(&cluster)
     }
 }
@@ -576,11 +509,14 @@ fn commit_loop(db: &sled::Db, groups: &Receiver<Group>, applied: &Sender<u64>) {
         if let Err(error) = &result {
             tracing::error!(%error, "pinset group commit failed; refusing further writes");
         }
-        for group in round {
-            for (reply, results) in group.replies {
+        for group in &mut round {
+            for (reply, results) in group.replies.drain(..) {
                 // A caller that went away no longer needs its answer.
                 let _ = reply.send(result.clone().map(|()| results));
             }
+        }
+        if !failed {
+            reclaim(round.iter().map(|g| g.writes.len()).sum());
         }
         if failed {
             for group in groups.try_iter() {
@@ -592,3 +528,22 @@ fn commit_loop(db: &sled::Db, groups: &Receiver<Group>, applied: &Sender<u64>) {
         }
     }
 }
+
+/// Reclaims the memory of the page versions that applying `writes` keys retired.
+///
+/// sled 0.34 frees every replaced in-memory page through crossbeam-epoch, and
+/// the collector frees a bounded number of retired objects per pin. A batch is
+/// applied under one pin while it retires a page version per key, so after
+/// bulk writes the backlog is paid by whichever threads pin next: a page read
+/// right after a 100k-pin import took 6-10 ms instead of 0.7 ms. Flushing
+/// here, after the callers were answered, pays that cost in the committer
+/// instead, while the writer prepares the next group.
+fn reclaim(writes: usize) {
+    // Each flush frees up to a few hundred retired objects.
+    for _ in 0..writes / RETIRED_PER_FLUSH + 1 {
+        crossbeam_epoch::pin().flush();
+    }
+}
+
+/// About how many retired objects one collector flush frees.
+const RETIRED_PER_FLUSH: usize = 128;

@@ -31,6 +31,38 @@ fn opening_a_newer_schema_fails_cleanly() {
 }
 
 #[test]
+fn an_older_schema_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    raw_insert(dir.path(), b"\x00schema", &(SCHEMA_VERSION - 1).to_be_bytes());
+    match Pinset::open(&StateOptions::new(dir.path())) {
+        Err(err @ StateError::Corrupt { .. }) => assert!(err.to_string().contains("predates"), "{err}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[test]
+fn close_waits_for_the_last_handle_and_keeps_every_pin() {
+    let dir = tempfile::tempdir().unwrap();
+    let u = user("u");
+    let rt = runtime();
+    let pinset = open(dir.path());
+    for i in 0..50 {
+        rt.block_on(pinset.pin(&u, new_pin(cid(i), Some("p"), &[]))).unwrap();
+    }
+    let other = pinset.clone();
+    // Another handle is alive: nothing happens and it keeps working.
+    assert!(!pinset.close().unwrap());
+    rt.block_on(other.pin(&u, new_pin(cid(50), None, &[]))).unwrap();
+    assert!(other.close().unwrap());
+    let pinset = open(dir.path());
+    assert_eq!(pinset.user_pin_count(&u).unwrap(), 51);
+    assert!(pinset.get(&u, &cid(50)).unwrap().is_some());
+    assert!(pinset.check_integrity().unwrap().is_ok());
+    assert!(pinset.close().unwrap());
+}
+
+#[test]
 fn a_fresh_database_reopens_with_its_pins() {
     let dir = tempfile::tempdir().unwrap();
     let u = user("u");
@@ -56,10 +88,15 @@ fn a_corrupt_record_fails_only_itself() {
         rt.block_on(pinset.update_status(&cid(4), StatusUpdate::status(PinStatus::Pinned))).unwrap();
         created_of_2 = pinset.get(&u, &cid(2)).unwrap().unwrap().user.created;
     }
-    // `r | len(user) | user | !created` and `c | cid`, per the documented layout.
+    // Both copies of the listing record, `r | len(user) | user | !created` and
+    // `s | len(user) | user | status | !created` (queued is 0), and `c | cid`,
+    // per the documented layout.
     let mut listing_key = vec![b'r', 1, b'u'];
     listing_key.extend_from_slice(&(!created_of_2.0).to_be_bytes());
-    raw_insert(dir.path(), &listing_key, &[1, 0xff, 0xff, 0xff]);
+    raw_insert(dir.path(), &listing_key, &[2, 0xff, 0xff, 0xff]);
+    let mut status_key = vec![b's', 1, b'u', 0];
+    status_key.extend_from_slice(&(!created_of_2.0).to_be_bytes());
+    raw_insert(dir.path(), &status_key, &[2, 0xff, 0xff, 0xff]);
     let mut cluster_key = vec![b'c'];
     cluster_key.extend_from_slice(&cid(3).to_bytes());
     raw_insert(dir.path(), &cluster_key, &[7, 1, 2, 3]);
