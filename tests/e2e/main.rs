@@ -1,6 +1,9 @@
 //! One integration-test binary: every test starts the real daemon on port 0
 //! in its own temp folder and talks HTTP to it.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+mod add;
 mod foundation;
 mod psa;
 mod rest;

@@ -131,7 +131,7 @@ fn kill_9_mid_pin_resumes_without_refetching() {
     // The restarted daemon logs how many blocks it had to fetch itself.
     // The log is read from the daemon's stderr by another thread: wait for the line.
     let line = eventually(Duration::from_secs(5), "the pinned log line", || {
-        daemon.log().lines().filter(|l| l.contains("pinned") && l.contains("fetched=") && l.contains(&cid)).last().map(String::from)
+        daemon.log().lines().filter(|l| l.contains("pinned") && l.contains("fetched=") && l.contains(&cid)).next_back().map(String::from)
     });
     let fetched: u64 = line
         .split("fetched=")
@@ -167,7 +167,7 @@ fn content_stays_while_any_user_holds_it_and_is_collected_after() {
     std::thread::sleep(Duration::from_secs(4));
     assert!(repo_bytes(daemon.dir()) >= 4 * MIB as u64);
     let mut reader = Kubo::start();
-    assert!(reader.connect(&format!("{}", pin_status(&daemon, &bob, &cid)["delegates"][0].as_str().unwrap())));
+    assert!(reader.connect(pin_status(&daemon, &bob, &cid)["delegates"][0].as_str().unwrap()));
     assert!(reader.download(&cid, &files.path().join("still.bin"), Duration::from_secs(60)));
     drop(reader);
 

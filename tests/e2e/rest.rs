@@ -628,7 +628,7 @@ fn unknown_routes_wrong_methods_and_auth_failures_use_the_error_shape() {
 // ---- pincluster-ctl ------------------------------------------------------
 
 /// `http://127.0.0.1:PORT` as `/ip4/127.0.0.1/tcp/PORT`.
-fn multiaddr_of(url: &str) -> String {
+pub(crate) fn multiaddr_of(url: &str) -> String {
     let host_port = url.strip_prefix("http://").unwrap();
     let (host, port) = host_port.rsplit_once(':').unwrap();
     format!("/ip4/{host}/tcp/{port}")
@@ -638,14 +638,14 @@ fn ctl(host: &str, auth: &[&str], args: &[&str]) -> Output {
     Command::new(binary("pincluster-ctl")).args(["--host", host]).args(auth).args(args).output().expect("run pincluster-ctl")
 }
 
-fn ctl_ok(host: &str, auth: &[&str], args: &[&str]) -> String {
+pub(crate) fn ctl_ok(host: &str, auth: &[&str], args: &[&str]) -> String {
     let out = ctl(host, auth, args);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{args:?} failed: {}{}", stdout, String::from_utf8_lossy(&out.stderr));
     stdout
 }
 
-fn ctl_err(host: &str, auth: &[&str], args: &[&str]) -> String {
+pub(crate) fn ctl_err(host: &str, auth: &[&str], args: &[&str]) -> String {
     let out = ctl(host, auth, args);
     assert!(!out.status.success(), "{args:?} should fail");
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();

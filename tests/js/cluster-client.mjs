@@ -3,7 +3,6 @@
 // daemon. Usage: node cluster-client.mjs REST_URL AUTH_HEADER [PEER_ID CID CID CID]
 // Without CIDs it derives its own from the current time. Prints
 // "all operations passed" and exits 0, or exits 1 naming what failed.
-// /add is not served yet, so add, addDirectory and addCAR are not driven.
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { Cluster } from '@nftstorage/ipfs-cluster'
@@ -13,10 +12,27 @@ const [url, authorization, peerArg, ...cidArgs] = process.argv.slice(2)
 assert.ok(url && authorization, 'usage: node cluster-client.mjs REST_URL AUTH_HEADER [PEER_ID CID...]')
 const cluster = new Cluster(url, { headers: { Authorization: authorization } })
 
-/** A CIDv1 (raw, sha2-256) of some bytes, in base32, built by hand. */
-function cidOf (text) {
+/** The binary CIDv1 (raw, sha2-256) of some bytes. */
+function cidBytes (text) {
   const digest = createHash('sha256').update(text).digest()
-  const bytes = Buffer.concat([Buffer.from([0x01, 0x55, 0x12, 0x20]), digest])
+  return Buffer.concat([Buffer.from([0x01, 0x55, 0x12, 0x20]), digest])
+}
+
+/** A one-block CAR v1 file holding `text` as its raw root, built by hand. */
+function carOf (text) {
+  const cid = cidBytes(text)
+  const header = Buffer.concat([
+    Buffer.from([0xa2, 0x65]), Buffer.from('roots'), Buffer.from([0x81, 0xd8, 0x2a, 0x58, cid.length + 1, 0x00]), cid,
+    Buffer.from([0x67]), Buffer.from('version'), Buffer.from([0x01])
+  ])
+  const block = Buffer.concat([cid, Buffer.from(text)])
+  return Buffer.concat([Buffer.from([header.length]), header, Buffer.from([block.length]), block])
+}
+
+/** A CIDv1 (raw, sha2-256) of some bytes, in base32, built by hand: what
+ * Kubo gives a one-chunk file with raw leaves. */
+function cidOf (text) {
+  const bytes = cidBytes(text)
   const alphabet = 'abcdefghijklmnopqrstuvwxyz234567'
   let bits = 0; let value = 0; let out = 'b'
   for (const byte of bytes) {
@@ -152,6 +168,35 @@ await step('unpin, by CID and by path', async () => {
 
 await step('unpin of a CID that is not pinned is a 404', async () => {
   await assert.rejects(cluster.unpin(first), e => e.response?.status === 404)
+})
+
+await step('add (CIDv1, raw leaves by default)', async () => {
+  const text = `added by js ${seed}`
+  const added = await cluster.add(new File([text], 'note.txt'))
+  assert.equal(added.cid, cidOf(text))
+  assert.equal(added.name, 'note.txt')
+  const streamed = await cluster.add(new Blob([text]), { streamChannels: true })
+  assert.equal(streamed.cid, cidOf(text))
+  const status = await cluster.status(added.cid)
+  assert.ok(inProgress.includes(status.peerMap[peerId].status), status.peerMap[peerId].status)
+})
+
+await step('addDirectory (wrapped)', async () => {
+  const files = [new File(['one'], 'one.txt'), new File(['two'], 'two.txt')]
+  const added = await cluster.addDirectory(files)
+  assert.equal(added.length, 3)
+  assert.deepEqual(added.slice(0, 2).map(a => a.cid), [cidOf('one'), cidOf('two')])
+  assert.equal(added[2].name, '')
+  assert.match(added[2].cid, /^bafybei/)
+  const pin = await cluster.allocation(added[2].cid)
+  assert.equal(pin.cid, added[2].cid)
+})
+
+await step('addCAR', async () => {
+  const text = `carried by js ${seed}`
+  const added = await cluster.addCAR(new Blob([carOf(text)]))
+  assert.equal(added.cid, cidOf(text))
+  await assert.rejects(cluster.addCAR(new Blob(['not a car'])), e => e.response?.status === 400)
 })
 
 await step('bad input is a 400', async () => {

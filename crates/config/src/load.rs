@@ -128,6 +128,9 @@ fn validate_api(api: &ApiConfig) -> Result<(), (String, String)> {
     if api.max_body_bytes == 0 {
         return Err(("max_body_bytes".into(), "must be at least 1".into()));
     }
+    if api.max_upload_bytes == 0 {
+        return Err(("max_upload_bytes".into(), "must be at least 1".into()));
+    }
     for (i, addr) in api.http_listen_multiaddress.to_vec().iter().enumerate() {
         let (host_ok, port_ok) = socket_parts(addr);
         if !(host_ok && port_ok) {

@@ -112,6 +112,10 @@ pub struct ApiConfig {
     pub max_header_bytes: usize,
     /// Largest JSON request body, in bytes; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Largest upload to the REST API's `/add` (all parts together), in bytes;
+    /// larger ones are cut off with 413. Uploads stream to disk, so this bounds
+    /// disk use, not memory.
+    pub max_upload_bytes: u64,
     /// Users and their passwords; `null` turns authentication off. `{}` is refused.
     pub basic_auth_credentials: Option<BTreeMap<String, String>>,
     /// Lifetime of tokens minted by `POST /token`; "0s" = tokens without `exp`.
@@ -149,6 +153,7 @@ impl Default for ApiConfig {
             idle_timeout: Duration::from_secs(120),
             max_header_bytes: 8192,
             max_body_bytes: 1024 * 1024,
+            max_upload_bytes: 64 * 1024 * 1024 * 1024,
             basic_auth_credentials: None,
             token_ttl: Duration::from_secs(0),
             allow_unauthenticated: false,

@@ -1,6 +1,8 @@
 //! The sample `service.json.example` and `init`'s output must load as they are,
 //! and every kind of mistake must name the file and the key.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 use pincluster_config::{init, load, Overrides, ServiceConfig};
 
 fn write(dir: &std::path::Path, text: &str) {

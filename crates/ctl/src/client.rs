@@ -24,7 +24,12 @@ pub(crate) struct Client {
     base: String,
     auth: Auth,
     http: reqwest::blocking::Client,
+    /// For uploads, which may take longer than any one request should.
+    upload_http: reqwest::blocking::Client,
 }
+
+/// How long a connection may take to open, for uploads.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The base URL of the API from `--host`: a URL, or a multiaddress such as
 /// `/ip4/127.0.0.1/tcp/9094` or `/dns4/example.com/tcp/9094/https`.
@@ -60,11 +65,19 @@ impl Client {
             .timeout(timeout)
             .build()
             .context("cannot build the HTTP client")?;
-        Ok(Client { base, auth, http })
+        let upload_http = reqwest::blocking::Client::builder()
+            .timeout(None)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Client { base, auth, http, upload_http })
     }
 
     fn request(&self, method: Method, path: &str, query: &[(String, String)]) -> RequestBuilder {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        self.authorized(self.http.request(method, format!("{}{path}", self.base)), query)
+    }
+
+    fn authorized(&self, mut request: RequestBuilder, query: &[(String, String)]) -> RequestBuilder {
         if !query.is_empty() {
             request = request.query(query);
         }
@@ -80,11 +93,28 @@ impl Client {
         if let Some(body) = body {
             request = request.json(body);
         }
+        self.finish(request, path)
+    }
+
+    fn finish(&self, request: RequestBuilder, path: &str) -> anyhow::Result<Response> {
         let response = request.send().map_err(|e| {
             let what = if e.is_timeout() { "timed out" } else { "cannot reach" };
             anyhow::anyhow!("{what} {}{path}: {}", self.base, root_cause(&e))
         })?;
         check(response)
+    }
+
+    /// Posts a multipart `form` without a time limit; `each` sees every
+    /// object of the answer (an NDJSON stream or one JSON array).
+    pub(crate) fn upload(
+        &self,
+        path: &str,
+        query: &[(String, String)],
+        form: reqwest::blocking::multipart::Form,
+        each: impl FnMut(Value) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let request = self.authorized(self.upload_http.post(format!("{}{path}", self.base)), query).multipart(form);
+        read_objects(self.finish(request, path)?, each)
     }
 
     /// A request whose answer is one JSON value (`Null` for an empty body).
@@ -103,19 +133,26 @@ impl Client {
         method: Method,
         path: &str,
         query: &[(String, String)],
-        mut each: impl FnMut(Value) -> anyhow::Result<()>,
+        each: impl FnMut(Value) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        let response = self.send(method, path, query, None)?;
-        for line in BufReader::new(response).lines() {
-            let line = line.context("the stream was cut off by the server")?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let value = serde_json::from_str(&line).with_context(|| format!("bad stream item: {}", first_line(&line)))?;
-            each(value)?;
-        }
-        Ok(())
+        read_objects(self.send(method, path, query, None)?, each)
     }
+}
+
+/// Reads an NDJSON stream object by object as it arrives, or a JSON array.
+fn read_objects(response: Response, mut each: impl FnMut(Value) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    for line in BufReader::new(response).lines() {
+        let line = line.context("the stream was cut off by the server")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value = serde_json::from_str(&line).with_context(|| format!("bad stream item: {}", first_line(&line)))?;
+        match value {
+            Value::Array(items) => items.into_iter().try_for_each(&mut each)?,
+            other => each(other)?,
+        }
+    }
+    Ok(())
 }
 
 /// Turns an error status into one line: `CODE: message` from the API's error body.

@@ -2,6 +2,7 @@
 //! like `ipfs-cluster-ctl`. Read [`Command`] first; HTTP is in `client.rs`,
 //! the text output in `text.rs`.
 
+mod add;
 mod client;
 mod text;
 
@@ -56,6 +57,8 @@ enum Command {
     /// Pins, unpins, lists and updates pins.
     #[command(subcommand)]
     Pin(PinCommand),
+    /// Adds files or directories to the peer's IPFS node and pins them.
+    Add(add::AddArgs),
     /// Shows the status of pins: all, or the CIDs given.
     Status {
         /// CIDs to show; none for every pin.
@@ -95,7 +98,7 @@ struct PinFlags {
     #[arg(long, short = 'n')]
     name: Option<String>,
     /// Sets both replication factors (-1 = every peer).
-    #[arg(long, short = 'r', allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true)]
     replication: Option<i32>,
     /// The minimum replication factor.
     #[arg(long, allow_negative_numbers = true)]
@@ -122,7 +125,7 @@ struct PinFlags {
     #[arg(long)]
     no_status: bool,
     /// Wait until the pin is pinned (or failed).
-    #[arg(long, short = 'w')]
+    #[arg(long)]
     wait: bool,
     /// With --wait: give up after this many seconds (0 = never).
     #[arg(long, default_value_t = 0)]
@@ -134,6 +137,12 @@ enum PinCommand {
     /// Pins a CID (or /ipfs/CID path) for the authenticated user.
     Add {
         cid: String,
+        /// Same as --replication.
+        #[arg(short = 'r', value_name = "N", allow_negative_numbers = true, conflicts_with = "replication")]
+        replication_short: Option<i32>,
+        /// Same as --wait.
+        #[arg(short = 'w')]
+        wait_short: bool,
         #[command(flatten)]
         flags: PinFlags,
     },
@@ -291,12 +300,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             v["version"].as_str().unwrap_or_default().to_string()
         }),
         Command::Peers(PeersCommand::Ls) => show_stream(&client, enc, Method::GET, "/peers", none, text::id),
-        Command::Pin(PinCommand::Add { cid, flags }) => {
+        Command::Pin(PinCommand::Add { cid, replication_short, wait_short, mut flags }) => {
+            flags.replication = flags.replication.or(replication_short);
+            flags.wait |= wait_short;
             let query = pin_query(&flags)?;
             let pin = client.call(Method::POST, &pin_path(&cid), &query, None)?;
             let cid = pin["cid"].as_str().map_or_else(|| status_cid(&cid).to_string(), str::to_string);
             after_pin(&client, enc, &cid, &pin, flags.no_status, flags.wait.then_some(flags.wait_timeout))
         }
+        Command::Add(args) => add::run(&client, enc, args),
         Command::Pin(PinCommand::Rm { cid, no_status }) => {
             let pin = client.call(Method::DELETE, &pin_path(&cid), none, None)?;
             let cid = pin["cid"].as_str().map_or_else(|| status_cid(&cid).to_string(), str::to_string);

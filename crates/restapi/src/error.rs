@@ -34,6 +34,9 @@ pub(crate) enum ApiError {
     /// A cluster operation this single-peer build cannot do yet.
     #[error("{0}")]
     NotImplemented(String),
+    /// An upload larger than the configured limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// The pinset is shutting down.
     #[error("{0}")]
     Unavailable(String),
@@ -91,6 +94,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

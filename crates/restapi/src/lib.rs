@@ -7,6 +7,7 @@
 //! unpin removes it from a Cluster. Pins whose `expire_at` passes are removed
 //! by a background task started here (see `expiry.rs`).
 
+mod add;
 mod cluster;
 mod error;
 mod expiry;
@@ -33,6 +34,8 @@ pub struct RestOptions {
     pub addresses: Vec<String>,
     /// The data folder; the `freespace` metric is the space left on its file system.
     pub data_dir: std::path::PathBuf,
+    /// The largest `/add` upload, in bytes.
+    pub max_upload_bytes: u64,
 }
 
 struct Context {
@@ -70,6 +73,7 @@ pub fn routes(tracker: Tracker, options: RestOptions) -> Arc<dyn Fn(&mut web::Se
                     .route(web::post().to(pins::pin))
                     .route(web::delete().to(pins::unpin)),
             )
+            .service(web::resource("/add").route(web::post().to(add::add)))
             .service(web::resource("/ipfs/gc").route(web::post().to(cluster::repo_gc)))
             .service(web::resource("/health/graph").route(web::get().to(cluster::graph)))
             .service(web::resource("/health/alerts").route(web::get().to(cluster::alerts)))

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use pincluster_model::{Cid, Multiaddr, PinMode, PinStatus, StatusSet, Timestamp};
+use pincluster_tracker::ImportOptions;
 
 use crate::error::ApiError;
 
@@ -321,6 +322,109 @@ impl StatusQuery {
     }
 }
 
+/// The largest chunk `chunker=size-N` accepts, as in Kubo.
+const MAX_CHUNK_SIZE: usize = 1024 * 1024;
+
+/// What `POST /add` does with the upload, from its query string (§2.5 of the
+/// Cluster notes). Pin options come from the same query.
+#[derive(Debug)]
+pub(crate) struct AddRequest {
+    pub(crate) pin: PinRequest,
+    pub(crate) import: ImportOptions,
+    /// `format=car`: the upload is one CAR file whose root is pinned.
+    pub(crate) car: bool,
+    /// `stream-channels` (default true): NDJSON as produced, else one JSON array.
+    pub(crate) stream: bool,
+    pub(crate) no_pin: bool,
+    /// Keep entries below the top level whose name starts with a dot.
+    pub(crate) hidden: bool,
+    /// Also send `{"name","bytes"}` progress objects while a file is read.
+    pub(crate) progress: bool,
+}
+
+impl AddRequest {
+    /// Parses the options of `POST /add`. Unknown keys are ignored; the
+    /// aliases the Cluster JS client sends (`wrap`, `no-copy`) are accepted.
+    pub(crate) fn parse(query: &str, now: Timestamp) -> Result<AddRequest, ApiError> {
+        let pin = PinRequest::parse(query, now)?;
+        let mut import = ImportOptions::default();
+        let mut raw_leaves = None;
+        let mut request = AddRequest {
+            pin,
+            import: ImportOptions::default(),
+            car: false,
+            stream: true,
+            no_pin: false,
+            hidden: false,
+            progress: false,
+        };
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            let value = value.trim();
+            if value.is_empty() {
+                continue;
+            }
+            let key = key.as_ref();
+            match key {
+                "chunker" => import.chunk_size = parse_chunker(value)?,
+                "raw-leaves" => raw_leaves = Some(parse_bool(key, value)?),
+                "cid-version" => {
+                    import.cid_version = match value {
+                        "0" => 0,
+                        "1" => 1,
+                        other => return Err(ApiError::bad(format!("cid-version: {other:?} is not 0 or 1"))),
+                    }
+                }
+                "wrap-with-directory" | "wrap" => import.wrap_with_directory = parse_bool(key, value)?,
+                "hidden" => request.hidden = parse_bool(key, value)?,
+                "stream-channels" => request.stream = parse_bool(key, value)?,
+                "no-pin" => request.no_pin = parse_bool(key, value)?,
+                "progress" => request.progress = parse_bool(key, value)?,
+                "format" => {
+                    request.car = match value {
+                        "unixfs" => false,
+                        "car" => true,
+                        other => return Err(ApiError::bad(format!("format: {other:?} is not one of unixfs, car"))),
+                    }
+                }
+                "layout" => match value {
+                    "balanced" => {}
+                    "trickle" => return Err(ApiError::bad("layout: trickle is not supported; use balanced")),
+                    other => return Err(ApiError::bad(format!("layout: {other:?} is not one of balanced, trickle"))),
+                },
+                "hash" if value != "sha2-256" => {
+                    return Err(ApiError::bad(format!("hash: {value:?} is not supported; use sha2-256")))
+                }
+                "shard" if parse_bool(key, value)? => {
+                    return Err(ApiError::bad("shard: sharded DAGs need several cluster peers; this cluster has one"))
+                }
+                "nocopy" | "no-copy" if parse_bool(key, value)? => {
+                    return Err(ApiError::bad(format!("{key}: the filestore is not supported; blocks are always copied")))
+                }
+                "recursive" | "local" | "quiet" | "quieter" | "silent" => {
+                    parse_bool(key, value)?;
+                }
+                _ => {}
+            }
+        }
+        // As in Kubo, CIDv1 implies raw leaves unless they are turned off explicitly.
+        import.raw_leaves = raw_leaves.unwrap_or(import.cid_version > 0);
+        request.import = import;
+        Ok(request)
+    }
+}
+
+/// `size-N` with 1 <= N <= 1 MiB; Kubo's other chunkers are refused.
+fn parse_chunker(value: &str) -> Result<usize, ApiError> {
+    let Some(size) = value.strip_prefix("size-") else {
+        let name = value.split('-').next().unwrap_or(value);
+        return Err(ApiError::bad(format!("chunker: {name:?} is not supported; use size-N (bytes)")));
+    };
+    match size.parse::<usize>() {
+        Ok(n) if (1..=MAX_CHUNK_SIZE).contains(&n) => Ok(n),
+        _ => Err(ApiError::bad(format!("chunker: {value:?}: the size must be between 1 and {MAX_CHUNK_SIZE} bytes"))),
+    }
+}
+
 /// Checks `local` where it is the only option (`GET /pins/{cid}`, recover, gc).
 pub(crate) fn check_local_only(query: &str) -> Result<(), ApiError> {
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
@@ -391,5 +495,32 @@ mod tests {
         assert!(parse_status_filter("bogus").is_err());
         assert!(parse_status_filter("unpinned").unwrap().is_empty());
         assert!(parse_status_filter("error").unwrap().contains(PinStatus::Failed));
+    }
+
+    #[test]
+    fn add_options() {
+        let now = Timestamp(1_000_000);
+        let r = AddRequest::parse("", now).unwrap();
+        assert!(r.stream && !r.car && !r.no_pin && !r.import.raw_leaves);
+        assert_eq!((r.import.cid_version, r.import.chunk_size), (0, 262_144));
+        let r = AddRequest::parse("cid-version=1&wrap=true&stream-channels=false&chunker=size-1024", now).unwrap();
+        assert!(r.import.raw_leaves && r.import.wrap_with_directory && !r.stream);
+        assert_eq!(r.import.chunk_size, 1024);
+        let r = AddRequest::parse("cid-version=1&raw-leaves=false&format=car&no-copy=false", now).unwrap();
+        assert!(!r.import.raw_leaves && r.car);
+        for bad in [
+            "chunker=rabin-1-2-3",
+            "chunker=size-0",
+            "chunker=size-2000000",
+            "cid-version=2",
+            "layout=trickle",
+            "hash=blake3",
+            "format=tar",
+            "nocopy=true",
+            "shard=true",
+            "raw-leaves=maybe",
+        ] {
+            assert!(AddRequest::parse(bad, now).is_err(), "{bad}");
+        }
     }
 }

@@ -3,7 +3,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use pincluster_httpcommon::Authenticated;
-use pincluster_model::{Cid, NewPin, PinMode, PinOptions, StatusSet, Timestamp, UserName};
+use pincluster_model::{Cid, NewPin, PinMode, PinOptions, PinView, StatusSet, Timestamp, UserName};
 use pincluster_state::ClusterEntry;
 
 use crate::error::ApiError;
@@ -106,11 +106,24 @@ async fn pin_cid(
     cid: Cid,
 ) -> Result<HttpResponse, ApiError> {
     let request = PinRequest::parse(req.query_string(), Timestamp::now())?;
-    let caller = user_name(user)?;
+    let view = pin_as(ctx, &user_name(user)?, &request, cid, None).await?;
+    let body = Pin::from_domain(&view.cluster, Some(&view.user), request.pin_update.as_ref(), &ctx.options.peer_id);
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// Pins `cid` for `caller` with the options of `request`; `default_name`
+/// names it when the request does not. Shared by `/pins/{cid}` and `/add`.
+pub(crate) async fn pin_as(
+    ctx: &web::Data<Context>,
+    caller: &UserName,
+    request: &PinRequest,
+    cid: Cid,
+    default_name: Option<&str>,
+) -> Result<PinView, ApiError> {
     let (rmin, rmax) = options::replication_factors(request.replication, CLUSTER_SIZE)?;
     let mut pin = NewPin {
         cid,
-        name: request.name.clone(),
+        name: request.name.clone().or_else(|| default_name.filter(|n| !n.is_empty()).map(str::to_string)),
         meta: request.meta.clone(),
         origins: request.origins.clone(),
         options: PinOptions {
@@ -127,7 +140,7 @@ async fn pin_cid(
         let old_entry = entry(ctx, old)
             .await?
             .ok_or_else(|| ApiError::bad(format!("pin-update: {old} is not part of the pinset")))?;
-        let holder = wire::representative(&old_entry, Some(&caller));
+        let holder = wire::representative(&old_entry, Some(caller));
         pin.options = PinOptions { expire_at: request.expire_at, ..old_entry.pin.options.clone() };
         pin.meta = holder.map(|h| h.meta.clone()).unwrap_or_default();
         pin.origins = holder.map(|h| h.origins.clone()).unwrap_or_default();
@@ -142,12 +155,11 @@ async fn pin_cid(
             )));
         }
     }
-    let view = ctx.tracker.pin(&caller, pin).await?;
+    let view = ctx.tracker.pin(caller, pin).await?;
     if let Some(at) = view.cluster.options.expire_at {
         ctx.expiry.schedule(at);
     }
-    let body = Pin::from_domain(&view.cluster, Some(&view.user), request.pin_update.as_ref(), &ctx.options.peer_id);
-    Ok(HttpResponse::Ok().json(body))
+    Ok(view)
 }
 
 /// `DELETE /pins/{cid}`: removes the CID from the pinset (for every holder:
@@ -169,14 +181,14 @@ async fn unpin_cid(user: &Authenticated, ctx: &web::Data<Context>, cid: Cid) -> 
 }
 
 /// A `/pins/{ipfs|ipns|ipld}/{path…}` path as a CID. Only a bare CID is
-/// possible until the IPFS node can resolve paths.
+/// accepted: resolving IPNS names or paths below a CID is not built.
 fn resolve_path(kind: &str, rest: &str) -> Result<Cid, ApiError> {
     let rest = rest.trim_matches('/');
     match kind {
         "ipfs" | "ipld" if !rest.is_empty() && !rest.contains('/') => path_cid(rest),
         "ipfs" | "ipld" | "ipns" => Err(ApiError::bad(format!(
-            "cannot resolve /{kind}/{rest}: resolving paths needs the embedded IPFS node, which this build does \
-             not have yet; pin the CID itself"
+            "cannot resolve /{kind}/{rest}: only /ipfs/<cid> paths are supported (no IPNS, no paths below a \
+             CID); pin the CID itself"
         ))),
         other => Err(ApiError::NotFound(format!("not found: /pins/{other} is not a path namespace"))),
     }

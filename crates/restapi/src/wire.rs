@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use pincluster_model::{Cid, ClusterPin, PinMode, PinStatus, Timestamp, UserName, UserPin};
 use pincluster_state::ClusterEntry;
+use pincluster_tracker::AddedEntry;
 use serde::{Deserialize, Serialize};
 
 use crate::RestOptions;
@@ -272,4 +273,45 @@ pub(crate) struct RepoGc {
 #[derive(Serialize)]
 pub(crate) struct GlobalRepoGc {
     pub(crate) peer_map: BTreeMap<String, RepoGc>,
+}
+
+/// One object of `POST /add`'s output: an added file or directory, or (with
+/// only `name` and `bytes`) the progress of a file being read.
+#[derive(Serialize)]
+pub(crate) struct AddedOutput {
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cid: Option<String>,
+    #[serde(skip_serializing_if = "is_zero")]
+    bytes: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    size: u64,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    allocations: Vec<String>,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+impl AddedOutput {
+    /// A finished file or directory; `allocations` once its pin is recorded.
+    pub(crate) fn entry(entry: &AddedEntry, allocations: &[String]) -> AddedOutput {
+        AddedOutput {
+            name: entry.name.clone(),
+            cid: Some(entry.cid.to_string()),
+            bytes: entry.bytes,
+            size: entry.size,
+            allocations: allocations.to_vec(),
+        }
+    }
+
+    /// `bytes` of file `name` read so far.
+    pub(crate) fn progress(name: &str, bytes: u64) -> AddedOutput {
+        AddedOutput { name: name.to_string(), cid: None, bytes, size: 0, allocations: Vec::new() }
+    }
+
+    pub(crate) fn is_progress(&self) -> bool {
+        self.cid.is_none()
+    }
 }

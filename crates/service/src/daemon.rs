@@ -153,6 +153,7 @@ async fn serve(
                         peername: config.cluster.peername.clone(),
                         addresses: delegates.clone(),
                         data_dir: dir.join("data"),
+                        max_upload_bytes: api.max_upload_bytes,
                     },
                 ),
             ),

@@ -7,7 +7,9 @@ mod worker;
 
 use std::sync::Arc;
 
-use pincluster_ipfs::{GcStats, IpfsError, Node, RepoStat};
+use pincluster_ipfs::{GcStats, Node, RepoStat};
+
+pub use pincluster_ipfs::{AddedEntry, CarImporter, ImportOptions, Imported, Importer, IpfsError};
 use pincluster_model::{Cid, NewPin, PinStatus, PinView, UserName, ValidationError};
 use pincluster_state::{Pinset, StateError, StatusUpdate};
 
@@ -90,8 +92,20 @@ impl Tracker {
 
     /// Collects every block no pin reaches, now.
     pub async fn gc(&self) -> Result<GcStats, TrackerError> {
-        let node = self.workers.node().clone();
-        Ok(self.workers.on_node_runtime(async move { node.gc().await }).await.ok_or(TrackerError::Stopped)??)
+        let workers = self.workers.clone();
+        self.workers.on_node_runtime(async move { workers.collect_garbage().await }).await.ok_or(TrackerError::Stopped)?
+    }
+
+    /// Starts a UnixFS import into the node (`/add`). Its blocks stay safe from
+    /// garbage collection until the returned importer, or what it finishes
+    /// into, is dropped: pin the roots first.
+    pub fn importer(&self, options: ImportOptions) -> Result<Importer, IpfsError> {
+        self.workers.node().importer(options)
+    }
+
+    /// Starts the import of a CAR file into the node; as [`Tracker::importer`].
+    pub fn car_importer(&self) -> CarImporter {
+        self.workers.node().car_importer()
     }
 
     /// Block store figures.

@@ -9,10 +9,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::future::{AbortHandle, Abortable};
-use pincluster_ipfs::{FetchOptions, Node};
+use pincluster_ipfs::{FetchOptions, GcStats, Node};
 use pincluster_model::{Cid, Multiaddr, PinStatus, Progress, StatusSet};
 use pincluster_state::{Pinset, StateError, StatusUpdate};
 use tokio::sync::{mpsc, Notify};
+
+use crate::TrackerError;
 
 /// How often a running pin writes its progress to the pinset.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
@@ -20,6 +22,8 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 const GC_DEBOUNCE: Duration = Duration::from_secs(2);
 /// How often the queue is refilled from the pinset when it overflowed.
 const REFILL_INTERVAL: Duration = Duration::from_secs(5);
+/// Beyond this many unfinished pins a collection is skipped (the roots are held in memory).
+const MAX_GC_EXTRA_ROOTS: usize = 100_000;
 
 /// Tuning of the workers.
 #[derive(Clone, Debug)]
@@ -352,7 +356,7 @@ impl Workers {
             while !lock(&self.scheduled).is_empty() {
                 tokio::time::sleep(GC_DEBOUNCE).await;
             }
-            match self.node.gc().await {
+            match self.collect_garbage().await {
                 Ok(stats) if stats.removed_blocks > 0 => {
                     tracing::info!(blocks = stats.removed_blocks, bytes = stats.removed_bytes, "garbage collected")
                 }
@@ -360,6 +364,33 @@ impl Workers {
                 Err(error) => tracing::warn!(%error, "garbage collection failed"),
             }
         }
+    }
+}
+
+impl Workers {
+    /// One garbage collection that keeps, besides every finished pin, the
+    /// blocks on disk under every unfinished one: a DAG imported by `/add`
+    /// whose pin is still queued, or the part of a DAG a failed pin fetched.
+    pub(crate) async fn collect_garbage(&self) -> Result<GcStats, TrackerError> {
+        let state = self.state.clone();
+        let unfinished = tokio::task::spawn_blocking(move || {
+            let mut roots = Vec::new();
+            let unfinished: StatusSet = [PinStatus::Queued, PinStatus::Pinning, PinStatus::Failed].into_iter().collect();
+            for pin in state.cluster_pins(unfinished) {
+                roots.push(pin?.cid);
+                if roots.len() > MAX_GC_EXTRA_ROOTS {
+                    return Ok(None);
+                }
+            }
+            Ok::<_, StateError>(Some(roots))
+        })
+        .await
+        .map_err(|_| TrackerError::Stopped)??;
+        let Some(roots) = unfinished else {
+            tracing::info!("garbage collection skipped: more than {MAX_GC_EXTRA_ROOTS} pins are unfinished");
+            return Ok(GcStats::default());
+        };
+        Ok(self.node.gc(&roots).await?)
     }
 }
 

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# REST API benchmarks (issue 6), against the release daemon:
+#  1. POST /add of one random file of each size given (default 256 and 1024 MiB),
+#     each on a fresh daemon: MiB/s and peak RSS above idle (target: memory
+#     independent of the file size).
+#  2. GET /pins streaming every pin of a pinset of PINS pins (default 1,000,000,
+#     preloaded through POST /pins of the Pinning Service API): time, lines and
+#     peak RSS above the idle daemon (target < 64 MiB).
+# Usage: benches/rest-add-and-stream.sh [PINS] [MiB...]
+# Peak RSS is VmHWM, reset before each measurement through /proc/PID/clear_refs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PINS=${1:-1000000}
+shift || true
+if [ $# -gt 0 ]; then SIZES=("$@"); else SIZES=(256 1024); fi
+cargo build --release -q -p pincluster-service
+BIN=${CARGO_TARGET_DIR:-target}/release/pincluster-service
+
+work=$(mktemp -d)
+cleanup() { kill "$(cat "$work/pid" 2>/dev/null)" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+start_daemon() { # fresh config and data in $work/cfg
+  kill "$(cat "$work/pid" 2>/dev/null)" 2>/dev/null || true
+  sleep 0.5
+  rm -rf "$work/cfg"
+  "$BIN" --config-dir "$work/cfg" init >/dev/null
+  python3 - "$work/cfg/service.json" <<'PY'
+import json, sys
+path = sys.argv[1]
+c = json.load(open(path))
+for api in ("restapi", "pinsvcapi"):
+    c["api"][api]["http_listen_multiaddress"] = "/ip4/127.0.0.1/tcp/0"
+    c["api"][api]["basic_auth_credentials"] = {"bench": "bench-pw"}
+c["ipfs"]["listen_multiaddress"] = ["/ip4/127.0.0.1/tcp/0"]
+# Preloaded CIDs exist nowhere: keep the workers from competing for the CPU.
+c["pin_tracker"]["concurrent_pins"] = 1
+c["ipfs"]["pin_timeout"] = "1h"
+json.dump(c, open(path, "w"))
+PY
+  RUST_LOG=warn "$BIN" --config-dir "$work/cfg" daemon > "$work/out" 2> "$work/err" & echo $! > "$work/pid"
+  for _ in $(seq 200); do grep -q '^ready' "$work/out" 2>/dev/null && break; sleep 0.1; done
+  REST=$(sed -n 's/^restapi listening on //p' "$work/out")
+  PSA=$(sed -n 's/^pinsvcapi listening on //p' "$work/out")
+  PID=$(cat "$work/pid")
+}
+kib() { sed -n "s/^$1: *\([0-9]*\) kB/\1/p" "/proc/$PID/status"; }
+reset_peak() { echo 5 > "/proc/$PID/clear_refs"; }
+
+echo "== POST /add =="
+printf '%8s %10s %10s %16s\n' MiB seconds MiB/s 'peak-idle MiB'
+for mib in "${SIZES[@]}"; do
+  start_daemon
+  head -c "$((mib * 1024 * 1024))" /dev/urandom > "$work/file"
+  sleep 1
+  idle=$(kib VmRSS); reset_peak
+  t=$(curl -sf -u bench:bench-pw -o "$work/add.json" -w '%{time_total}' \
+        -F "file=@$work/file" "$REST/add?stream-channels=false")
+  peak=$(kib VmHWM)
+  rm -f "$work/file"
+  printf '%8s %10.2f %10.1f %16.1f\n' "$mib" "$t" "$(python3 -c "print($mib/$t)")" \
+    "$(python3 -c "print(($peak-$idle)/1024)")"
+done
+
+echo "== GET /pins over $PINS pins =="
+start_daemon
+TOKEN=$(curl -s -u bench:bench-pw -X POST "$PSA/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+python3 - "$PSA" "$TOKEN" "$PINS" <<'PY'
+import base64, hashlib, http.client, json, sys, threading, time, urllib.parse
+url, token, total = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def cid(i):
+    digest = hashlib.sha256(b"rest-stream-%d" % i).digest()
+    return "b" + base64.b32encode(bytes([1, 0x55, 0x12, 0x20]) + digest).decode().lower().rstrip("=")
+u = urllib.parse.urlparse(url)
+def load(start, step):
+    conn = http.client.HTTPConnection(u.hostname, u.port)
+    for i in range(start, total, step):
+        conn.request("POST", "/pins", json.dumps({"cid": cid(i), "name": f"pin-{i}"}),
+                     {"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        r = conn.getresponse(); r.read()
+        assert r.status == 202, r.status
+t = time.time()
+threads = [threading.Thread(target=load, args=(k, 16)) for k in range(16)]
+[th.start() for th in threads]; [th.join() for th in threads]
+print(f"preloaded {total} pins in {time.time() - t:.1f}s")
+PY
+sleep 2
+idle=$(kib VmRSS); reset_peak
+t=$(curl -sf -u bench:bench-pw -o "$work/pins.ndjson" -w '%{time_total}' "$REST/pins")
+peak=$(kib VmHWM)
+lines=$(wc -l < "$work/pins.ndjson")
+printf 'streamed %s lines in %.2f s; idle RSS %.1f MiB, peak above idle %.1f MiB (target < 64)\n' \
+  "$lines" "$t" "$(python3 -c "print($idle/1024)")" "$(python3 -c "print(($peak-$idle)/1024)")"

@@ -1,0 +1,313 @@
+//! `POST /add`: a multipart upload (files, directories, or one CAR file)
+//! imported into the embedded IPFS node as it arrives, then pinned. Read
+//! [`add`] first.
+//!
+//! The body is read part by part and each part chunk by chunk straight into
+//! the importer, so memory does not depend on the upload's size. The parts
+//! follow Kubo's `/api/v0/add` convention: the path is the part's file name
+//! (percent-encoded, `/`-separated), and a part of type
+//! `application/x-directory` declares a directory.
+//!
+//! Output is one AddedOutput per file as it is finished, then the
+//! directories, then (wrapped) the root; NDJSON as produced, or one JSON array
+//! with `stream-channels=false`. An error before the first output line is an
+//! ordinary error response; after it, the stream is cut off (see `stream.rs`).
+
+use actix_web::http::StatusCode;
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use pincluster_httpcommon::Authenticated;
+use pincluster_model::{Timestamp, UserName};
+use pincluster_tracker::{AddedEntry, IpfsError, Imported, TrackerError};
+use tokio::sync::mpsc;
+
+use crate::error::ApiError;
+use crate::options::AddRequest;
+use crate::pins::{pin_as, user_name};
+use crate::wire::AddedOutput;
+use crate::Context;
+
+/// The most parts (files and directories) one upload may have.
+const MAX_PARTS: usize = 100_000;
+/// Output lines waiting for the client.
+const OUTPUT_QUEUE: usize = 16;
+/// With `progress=true`: one progress line per this many bytes of a file.
+const PROGRESS_EVERY: u64 = 1024 * 1024;
+
+/// `POST /add`.
+pub(crate) async fn add(
+    req: HttpRequest,
+    user: Authenticated,
+    ctx: web::Data<Context>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let request = AddRequest::parse(req.query_string(), Timestamp::now())?;
+    let caller = user_name(&user)?;
+    let multipart = actix_multipart::Multipart::new(req.headers(), payload);
+    let stream = request.stream;
+    let (tx, mut rx) = mpsc::channel(OUTPUT_QUEUE);
+    // The payload is tied to this worker thread: the import runs beside the
+    // response on the same thread, reading the body while output is sent.
+    actix_web::rt::spawn(async move {
+        let mut output = Output { tx: tx.clone(), stream, collected: Vec::new() };
+        let result = run(&ctx, &caller, &request, multipart, &mut output).await;
+        let last = match result {
+            Ok(()) if stream => return,
+            Ok(()) => serde_json::to_vec(&output.collected)
+                .map(Bytes::from)
+                .map_err(|e| ApiError::Internal(format!("cannot encode the output: {e}"))),
+            Err(error) => Err(error),
+        };
+        let _ = tx.send(last).await;
+    });
+    let first = match rx.recv().await {
+        Some(Ok(first)) => first,
+        Some(Err(error)) => return Err(error),
+        None => Bytes::new(),
+    };
+    let mut response = HttpResponse::build(StatusCode::OK);
+    response.content_type("application/json").insert_header(("Cache-Control", "no-cache"));
+    if !stream {
+        return Ok(response.body(first));
+    }
+    response.insert_header(("X-Chunked-Output", "1")).insert_header(("Trailer", "X-Stream-Error"));
+    let rest = futures_util::stream::unfold(rx, |mut rx| async move {
+        match rx.recv().await? {
+            Ok(line) => Some((Ok(line), rx)),
+            Err(error) => {
+                tracing::warn!(%error, "add failed after output began; cutting the response off");
+                Some((Err(std::io::Error::other(error.to_string())), rx))
+            }
+        }
+    });
+    let body = futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(rest);
+    Ok(response.streaming(body))
+}
+
+/// Where output objects go: sent line by line, or kept for one array.
+struct Output {
+    tx: mpsc::Sender<Result<Bytes, ApiError>>,
+    stream: bool,
+    collected: Vec<AddedOutput>,
+}
+
+impl Output {
+    /// Emits one object; an error when the client has gone away.
+    async fn emit(&mut self, item: AddedOutput) -> Result<(), ApiError> {
+        if !self.stream {
+            if item.is_progress() {
+                return Ok(());
+            }
+            self.collected.push(item);
+            return Ok(());
+        }
+        let mut line = serde_json::to_vec(&item).map_err(|e| ApiError::Internal(format!("cannot encode: {e}")))?;
+        line.push(b'\n');
+        self.tx.send(Ok(Bytes::from(line))).await.map_err(|_| ApiError::bad("the client went away"))
+    }
+}
+
+/// Reads the parts, imports them, emits their entries and pins the roots.
+async fn run(
+    ctx: &web::Data<Context>,
+    caller: &UserName,
+    request: &AddRequest,
+    mut multipart: actix_multipart::Multipart,
+    output: &mut Output,
+) -> Result<(), ApiError> {
+    let limit = ctx.options.max_upload_bytes;
+    let mut read = 0u64;
+    let mut parts = 0usize;
+    // Root entries that are not directories (top-level files, a CAR's root):
+    // emitted once pinned, with their allocations.
+    let mut file_roots: Vec<AddedEntry> = Vec::new();
+    let imported = if request.car {
+        let mut car = ctx.tracker.car_importer();
+        let mut name = None;
+        while let Some(field) = multipart.next().await {
+            let mut field = field.map_err(bad_multipart)?;
+            let part = Part::of(&field)?;
+            if part.directory {
+                continue;
+            }
+            if name.is_some() {
+                return Err(ApiError::bad("format=car takes exactly one file: this upload has several"));
+            }
+            while let Some(chunk) = field.next().await {
+                let chunk = chunk.map_err(bad_multipart)?;
+                read = counted(read, chunk.len(), limit)?;
+                car.write(&chunk).await.map_err(import_error)?;
+            }
+            name = Some(part.path);
+        }
+        let Some(name) = name else {
+            return Err(ApiError::bad("the upload has no file part"));
+        };
+        let imported = car.finish().await.map_err(import_error)?;
+        let [root] = imported.roots[..] else {
+            return Err(ApiError::bad(format!(
+                "format=car needs a CAR with exactly one root; this one has {}",
+                imported.roots.len()
+            )));
+        };
+        file_roots.push(AddedEntry { name, cid: root, size: 0, bytes: read });
+        imported
+    } else {
+        let mut importer = ctx.tracker.importer(request.import).map_err(import_error)?;
+        while let Some(field) = multipart.next().await {
+            let mut field = field.map_err(bad_multipart)?;
+            let part = Part::of(&field)?;
+            parts += 1;
+            if parts > MAX_PARTS {
+                return Err(ApiError::bad(format!("the upload has more than {MAX_PARTS} files and directories")));
+            }
+            if !request.hidden && part.hidden() {
+                continue;
+            }
+            if part.directory {
+                importer.add_directory(&part.path).map_err(import_error)?;
+                continue;
+            }
+            importer.start_file(&part.path).map_err(import_error)?;
+            let mut file_bytes = 0u64;
+            let mut next_progress = PROGRESS_EVERY;
+            while let Some(chunk) = field.next().await {
+                let chunk = chunk.map_err(bad_multipart)?;
+                read = counted(read, chunk.len(), limit)?;
+                file_bytes += chunk.len() as u64;
+                importer.write(&chunk).await.map_err(import_error)?;
+                if request.progress && file_bytes >= next_progress {
+                    next_progress = file_bytes + PROGRESS_EVERY;
+                    output.emit(AddedOutput::progress(&part.path, file_bytes)).await?;
+                }
+            }
+            let entry = importer.finish_file().await.map_err(import_error)?;
+            if !request.import.wrap_with_directory && !part.path.contains('/') {
+                file_roots.push(entry);
+            } else {
+                output.emit(AddedOutput::entry(&entry, &[])).await?;
+            }
+        }
+        if parts == 0 {
+            return Err(ApiError::bad("the upload has no file part"));
+        }
+        let imported = importer.finish().await.map_err(import_error)?;
+        for entry in &imported.entries {
+            if !imported.roots.contains(&entry.cid) {
+                output.emit(AddedOutput::entry(entry, &[])).await?;
+            }
+        }
+        imported
+    };
+    pin_roots(ctx, caller, request, &imported, &file_roots, output).await
+}
+
+/// Pins every root (unless `no-pin`) and emits the root entries, which
+/// carry the allocations when pinned. `imported` keeps the blocks safe from
+/// garbage collection until each pin is recorded.
+async fn pin_roots(
+    ctx: &web::Data<Context>,
+    caller: &UserName,
+    request: &AddRequest,
+    imported: &Imported,
+    file_roots: &[AddedEntry],
+    output: &mut Output,
+) -> Result<(), ApiError> {
+    let allocations = [ctx.options.peer_id.clone()];
+    for root in &imported.roots {
+        let entry = imported.entries.iter().chain(file_roots).find(|e| e.cid == *root);
+        if !request.no_pin {
+            pin_as(ctx, caller, &request.pin, *root, entry.map(|e| e.name.as_str())).await?;
+        }
+        if let Some(entry) = entry {
+            let allocations: &[String] = if request.no_pin { &[] } else { &allocations };
+            output.emit(AddedOutput::entry(entry, allocations)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// What a part's headers say.
+struct Part {
+    /// `/`-separated, without leading or trailing slashes.
+    path: String,
+    directory: bool,
+}
+
+impl Part {
+    fn of(field: &actix_multipart::Field) -> Result<Part, ApiError> {
+        let disposition = field.content_disposition();
+        let raw = disposition.and_then(|d| d.get_filename()).ok_or_else(|| {
+            let name = disposition.and_then(|d| d.get_name()).unwrap_or_default();
+            ApiError::bad(format!("part {name:?} is not a file: it has no filename in its Content-Disposition"))
+        })?;
+        let path: String = percent_decode(raw)?.trim_matches('/').to_string();
+        let content_type = field.content_type().map(|m| m.essence_str().to_string()).unwrap_or_default();
+        let directory = match content_type.as_str() {
+            "application/x-directory" => true,
+            "application/symlink" => {
+                return Err(ApiError::bad(format!("{path}: symbolic links cannot be added")));
+            }
+            _ => false,
+        };
+        if path.is_empty() && !directory {
+            return Err(ApiError::bad("a file part has an empty file name"));
+        }
+        Ok(Part { path, directory })
+    }
+
+    /// Below the top level with a name starting with a dot, as `ipfs add` skips without `--hidden`.
+    fn hidden(&self) -> bool {
+        self.path.split('/').skip(1).any(|name| name.starts_with('.'))
+    }
+}
+
+/// Decodes `%XX` escapes (Kubo's clients escape file names); a bad escape is a 400.
+fn percent_decode(text: &str) -> Result<String, ApiError> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            let value = hex.and_then(|h| u8::from_str_radix(h, 16).ok());
+            match value {
+                Some(v) => {
+                    out.push(v);
+                    i += 3;
+                    continue;
+                }
+                None => return Err(ApiError::bad(format!("file name {text:?} has a bad %-escape"))),
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| ApiError::bad(format!("file name {text:?} is not UTF-8")))
+}
+
+/// Adds `len` to the bytes read so far, refusing to pass `limit`.
+fn counted(read: u64, len: usize, limit: u64) -> Result<u64, ApiError> {
+    let read = read.saturating_add(len as u64);
+    if read > limit {
+        return Err(ApiError::TooLarge(format!(
+            "the upload is larger than max_upload_bytes ({limit} bytes)"
+        )));
+    }
+    Ok(read)
+}
+
+fn bad_multipart(error: actix_multipart::MultipartError) -> ApiError {
+    ApiError::bad(format!("cannot read the multipart body: {error}"))
+}
+
+/// Bad input (a broken CAR, a bad path) is the client's fault; the rest is ours.
+fn import_error(error: impl Into<TrackerError>) -> ApiError {
+    match error.into() {
+        TrackerError::Ipfs(
+            e @ (IpfsError::InvalidOptions(_) | IpfsError::InvalidPath { .. } | IpfsError::Import(_) | IpfsError::Car(_)),
+        ) => ApiError::bad(e.to_string()),
+        other => ApiError::from(other),
+    }
+}
