@@ -329,7 +329,10 @@ impl Pinset {
         let db = sled_config(options).open()?;
         check_schema(&db)?;
         let (requests, rx) = mpsc::channel();
-        let thread = writer::spawn(db.clone(), rx).map_err(|e| StateError::from(sled::Error::Io(e)))?;
+        // sled's data file, opened again so that the syncer can fsync it (see writer.rs).
+        let log_file =
+            std::fs::File::open(options.path.join("db")).map_err(|e| StateError::from(sled::Error::Io(e)))?;
+        let thread = writer::spawn(db.clone(), rx, log_file).map_err(|e| StateError::from(sled::Error::Io(e)))?;
         Ok(Pinset {
             inner: Arc::new(Inner {
                 db,

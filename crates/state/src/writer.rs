@@ -10,10 +10,16 @@
 //! A request that fails leaves no trace in its group. Because there is one
 //! writer, read-modify-write needs no transactions.
 //!
+//! Committing is itself a pipeline of two threads: the committer applies
+//! group N+1 and writes it to the file while the syncer fsyncs group N (an
+//! fsync covers every group written before it began) and answers its callers.
+//!
 //! A storage error while committing is fatal: the callers of the groups in
 //! flight get the error, and later writes get [`StateError::Closed`].
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fs::File;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -38,7 +44,11 @@ type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 /// A prepared group on its way to the committer.
 struct Group {
     seq: u64,
-    writes: Arc<Overlay>,
+    /// The same writes as the overlay, built by the writer thread so that the
+    /// committer only applies it.
+    batch: sled::Batch,
+    /// How many keys the batch writes.
+    writes: usize,
     replies: Vec<(oneshot::Sender<Answer>, Results)>,
 }
 
@@ -71,10 +81,12 @@ pub(crate) struct Request {
 }
 
 /// Starts the writer thread; it stops when every sender is dropped.
-pub(crate) fn spawn(db: sled::Db, rx: Receiver<Request>) -> std::io::Result<JoinHandle<()>> {
+///
+/// `log_file` is sled's data file, which the syncer fsyncs after each flush.
+pub(crate) fn spawn(db: sled::Db, rx: Receiver<Request>, log_file: File) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name("pinset-writer".into())
-        .spawn(move || Writer { db, last_created: HashMap::new() }.run(rx))
+        .spawn(move || Writer { db, last_created: HashMap::new() }.run(rx, log_file))
 }
 
 /// Pending writes of the current group over the groups in flight and the tree.
@@ -221,17 +233,22 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, rx: Receiver<Request>) {
+    fn run(mut self, rx: Receiver<Request>, log_file: File) {
         let (groups, groups_rx) = mpsc::channel();
         let (applied_tx, applied) = mpsc::channel();
-        let db = self.db.clone();
+        let (synced_tx, synced_rx) = mpsc::channel();
+        let failed = Arc::new(AtomicBool::new(false));
+        let (db, failed2) = (self.db.clone(), Arc::clone(&failed));
         let committer = thread::Builder::new()
             .name("pinset-committer".into())
-            .spawn(move || commit_loop(&db, &groups_rx, &applied_tx));
-        let committer = match committer {
-            Ok(handle) => handle,
-            Err(error) => {
-                tracing::error!(%error, "cannot start the pinset committer thread");
+            .spawn(move || commit_loop(&db, &groups_rx, &applied_tx, &synced_tx, &failed));
+        let syncer = thread::Builder::new()
+            .name("pinset-syncer".into())
+            .spawn(move || sync_loop(&log_file, &synced_rx, &failed2));
+        let (committer, syncer) = match (committer, syncer) {
+            (Ok(committer), Ok(syncer)) => (committer, syncer),
+            _ => {
+                tracing::error!("cannot start the pinset committer threads");
                 return;
             }
         };
@@ -298,9 +315,16 @@ impl Writer {
                 continue;
             }
             seq += 1;
-            let writes = Arc::new(writes);
-            in_flight.push_back((seq, Arc::clone(&writes)));
-            if let Err(mpsc::SendError(group)) = groups.send(Group { seq, writes, replies }) {
+            let mut batch = sled::Batch::default();
+            for (key, value) in &writes {
+                match value {
+                    Some(value) => batch.insert(key.as_slice(), value.as_slice()),
+                    None => batch.remove(key.as_slice()),
+                }
+            }
+            let count = writes.len();
+            in_flight.push_back((seq, Arc::new(writes)));
+            if let Err(mpsc::SendError(group)) = groups.send(Group { seq, batch, writes: count, replies }) {
                 for (reply, _) in group.replies {
                     let _ = reply.send(Err(StateError::Closed));
                 }
@@ -308,8 +332,8 @@ impl Writer {
             }
         }
         drop(groups);
-        if committer.join().is_err() {
-            tracing::error!("the pinset committer thread panicked");
+        if committer.join().is_err() || syncer.join().is_err() {
+            tracing::error!("a pinset committer thread panicked");
         }
     }
 
@@ -478,54 +502,88 @@ impl Writer {
     }
 }
 
-/// The committer thread: applies groups in order, fsyncs once per round, answers.
+/// A group that is in the tree, on its way to the syncer.
+struct Applied {
+    replies: Vec<(oneshot::Sender<Answer>, Results)>,
+}
+
+/// The committer thread: applies each group as one atomic batch, in order,
+/// has sled write its buffers to the file (sled's flush), hands the group to
+/// the syncer, then reclaims what applying it retired.
 ///
 /// Each group is reported on `applied` as soon as it is in the tree (reads see
-/// it from then on); its callers are answered only after the fsync.
-fn commit_loop(db: &sled::Db, groups: &Receiver<Group>, applied: &Sender<u64>) {
-    while let Ok(first) = groups.recv() {
-        let mut round = vec![first];
-        round.extend(groups.try_iter());
-        let mut result = Ok(());
-        for group in &round {
-            let mut batch = sled::Batch::default();
-            for (key, value) in group.writes.iter() {
-                match value {
-                    Some(value) => batch.insert(key.as_slice(), value.as_slice()),
-                    None => batch.remove(key.as_slice()),
-                }
-            }
-            result = db.apply_batch(batch).map_err(StateError::from);
-            if result.is_err() {
-                break;
-            }
-            // The writer may have stopped waiting; the tree is what counts.
-            let _ = applied.send(group.seq);
+/// it from then on); its callers are answered by the syncer after the fsync.
+/// Applying and writing the next group overlaps with the syncer's fsync of the
+/// previous ones; an fsync covers everything written before it began.
+fn commit_loop(
+    db: &sled::Db,
+    groups: &Receiver<Group>,
+    applied: &Sender<u64>,
+    synced: &Sender<Applied>,
+    failed: &AtomicBool,
+) {
+    for group in groups.iter() {
+        if failed.load(Ordering::Acquire) {
+            answer_all(group.replies, &Err(StateError::Closed));
+            continue;
         }
-        if result.is_ok() {
-            result = db.flush().map(drop).map_err(StateError::from);
-        }
-        let failed = result.is_err();
-        if let Err(error) = &result {
+        let writes = group.writes;
+        if let Err(error) = db.apply_batch(group.batch) {
+            let error = StateError::from(error);
             tracing::error!(%error, "pinset group commit failed; refusing further writes");
+            failed.store(true, Ordering::Release);
+            answer_all(group.replies, &Err(error));
+            continue;
         }
-        for group in &mut round {
-            for (reply, results) in group.replies.drain(..) {
-                // A caller that went away no longer needs its answer.
-                let _ = reply.send(result.clone().map(|()| results));
+        // The writer may have stopped waiting; the tree is what counts.
+        let _ = applied.send(group.seq);
+        // Writes sled's buffers to the file; the syncer fsyncs them.
+        if let Err(error) = db.flush() {
+            let error = StateError::from(error);
+            tracing::error!(%error, "pinset flush failed; refusing further writes");
+            failed.store(true, Ordering::Release);
+            answer_all(group.replies, &Err(error));
+            continue;
+        }
+        if let Err(mpsc::SendError(lost)) = synced.send(Applied { replies: group.replies }) {
+            answer_all(lost.replies, &Err(StateError::Closed));
+        }
+        // Off the callers' path: the syncer is fsyncing meanwhile.
+        reclaim(writes);
+    }
+}
+
+/// The syncer thread: makes every written group durable with one `fdatasync`
+/// of sled's data file for all groups waiting, and answers their callers.
+///
+/// sled 0.34's flush ends with `sync_file_range`, which neither writes the
+/// file's metadata (sled grows the file as the log advances) nor flushes the
+/// disk's write cache; the `fdatasync` does both, so that an acknowledged
+/// write also survives power loss, not only `kill -9`.
+fn sync_loop(log_file: &File, synced: &Receiver<Applied>, failed: &AtomicBool) {
+    while let Ok(first) = synced.recv() {
+        let mut round = vec![first];
+        round.extend(synced.try_iter());
+        let mut result = if failed.load(Ordering::Acquire) { Err(StateError::Closed) } else { Ok(()) };
+        if result.is_ok() {
+            result = log_file.sync_data().map_err(|e| StateError::from(sled::Error::Io(e)));
+        }
+        if let Err(error) = &result {
+            if !failed.swap(true, Ordering::AcqRel) {
+                tracing::error!(%error, "pinset fsync failed; refusing further writes");
             }
         }
-        if !failed {
-            reclaim(round.iter().map(|g| g.writes.len()).sum());
+        for group in round {
+            answer_all(group.replies, &result);
         }
-        if failed {
-            for group in groups.try_iter() {
-                for (reply, _) in group.replies {
-                    let _ = reply.send(Err(StateError::Closed));
-                }
-            }
-            return;
-        }
+    }
+}
+
+/// Sends every caller of a group its results, or `outcome`'s error.
+fn answer_all(replies: Vec<(oneshot::Sender<Answer>, Results)>, outcome: &Result<(), StateError>) {
+    for (reply, results) in replies {
+        // A caller that went away no longer needs its answer.
+        let _ = reply.send(outcome.clone().map(|()| results));
     }
 }
 
@@ -536,8 +594,8 @@ fn commit_loop(db: &sled::Db, groups: &Receiver<Group>, applied: &Sender<u64>) {
 /// applied under one pin while it retires a page version per key, so after
 /// bulk writes the backlog is paid by whichever threads pin next: a page read
 /// right after a 100k-pin import took 6-10 ms instead of 0.7 ms. Flushing
-/// here, after the callers were answered, pays that cost in the committer
-/// instead, while the writer prepares the next group.
+/// in the committer, after it handed the group to the syncer, pays that cost
+/// while the group's fsync runs.
 fn reclaim(writes: usize) {
     // Each flush frees up to a few hundred retired objects.
     for _ in 0..writes / RETIRED_PER_FLUSH + 1 {
