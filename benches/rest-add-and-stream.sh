@@ -44,7 +44,7 @@ PY
   PSA=$(sed -n 's/^pinsvcapi listening on //p' "$work/out")
   PID=$(cat "$work/pid")
 }
-kib() { sed -n "s/^$1: *\([0-9]*\) kB/\1/p" "/proc/$PID/status"; }
+kib() { awk -v key="$1:" '$1 == key { print $2 }' "/proc/$PID/status"; }
 reset_peak() { echo 5 > "/proc/$PID/clear_refs"; }
 
 echo "== POST /add =="
