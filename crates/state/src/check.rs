@@ -147,7 +147,7 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
         }
         if let Some(name) = &pin.name {
             let entry = db.get(keys::by_name(&user, name, created)?)?;
-            if !entry.is_some_and(|v| v.as_ref() == cid.to_bytes().as_slice()) {
+            if entry.is_none_or(|v| v.as_ref() != cid.to_bytes().as_slice()) {
                 report.problem(format!("{user}/{cid}: missing name index entry"));
             }
         }
