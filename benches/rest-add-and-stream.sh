@@ -85,9 +85,11 @@ threads = [threading.Thread(target=load, args=(k, 16)) for k in range(16)]
 print(f"preloaded {total} pins in {time.time() - t:.1f}s")
 PY
 sleep 2
-idle=$(kib VmRSS); reset_peak
-t=$(curl -sf -u bench:bench-pw -o "$work/pins.ndjson" -w '%{time_total}' "$REST/pins")
-peak=$(kib VmHWM)
-lines=$(wc -l < "$work/pins.ndjson")
-printf 'streamed %s lines in %.2f s; idle RSS %.1f MiB, peak above idle %.1f MiB (target < 64)\n' \
-  "$lines" "$t" "$(python3 -c "print($idle/1024)")" "$(python3 -c "print(($peak-$idle)/1024)")"
+for run in cold warm; do
+  idle=$(kib VmRSS); reset_peak
+  t=$(curl -sf -u bench:bench-pw -o "$work/pins.ndjson" -w '%{time_total}' "$REST/pins")
+  peak=$(kib VmHWM)
+  lines=$(wc -l < "$work/pins.ndjson")
+  printf '%s: streamed %s lines in %.2f s; RSS before %.1f MiB, peak above it %.1f MiB (target < 64)\n' \
+    "$run" "$lines" "$t" "$(python3 -c "print($idle/1024)")" "$(python3 -c "print(($peak-$idle)/1024)")"
+done
