@@ -14,48 +14,14 @@ BIN=${CARGO_TARGET_DIR:-target}/release/pincluster-service
 
 work=$(mktemp -d)
 trap 'kill $(cat "$work/pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
-"$BIN" --config-dir "$work/cfg" init >/dev/null
-python3 - "$work/cfg/service.json" <<'PY'
-import json, sys
-path = sys.argv[1]
-c = json.load(open(path))
-for api in ("restapi", "pinsvcapi"):
-    c["api"][api]["http_listen_multiaddress"] = "/ip4/127.0.0.1/tcp/0"
-    c["api"][api]["basic_auth_credentials"] = {"bench": "bench-pw"}
-c["ipfs"]["listen_multiaddress"] = ["/ip4/127.0.0.1/tcp/0"]
-# The preloaded CIDs exist nowhere: keep the workers from competing for the CPU.
-c["pin_tracker"]["concurrent_pins"] = 1
-c["ipfs"]["pin_timeout"] = "1h"
-json.dump(c, open(path, "w"))
-PY
-RUST_LOG=warn "$BIN" --config-dir "$work/cfg" daemon > "$work/out" 2> "$work/err" & echo $! > "$work/pid"
-for _ in $(seq 100); do grep -q '^ready' "$work/out" 2>/dev/null && break; sleep 0.1; done
-URL=$(sed -n 's/^pinsvcapi listening on //p' "$work/out")
+# shellcheck source=benches/daemon.sh
+. benches/daemon.sh
+start_daemon
+URL=$PSA
 TOKEN=$(curl -s -u bench:bench-pw -X POST "$URL/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 
 echo "preloading $PINS pins through POST /pins ..."
-python3 - "$URL" "$TOKEN" "$PINS" "$work/fresh.txt" <<'PY'
-import base64, hashlib, http.client, json, sys, threading, time, urllib.parse
-url, token, total, fresh = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-def cid(i):
-    digest = hashlib.sha256(b"psa-load-%d" % i).digest()
-    return "b" + base64.b32encode(bytes([1, 0x55, 0x12, 0x20]) + digest).decode().lower().rstrip("=")
-with open(fresh, "w") as f:
-    for i in range(total, total + 2_000_000):
-        f.write(json.dumps({"cid": cid(i)}) + "\n")
-u = urllib.parse.urlparse(url)
-def load(start, step):
-    conn = http.client.HTTPConnection(u.hostname, u.port)
-    for i in range(start, total, step):
-        conn.request("POST", "/pins", json.dumps({"cid": cid(i), "name": f"pin-{i}"}),
-                     {"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-        r = conn.getresponse(); r.read()
-        assert r.status == 202, r.status
-t = time.time()
-threads = [threading.Thread(target=load, args=(k, 16)) for k in range(16)]
-[th.start() for th in threads]; [th.join() for th in threads]
-print(f"preloaded {total} pins in {time.time() - t:.1f}s")
-PY
+python3 benches/preload.py "$URL" "$TOKEN" "$PINS" "$work/fresh.txt"
 
 cat > "$work/post.lua" <<LUA
 local bodies = {}
