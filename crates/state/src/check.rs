@@ -76,7 +76,7 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
         if rec.holders.is_empty() {
             report.problem(format!("{cid}: cluster record without holders"));
         }
-        for (user, created) in &rec.holders {
+        for (index, (user, created)) in rec.holders.iter().enumerate() {
             let record_key = keys::record(user, *created)?;
             let record = db.get(&record_key)?;
             let view = match record.as_deref().map(|bytes| records::decode_listing(&record_key, bytes)) {
@@ -96,6 +96,9 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
             }
             if view.cluster != rec.pin {
                 report.problem(format!("{user}/{cid}: copy of the cluster record is stale"));
+            }
+            if index == 0 && rec.first.as_ref().is_none_or(|(first, pin)| first != user || *pin != view.user) {
+                report.problem(format!("{user}/{cid}: the cluster record's copy of the first holder's pin is stale"));
             }
             user_tally.entry(user.as_str().as_bytes().to_vec()).or_default()[usize::from(status.code())] += 1;
             if db.get(keys::by_status(user, status, *created)?)? != record {

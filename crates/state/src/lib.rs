@@ -33,7 +33,7 @@
 //! | key | value | purpose |
 //! |-----|-------|---------|
 //! | `\0schema` | `u32` BE | schema version ([`SCHEMA_VERSION`]) |
-//! | `c` cid | cluster record | one per pinned CID, listing every holder with the `created` of their pin |
+//! | `c` cid | cluster record | one per pinned CID, listing every holder with the `created` of their pin, and a copy of the first holder's pin object |
 //! | `q` status cid | empty | cluster pins by status ([`Pinset::cluster_pins`]) |
 //! | `k` status | `u64` BE | cluster pins per status ([`Pinset::cluster_count`]) |
 //! | `r` len user !created | listing record | a user's pin object with a copy of its cluster record, newest first |
@@ -56,6 +56,11 @@
 //! record changes (the cluster record lists the holders), so they never
 //! disagree with `c`. A user's pin of a CID is found through the holder list
 //! of the CID's cluster record.
+//!
+//! The cluster record also carries a copy of the pin object of its first
+//! holder in user-name order, rewritten in the same batch whenever the holders
+//! or that pin change, so that [`Pinset::cluster_summaries`] streams every CID
+//! with a holder's name and metadata in one sequential scan of `c`.
 //!
 //! # Opening fast
 //!
@@ -99,13 +104,14 @@ use tokio::sync::oneshot;
 
 pub use check::IntegrityReport;
 pub use error::{StateError, StorageError};
-pub use scan::ClusterPins;
+pub use scan::{ClusterPins, ClusterSummaries, ClusterSummary};
 
 use writer::{Done, Op, Request};
 
 /// The schema version this build writes and the only one it opens. Version 1
-/// (separate holder and creation indexes) only existed in development builds.
-pub const SCHEMA_VERSION: u32 = 2;
+/// (separate holder and creation indexes) and version 2 (cluster records
+/// without a copy of the first holder's pin) only existed in development builds.
+pub const SCHEMA_VERSION: u32 = 3;
 /// The largest page [`Pinset::list`] returns; larger limits are clamped.
 pub const MAX_LIMIT: usize = 1000;
 /// The default sled cache size: 64 MiB.
@@ -469,6 +475,14 @@ impl Pinset {
     /// Memory use does not grow with the pinset.
     pub fn cluster_pins(&self, filter: StatusSet) -> ClusterPins {
         ClusterPins::new(&self.inner.db, filter)
+    }
+
+    /// Like [`Pinset::cluster_pins`], with each CID's representative holder:
+    /// the first in user-name byte order, with their pin object (the first of
+    /// [`ClusterEntry::holders`]). One sequential scan of the cluster records,
+    /// which carry a copy of that pin, so it costs no per-pin lookups.
+    pub fn cluster_summaries(&self, filter: StatusSet) -> ClusterSummaries {
+        ClusterSummaries::new(&self.inner.db, filter)
     }
 
     /// How many cluster pins have a status in `filter`, from the counters.

@@ -6,7 +6,11 @@
 //! format adds a new struct and a new version byte; decoding keeps reading the
 //! old ones. Format 2 (schema 2) moved the holders of a CID into its cluster
 //! record; format 1 only existed in development databases of schema 1, which
-//! this build refuses to open.
+//! this build refuses to open. Cluster record format 3 (schema 3) adds a copy
+//! of the first holder's pin object, so that streaming cluster pins with their
+//! representative holder is one sequential scan; cluster records of format 2
+//! only existed in schema 2 databases, which this build refuses to open too.
+//! Listing records are still format 2.
 
 use std::collections::BTreeMap;
 
@@ -18,8 +22,10 @@ use serde::{Deserialize, Serialize};
 use crate::keys;
 use crate::StateError;
 
-/// The format version written for both record kinds.
+/// The format version written for listing records.
 const FORMAT_V2: u8 = 2;
+/// The format version written for cluster records.
+const FORMAT_V3: u8 = 3;
 
 /// A user's pin object with a copy of its cluster record, as stored under
 /// `r | user | !created` and `s | user | status | !created` (format 2):
@@ -41,13 +47,16 @@ struct UserRecordV2 {
     created: u64,
 }
 
-/// The cluster record of a CID as stored under `c | cid` (format 2).
+/// The cluster record of a CID as stored under `c | cid` (format 3).
 #[derive(Serialize, Deserialize)]
-struct ClusterRecordV2 {
+struct ClusterRecordV3 {
     pin: ClusterPinV2,
     /// Every user holding the CID, in user-name byte order, with the
     /// `created` of their pin (which locates their listing record).
     holders: Vec<(String, u64)>,
+    /// A copy of the pin object of the first holder (`holders[0]`); `None`
+    /// only when there are no holders.
+    first: Option<UserRecordV2>,
 }
 
 /// The cluster pin itself: in the cluster record, and copied into listing records.
@@ -74,9 +83,24 @@ pub(crate) struct ClusterRecord {
     pub(crate) pin: ClusterPin,
     /// Every holder with the `created` of their pin, in user-name byte order.
     pub(crate) holders: Vec<(UserName, Timestamp)>,
+    /// The first holder with a copy of their pin object. The writer keeps it
+    /// equal to that holder's listing record (see `Staged::put_cluster`);
+    /// decoding checks that it belongs to the first holder.
+    pub(crate) first: Option<(UserName, UserPin)>,
 }
 
 impl ClusterRecord {
+    /// True when `first` is the pin of the first holder (or both are absent).
+    /// Only the pin object itself can be stale then, which the writer updates
+    /// whenever it writes that holder's pin.
+    pub(crate) fn first_is_current(&self) -> bool {
+        match (self.holders.first(), &self.first) {
+            (None, None) => true,
+            (Some((user, created)), Some((first, pin))) => user == first && pin.created == *created,
+            _ => false,
+        }
+    }
+
     /// The `created` of `user`'s pin of this CID, when `user` holds it.
     pub(crate) fn holder(&self, user: &UserName) -> Option<Timestamp> {
         self.holders.binary_search_by(|(u, _)| u.cmp(user)).ok().and_then(|i| self.holders.get(i)).map(|(_, t)| *t)
@@ -106,23 +130,40 @@ fn corrupt(key: &[u8], reason: impl Into<String>) -> StateError {
     StateError::Corrupt { key: keys::display(key), reason: reason.into() }
 }
 
-fn with_version<T: Serialize>(record: &T) -> Result<Vec<u8>, StateError> {
+fn with_version<T: Serialize>(version: u8, record: &T) -> Result<Vec<u8>, StateError> {
     let mut bytes = Vec::with_capacity(160);
-    bytes.push(FORMAT_V2);
+    bytes.push(version);
     postcard::to_extend(record, bytes).map_err(|e| StateError::Encode(e.to_string()))
 }
 
 /// Encodes a user's pin together with a copy of its cluster record.
 pub(crate) fn encode_listing(pin: &UserPin, cluster: &ClusterPin) -> Result<Vec<u8>, StateError> {
-    with_version(&ListingRecordV2 {
-        cid: pin.cid.to_bytes(),
-        user: UserRecordV2 {
-            name: pin.name.clone(),
-            meta: pin.meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            origins: pin.origins.iter().map(|a| a.to_vec()).collect(),
-            created: pin.created.0,
-        },
-        cluster: pin_v2(cluster),
+    with_version(FORMAT_V2, &ListingRecordV2 { cid: pin.cid.to_bytes(), user: user_v2(pin), cluster: pin_v2(cluster) })
+}
+
+fn user_v2(pin: &UserPin) -> UserRecordV2 {
+    UserRecordV2 {
+        name: pin.name.clone(),
+        meta: pin.meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        origins: pin.origins.iter().map(|a| a.to_vec()).collect(),
+        created: pin.created.0,
+    }
+}
+
+/// The user's pin object of `cid` from its stored form.
+fn user_from_v2(key: &[u8], cid: Cid, rec: UserRecordV2) -> Result<UserPin, StateError> {
+    let origins = rec
+        .origins
+        .into_iter()
+        .map(Multiaddr::try_from)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| corrupt(key, format!("bad origin: {e}")))?;
+    Ok(UserPin {
+        cid,
+        name: rec.name,
+        meta: rec.meta.into_iter().collect::<BTreeMap<_, _>>(),
+        origins,
+        created: Timestamp(rec.created),
     })
 }
 
@@ -134,20 +175,7 @@ pub(crate) fn decode_listing(key: &[u8], bytes: &[u8]) -> Result<PinView, StateE
         FORMAT_V2 => {
             let rec: ListingRecordV2 = postcard::from_bytes(body).map_err(|e| corrupt(key, e.to_string()))?;
             let cid = keys::decode_cid(&rec.cid).ok_or_else(|| corrupt(key, "malformed CID"))?;
-            let origins = rec
-                .user
-                .origins
-                .into_iter()
-                .map(Multiaddr::try_from)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| corrupt(key, format!("bad origin: {e}")))?;
-            let user = UserPin {
-                cid,
-                name: rec.user.name,
-                meta: rec.user.meta.into_iter().collect::<BTreeMap<_, _>>(),
-                origins,
-                created: Timestamp(rec.user.created),
-            };
+            let user = user_from_v2(key, cid, rec.user)?;
             let cluster = pin_from_v2(key, cid, rec.cluster)?;
             Ok(PinView { user, cluster })
         }
@@ -164,9 +192,10 @@ fn mode_code(mode: PinMode) -> u8 {
 
 /// Encodes a cluster record (its CID lives in the key).
 pub(crate) fn encode_cluster(rec: &ClusterRecord) -> Result<Vec<u8>, StateError> {
-    with_version(&ClusterRecordV2 {
+    with_version(FORMAT_V3, &ClusterRecordV3 {
         pin: pin_v2(&rec.pin),
         holders: rec.holders.iter().map(|(user, created)| (user.as_str().to_owned(), created.0)).collect(),
+        first: rec.first.as_ref().map(|(_, pin)| user_v2(pin)),
     })
 }
 
@@ -192,8 +221,8 @@ fn pin_v2(pin: &ClusterPin) -> ClusterPinV2 {
 pub(crate) fn decode_cluster(key: &[u8], cid: Cid, bytes: &[u8]) -> Result<ClusterRecord, StateError> {
     let (&version, body) = bytes.split_first().ok_or_else(|| corrupt(key, "empty record"))?;
     match version {
-        FORMAT_V2 => {
-            let rec: ClusterRecordV2 = postcard::from_bytes(body).map_err(|e| corrupt(key, e.to_string()))?;
+        FORMAT_V3 => {
+            let rec: ClusterRecordV3 = postcard::from_bytes(body).map_err(|e| corrupt(key, e.to_string()))?;
             let pin = pin_from_v2(key, cid, rec.pin)?;
             let holders = rec
                 .holders
@@ -206,7 +235,14 @@ pub(crate) fn decode_cluster(key: &[u8], cid: Cid, bytes: &[u8]) -> Result<Clust
             if holders.windows(2).any(|w| matches!(w, [a, b] if a.0 >= b.0)) {
                 return Err(corrupt(key, "holders are not in user-name order"));
             }
-            Ok(ClusterRecord { pin, holders })
+            let first = match (holders.first(), rec.first) {
+                (None, None) => None,
+                (Some((user, created)), Some(first)) if first.created == created.0 => {
+                    Some((user.clone(), user_from_v2(key, cid, first)?))
+                }
+                _ => return Err(corrupt(key, "the copy of the first holder's pin does not match the holders")),
+            };
+            Ok(ClusterRecord { pin, holders, first })
         }
         other => Err(corrupt(key, format!("unknown cluster record format {other}"))),
     }

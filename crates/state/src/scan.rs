@@ -1,18 +1,42 @@
 //! Streaming every cluster pin in CID order, optionally by status: read
-//! [`ClusterPins`] first. Memory stays bounded: sled iterators are lazy and a
-//! status filter merges at most four of them.
+//! [`ClusterPins`] and [`ClusterSummaries`] first. Memory stays bounded: sled
+//! iterators are lazy and a status filter merges at most four of them.
 
-use pincluster_model::{ClusterPin, StatusSet};
+use pincluster_model::{ClusterPin, StatusSet, UserName, UserPin};
 
 use crate::keys::{self, Tag};
 use crate::read;
-use crate::records;
+use crate::records::{self, ClusterRecord};
 use crate::StateError;
 
 /// A lazy stream of cluster pins in CID byte order; see [`crate::Pinset::cluster_pins`].
 ///
 /// A record that cannot be decoded is yielded as an error; iteration goes on after it.
 pub struct ClusterPins {
+    records: Records,
+}
+
+/// A cluster pin with its representative holder, as [`ClusterSummaries`] yields it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterSummary {
+    /// The cluster record.
+    pub pin: ClusterPin,
+    /// The first holder in user-name byte order with their pin object; `None`
+    /// only for a record without holders, which the integrity check reports.
+    pub representative: Option<(UserName, UserPin)>,
+}
+
+/// A lazy stream of cluster pins with their representative holder, in CID
+/// byte order; see [`crate::Pinset::cluster_summaries`]. Reads nothing but the
+/// cluster records (and, with a status filter, the status index).
+///
+/// A record that cannot be decoded is yielded as an error; iteration goes on after it.
+pub struct ClusterSummaries {
+    records: Records,
+}
+
+/// The cluster records behind both streams.
+struct Records {
     inner: Inner,
 }
 
@@ -32,8 +56,42 @@ impl std::fmt::Debug for ClusterPins {
     }
 }
 
+impl std::fmt::Debug for ClusterSummaries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterSummaries").finish_non_exhaustive()
+    }
+}
+
 impl ClusterPins {
     pub(crate) fn new(db: &sled::Db, filter: StatusSet) -> ClusterPins {
+        ClusterPins { records: Records::new(db, filter) }
+    }
+}
+
+impl Iterator for ClusterPins {
+    type Item = Result<ClusterPin, StateError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(self.records.next()?.map(|rec| rec.pin))
+    }
+}
+
+impl ClusterSummaries {
+    pub(crate) fn new(db: &sled::Db, filter: StatusSet) -> ClusterSummaries {
+        ClusterSummaries { records: Records::new(db, filter) }
+    }
+}
+
+impl Iterator for ClusterSummaries {
+    type Item = Result<ClusterSummary, StateError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(self.records.next()?.map(|rec| ClusterSummary { pin: rec.pin, representative: rec.first }))
+    }
+}
+
+impl Records {
+    fn new(db: &sled::Db, filter: StatusSet) -> Records {
         let inner = if filter.is_all() {
             Inner::All(Box::new(db.scan_prefix([Tag::Cluster as u8])))
         } else {
@@ -43,12 +101,12 @@ impl ClusterPins {
                 .collect();
             Inner::ByStatus { db: db.clone(), filter, sources }
         };
-        ClusterPins { inner }
+        Records { inner }
     }
 }
 
-impl Iterator for ClusterPins {
-    type Item = Result<ClusterPin, StateError>;
+impl Iterator for Records {
+    type Item = Result<ClusterRecord, StateError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         match &mut self.inner {
@@ -63,7 +121,7 @@ impl Iterator for ClusterPins {
                         reason: "malformed CID in key".into(),
                     }));
                 };
-                Some(records::decode_cluster(&key, cid, &value).map(|rec| rec.pin))
+                Some(records::decode_cluster(&key, cid, &value))
             }
             Inner::ByStatus { db, filter, sources } => loop {
                 for (iter, head, done) in sources.iter_mut() {
@@ -95,7 +153,7 @@ impl Iterator for ClusterPins {
                     // Removed, or moved to another status, since the index entry was read.
                     Ok(None) => continue,
                     Ok(Some(rec)) if !filter.contains(rec.pin.status) => continue,
-                    Ok(Some(rec)) => return Some(Ok(rec.pin)),
+                    Ok(Some(rec)) => return Some(Ok(rec)),
                     Err(error) => return Some(Err(error)),
                 }
             },

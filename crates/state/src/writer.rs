@@ -164,7 +164,17 @@ impl<'a> Staged<'a> {
         self.get(&key)?.map(|bytes| records::decode_cluster(&key, *cid, &bytes)).transpose()
     }
 
-    fn put_cluster(&mut self, rec: &ClusterRecord) -> Result<(), StateError> {
+    /// Writes the cluster record. When its copy of the first holder's pin is
+    /// not that holder's (the holders changed), it is read from their listing
+    /// record first; callers that change the first holder's pin object set
+    /// the copy themselves.
+    fn put_cluster(&mut self, rec: &mut ClusterRecord) -> Result<(), StateError> {
+        if !rec.first_is_current() {
+            rec.first = match rec.holders.first() {
+                Some((user, created)) => Some((user.clone(), self.listing_at(user, *created)?.user)),
+                None => None,
+            };
+        }
         let value = records::encode_cluster(rec)?;
         self.put(keys::cluster(&rec.pin.cid), value);
         Ok(())
@@ -392,6 +402,7 @@ impl Writer {
                         updated: now,
                     },
                     holders: Vec::new(),
+                    first: None,
                 };
                 st.put(keys::cluster_status(PinStatus::Queued, &cid), Vec::new());
                 st.bump(keys::cluster_count(PinStatus::Queued), 1)?;
@@ -425,7 +436,11 @@ impl Writer {
             // The copies of the other holders are stale too.
             st.refresh_holders(&cluster, cluster.pin.status)?;
         }
-        st.put_cluster(&cluster)?;
+        if cluster.holders.first().is_some_and(|(first, _)| first == user) {
+            // The cluster record's copy of the first holder's pin.
+            cluster.first = Some((user.clone(), user_pin.clone()));
+        }
+        st.put_cluster(&mut cluster)?;
         Ok(PinOutcome { view: PinView { user: user_pin, cluster: cluster.pin }, new_cluster_pin })
     }
 
@@ -460,7 +475,8 @@ impl Writer {
         st.unindex_user_pin(user, &old, status)?;
         cluster.remove_holder(user);
         if !cluster.holders.is_empty() {
-            st.put_cluster(&cluster)?;
+            // When `user` was the first holder, this reads the next one's pin.
+            st.put_cluster(&mut cluster)?;
             return Ok(UnpinOutcome { orphaned: false });
         }
         st.del(keys::cluster(cid));
@@ -498,7 +514,7 @@ impl Writer {
         }
         pin.updated = Timestamp::now();
         st.refresh_holders(&cluster, from)?;
-        st.put_cluster(&cluster)
+        st.put_cluster(&mut cluster)
     }
 }
 

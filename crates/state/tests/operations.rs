@@ -172,3 +172,52 @@ fn writes_fail_cleanly_on_missing_pins_and_invalid_input() {
     assert!(pinset.get(&u, &cid(5)).unwrap().is_none());
     assert!(pinset.check_integrity().unwrap().is_ok());
 }
+
+/// The representative of `c` as `cluster_summaries` streams it: the holder's name and pin name.
+fn representative(pinset: &Pinset, c: &pincluster_model::Cid) -> Option<(String, Option<String>)> {
+    let summary = pinset.cluster_summaries(StatusSet::ALL).map(|s| s.unwrap()).find(|s| s.pin.cid == *c)?;
+    let (user, pin) = summary.representative?;
+    assert_eq!(pin.cid, *c);
+    Some((user.as_str().to_owned(), pin.name))
+}
+
+#[test]
+fn the_streamed_representative_follows_the_first_holder_and_their_pin() {
+    let dir = tempfile::tempdir().unwrap();
+    let pinset = open(dir.path());
+    let rt = runtime();
+    let (aaron, bob, carol) = (user("aaron"), user("bob"), user("carol"));
+    let c = cid(7);
+    let rep = |expected: (&str, Option<&str>)| {
+        assert_eq!(representative(&pinset, &c), Some((expected.0.to_owned(), expected.1.map(str::to_owned))));
+        assert!(pinset.check_integrity().unwrap().is_ok());
+    };
+    rt.block_on(pinset.pin(&bob, new_pin(c, Some("b1"), &[]))).unwrap();
+    rep(("bob", Some("b1")));
+    // A later holder sorting after the first changes nothing.
+    rt.block_on(pinset.pin(&carol, new_pin(c, Some("c1"), &[]))).unwrap();
+    rep(("bob", Some("b1")));
+    // The first holder renames their pin; created stays, the copy follows.
+    rt.block_on(pinset.pin(&bob, new_pin(c, Some("b2"), &[("k", "v")]))).unwrap();
+    rep(("bob", Some("b2")));
+    // A holder sorting first takes over.
+    rt.block_on(pinset.pin(&aaron, new_pin(c, None, &[]))).unwrap();
+    rep(("aaron", None));
+    // Status updates keep it.
+    rt.block_on(pinset.update_status(&c, StatusUpdate::status(PinStatus::Pinned))).unwrap();
+    rep(("aaron", None));
+    // The first holder leaves: the next one, with their current pin.
+    rt.block_on(pinset.unpin(&aaron, &c)).unwrap();
+    rep(("bob", Some("b2")));
+    // Replacing moves the first holder away from `c`.
+    rt.block_on(pinset.replace(&bob, &c, new_pin(cid(8), Some("moved"), &[]))).unwrap();
+    rep(("carol", Some("c1")));
+    assert_eq!(representative(&pinset, &cid(8)), Some(("bob".to_owned(), Some("moved".to_owned()))));
+    // And it survives reopening.
+    drop(pinset);
+    let pinset = open(dir.path());
+    assert_eq!(representative(&pinset, &c), Some(("carol".to_owned(), Some("c1".to_owned()))));
+    let entry = pinset.cluster_pin(&c).unwrap().unwrap();
+    let summary = pinset.cluster_summaries(StatusSet::only(PinStatus::Pinned)).next().unwrap().unwrap();
+    assert_eq!((summary.pin, summary.representative.as_ref()), (entry.pin.clone(), entry.holders.first()));
+}

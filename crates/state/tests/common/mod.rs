@@ -130,6 +130,20 @@ impl Model {
             assert_eq!(got, want, "cluster_pins({filter:?})");
             assert_eq!(pinset.cluster_count(filter).unwrap(), want.len() as u64);
         }
+        for filter in [StatusSet::ALL, StatusSet::only(PinStatus::Pinned)] {
+            let summaries: Vec<_> = pinset.cluster_summaries(filter).map(|s| s.unwrap()).collect();
+            let want: Vec<Cid> = expected.iter().filter(|(_, s)| filter.contains(*s)).map(|(c, _)| *c).collect();
+            let got: Vec<Cid> = summaries.iter().map(|s| s.pin.cid).collect();
+            assert_eq!(got, want, "cluster_summaries({filter:?})");
+            for summary in summaries {
+                let entry = pinset.cluster_pin(&summary.pin.cid).unwrap().unwrap();
+                assert_eq!(summary.pin, entry.pin);
+                let first = self.holders(&summary.pin.cid).into_iter().next().unwrap();
+                let pin = self.users[&first][&summary.pin.cid].clone();
+                assert_eq!(summary.representative, Some((first, pin)), "representative of {}", summary.pin.cid);
+                assert_eq!(summary.representative.as_ref(), entry.holders.first());
+            }
+        }
         for (cid, status) in &self.status {
             let entry = pinset.cluster_pin(cid).unwrap().unwrap();
             assert_eq!(entry.pin.status, *status);
