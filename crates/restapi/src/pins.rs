@@ -60,14 +60,13 @@ pub(crate) async fn status_all(req: HttpRequest, ctx: web::Data<Context>) -> Res
         if query.filter.is_empty() {
             return Ok(());
         }
-        for pin in state.cluster_pins(query.filter) {
-            let pin = pin.map_err(|e| e.to_string())?;
-            // Removed since the walk read it: leave it out.
-            let Some(entry) = state.cluster_pin(&pin.cid).map_err(|e| e.to_string())? else { continue };
-            if !query.filter.contains(entry.pin.status) {
-                continue;
-            }
-            if !sink.send(&GlobalPinInfo::from_domain(&pin.cid, Some(&entry), None, &context.options)) {
+        // One sequential scan: each record carries its representative holder's
+        // pin, which is all `GlobalPinInfo` shows of the holders without a caller.
+        for summary in state.cluster_summaries(query.filter) {
+            let summary = summary.map_err(|e| e.to_string())?;
+            let cid = summary.pin.cid;
+            let entry = ClusterEntry { pin: summary.pin, holders: summary.representative.into_iter().collect() };
+            if !sink.send(&GlobalPinInfo::from_domain(&cid, Some(&entry), None, &context.options)) {
                 return Ok(());
             }
         }
