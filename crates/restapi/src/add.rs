@@ -96,10 +96,10 @@ impl Output {
     /// Emits one object; an error when the client has gone away.
     async fn emit(&mut self, item: AddedOutput) -> Result<(), ApiError> {
         if !self.stream {
-            if item.is_progress() {
-                return Ok(());
+            // One array holds results only: progress is for live streams.
+            if !item.is_progress() {
+                self.collected.push(item);
             }
-            self.collected.push(item);
             return Ok(());
         }
         let mut line = serde_json::to_vec(&item).map_err(|e| ApiError::Internal(format!("cannot encode: {e}")))?;

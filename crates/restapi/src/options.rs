@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use pincluster_model::{Cid, Multiaddr, PinMode, PinStatus, StatusSet, Timestamp};
-use pincluster_tracker::ImportOptions;
+use pincluster_tracker::{ImportOptions, MAX_CHUNK_SIZE};
 
 use crate::error::ApiError;
 
@@ -322,9 +322,6 @@ impl StatusQuery {
     }
 }
 
-/// The largest chunk `chunker=size-N` accepts, as in Kubo.
-const MAX_CHUNK_SIZE: usize = 1024 * 1024;
-
 /// What `POST /add` does with the upload, from its query string (§2.5 of the
 /// Cluster notes). Pin options come from the same query.
 #[derive(Debug)]
@@ -347,11 +344,12 @@ impl AddRequest {
     /// aliases the Cluster JS client sends (`wrap`, `no-copy`) are accepted.
     pub(crate) fn parse(query: &str, now: Timestamp) -> Result<AddRequest, ApiError> {
         let pin = PinRequest::parse(query, now)?;
-        let mut import = ImportOptions::default();
+        let defaults = ImportOptions::default();
+        let (mut chunk_size, mut cid_version, mut wrap) = (defaults.chunk_size, defaults.cid_version, defaults.wrap_with_directory);
         let mut raw_leaves = None;
         let mut request = AddRequest {
             pin,
-            import: ImportOptions::default(),
+            import: defaults,
             car: false,
             stream: true,
             no_pin: false,
@@ -365,16 +363,16 @@ impl AddRequest {
             }
             let key = key.as_ref();
             match key {
-                "chunker" => import.chunk_size = parse_chunker(value)?,
+                "chunker" => chunk_size = parse_chunker(value)?,
                 "raw-leaves" => raw_leaves = Some(parse_bool(key, value)?),
                 "cid-version" => {
-                    import.cid_version = match value {
+                    cid_version = match value {
                         "0" => 0,
                         "1" => 1,
                         other => return Err(ApiError::bad(format!("cid-version: {other:?} is not 0 or 1"))),
                     }
                 }
-                "wrap-with-directory" | "wrap" => import.wrap_with_directory = parse_bool(key, value)?,
+                "wrap-with-directory" | "wrap" => wrap = parse_bool(key, value)?,
                 "hidden" => request.hidden = parse_bool(key, value)?,
                 "stream-channels" => request.stream = parse_bool(key, value)?,
                 "no-pin" => request.no_pin = parse_bool(key, value)?,
@@ -406,9 +404,12 @@ impl AddRequest {
                 _ => {}
             }
         }
-        // As in Kubo, CIDv1 implies raw leaves unless they are turned off explicitly.
-        import.raw_leaves = raw_leaves.unwrap_or(import.cid_version > 0);
-        request.import = import;
+        // Kubo's reading: CIDv1 implies raw leaves unless they are turned off.
+        request.import = ImportOptions {
+            chunk_size,
+            wrap_with_directory: wrap,
+            ..ImportOptions::kubo(cid_version, raw_leaves)
+        };
         Ok(request)
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use pincluster_ipfs::{GcStats, Node, RepoStat};
 
-pub use pincluster_ipfs::{AddedEntry, CarImporter, ImportOptions, Imported, Importer, IpfsError};
+pub use pincluster_ipfs::{AddedEntry, CarImporter, ImportOptions, Imported, Importer, IpfsError, MAX_CHUNK_SIZE};
 use pincluster_model::{Cid, NewPin, PinStatus, PinView, UserName, ValidationError};
 use pincluster_state::{Pinset, StateError, StatusUpdate};
 
@@ -99,6 +99,7 @@ impl Tracker {
     /// Starts a UnixFS import into the node (`/add`). Its blocks stay safe from
     /// garbage collection until the returned importer, or what it finishes
     /// into, is dropped: pin the roots first.
+    #[allow(clippy::result_large_err)] // the node's own error, on a cold path, as in pincluster-ipfs
     pub fn importer(&self, options: ImportOptions) -> Result<Importer, IpfsError> {
         self.workers.node().importer(options)
     }
