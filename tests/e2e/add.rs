@@ -1,6 +1,7 @@
 //! Issue 6, `POST /add`: multipart uploads are imported into the embedded
 //! node with exactly Kubo's CIDs, pinned for the caller, served to Kubo, and
-//! refused clearly when bad or too large; CAR imports; `pincluster-ctl add`.
+//! refused clearly when bad or too large; CAR imports; `pincluster-ctl add`;
+//! the chunked framing of streams and the `X-Stream-Error` trailer.
 
 use std::path::Path;
 use std::time::Duration;
@@ -339,6 +340,16 @@ fn add_errors_are_clear_and_bounded() {
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     // Still serving after all that.
     assert_eq!(add_ok(&daemon, "", vec![Entry::File("f", b"data".to_vec())]).len(), 1);
+
+    // Past the limit after the first line was sent: pincluster-ctl reads the
+    // X-Stream-Error trailer and fails with the server's message.
+    let tree = tempfile::tempdir().unwrap();
+    write(&tree.path().join("d/a"), b"small");
+    write(&tree.path().join("d/b"), &vec![2u8; 120_000]);
+    let basic: &[&str] = &["--basic-auth", "alice:alice-pw"];
+    let dir = tree.path().join("d");
+    let message = ctl_err(&multiaddr_of(&daemon.rest), basic, &["add", "-r", &dir.to_string_lossy()]);
+    assert!(message.contains("max_upload_bytes"), "{message}");
 }
 
 #[test]
@@ -374,4 +385,131 @@ fn pincluster_ctl_add_uploads_files_and_directories() {
     assert!(status.contains(&root), "{status}");
     let err = ctl_err(&host, &auth, &["add", "--chunker", "rabin", file.to_str().unwrap()]);
     assert!(err.contains("400"), "{err}");
+}
+
+/// One HTTP/1.x response read off a raw connection: status line, headers
+/// (lower-cased names), the de-chunked body and the trailer fields.
+struct RawResponse {
+    status: String,
+    headers: Vec<(String, String)>,
+    body: String,
+    trailers: Vec<(String, String)>,
+}
+
+impl RawResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+fn read_line(reader: &mut impl std::io::BufRead) -> String {
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("read a line");
+    assert!(line.ends_with("\r\n"), "line not ended by CRLF: {line:?}");
+    line.truncate(line.len() - 2);
+    line
+}
+
+fn read_fields(reader: &mut impl std::io::BufRead) -> Vec<(String, String)> {
+    let mut fields = Vec::new();
+    loop {
+        let line = read_line(reader);
+        if line.is_empty() {
+            return fields;
+        }
+        let (name, value) = line.split_once(':').expect("a header field");
+        fields.push((name.to_ascii_lowercase(), value.trim().to_string()));
+    }
+}
+
+/// Reads one response; a chunked body is decoded by hand so that the
+/// trailer fields are seen; a body without a length runs to the end of the stream.
+fn read_response(reader: &mut impl std::io::BufRead) -> RawResponse {
+    use std::io::Read;
+    let status = read_line(reader);
+    let headers = read_fields(reader);
+    let mut response = RawResponse { status, headers, body: String::new(), trailers: Vec::new() };
+    if let Some(length) = response.header("content-length") {
+        let mut data = vec![0u8; length.parse().expect("content-length")];
+        reader.read_exact(&mut data).expect("body");
+        response.body = String::from_utf8(data).expect("UTF-8");
+        return response;
+    }
+    if response.header("transfer-encoding") != Some("chunked") {
+        reader.read_to_string(&mut response.body).expect("body");
+        return response;
+    }
+    loop {
+        let size = usize::from_str_radix(&read_line(reader), 16).expect("chunk size");
+        if size == 0 {
+            response.trailers = read_fields(reader);
+            return response;
+        }
+        let mut data = vec![0u8; size + 2];
+        reader.read_exact(&mut data).expect("chunk data");
+        assert_eq!(&data[size..], b"\r\n", "chunk not ended by CRLF");
+        response.body.push_str(std::str::from_utf8(&data[..size]).expect("UTF-8"));
+    }
+}
+
+#[test]
+fn streams_end_with_a_chunked_trailer_and_a_late_error_arrives_in_x_stream_error() {
+    use std::io::{BufReader, Write};
+    let daemon = Daemon::start(test_config(json!({})));
+    let address = daemon.rest.trim_start_matches("http://").to_string();
+    let auth = "Authorization: Basic YWxpY2U6YWxpY2UtcHc="; // alice:alice-pw
+    let mut connection = std::net::TcpStream::connect(&address).unwrap();
+    connection.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut reader = BufReader::new(connection.try_clone().unwrap());
+
+    // A directory's file is announced as soon as it is imported; the third
+    // part (a symbolic link) then fails the upload after output has begun.
+    let boundary = "pincluster-boundary";
+    let mut body = String::new();
+    for (name, kind, data) in [
+        ("d", "application/x-directory", ""),
+        ("d%2Fa", "application/octet-stream", "hello"),
+        ("d%2Flink", "application/symlink", "a"),
+    ] {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: {kind}\r\n\r\n{data}\r\n"
+        ));
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    write!(
+        connection,
+        "POST /add HTTP/1.1\r\nHost: {address}\r\n{auth}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let failed = read_response(&mut reader);
+    assert!(failed.status.starts_with("HTTP/1.1 200"), "{}", failed.status);
+    assert_eq!(failed.header("trailer"), Some("X-Stream-Error"));
+    assert_eq!(failed.header("x-chunked-output"), Some("1"));
+    let first: Value = serde_json::from_str(failed.body.lines().next().expect("one line before the error")).unwrap();
+    assert_eq!(first["name"], "d/a", "{}", failed.body);
+    let error = failed.trailers.iter().find(|(n, _)| n == "x-stream-error").map(|(_, v)| v.clone());
+    assert!(error.as_deref().is_some_and(|e| e.contains("symbolic link")), "{:?}", failed.trailers);
+
+    // The same connection still serves: a stream that succeeds ends with an
+    // empty trailer section.
+    let cid = fake_cid(7);
+    write!(connection, "POST /pins/{cid} HTTP/1.1\r\nHost: {address}\r\n{auth}\r\nContent-Length: 0\r\n\r\n").unwrap();
+    let pinned = read_response(&mut reader);
+    assert!(pinned.status.starts_with("HTTP/1.1 200"), "{} {}", pinned.status, pinned.body);
+    write!(connection, "GET /pins HTTP/1.1\r\nHost: {address}\r\n{auth}\r\n\r\n").unwrap();
+    let listed = read_response(&mut reader);
+    assert!(listed.status.starts_with("HTTP/1.1 200"), "{}", listed.status);
+    assert_eq!(listed.header("transfer-encoding"), Some("chunked"));
+    assert!(listed.trailers.is_empty(), "{:?}", listed.trailers);
+    let line: Value = serde_json::from_str(listed.body.trim_end()).unwrap();
+    assert_eq!(line["cid"], cid.as_str());
+
+    // HTTP/1.0 has no chunks: the body runs to the end of the connection.
+    let mut old = std::net::TcpStream::connect(&address).unwrap();
+    write!(old, "GET /pins HTTP/1.0\r\nHost: {address}\r\n{auth}\r\n\r\n").unwrap();
+    let plain = read_response(&mut BufReader::new(old));
+    assert!(plain.status.starts_with("HTTP/1.0 200") || plain.status.starts_with("HTTP/1.1 200"), "{}", plain.status);
+    assert_eq!(plain.header("transfer-encoding"), None);
+    assert_eq!(plain.body, listed.body);
 }

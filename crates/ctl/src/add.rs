@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use indicatif::{ProgressBar, ProgressStyle};
-use reqwest::blocking::multipart::{Form, Part};
+use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 
 use crate::client::Client;
@@ -94,7 +94,7 @@ pub(crate) fn run(client: &Client, enc: Encoding, args: AddArgs) -> anyhow::Resu
         let name = escape(&entry.name);
         let part = match entry.file {
             None => Part::bytes(Vec::new()).file_name(name).mime_str("application/x-directory")?,
-            Some(path) => Part::reader(LazyFile { path, file: None, bar: bar.clone() })
+            Some(path) => Part::stream(LazyFile { path, file: None, bar: bar.clone() }.into_body())
                 .file_name(name)
                 .mime_str("application/octet-stream")?,
         };
@@ -240,6 +240,28 @@ struct LazyFile {
     path: PathBuf,
     file: Option<File>,
     bar: ProgressBar,
+}
+
+/// How much of a file one body chunk holds.
+const CHUNK_BYTES: usize = 256 * 1024;
+
+impl LazyFile {
+    /// The file as a request body, read chunk by chunk as it is sent.
+    fn into_body(self) -> reqwest::Body {
+        let chunks = futures_util::stream::unfold(Some(self), |state| async move {
+            let mut lazy = state?;
+            let mut buf = vec![0u8; CHUNK_BYTES];
+            match lazy.read(&mut buf) {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(buf), Some(lazy)))
+                }
+                Err(error) => Some((Err(error), None)),
+            }
+        });
+        reqwest::Body::wrap_stream(chunks)
+    }
 }
 
 impl Read for LazyFile {

@@ -11,7 +11,8 @@
 //! Output is one AddedOutput per file as it is finished, then the
 //! directories, then (wrapped) the root; NDJSON as produced, or one JSON array
 //! with `stream-channels=false`. An error before the first output line is an
-//! ordinary error response; after it, the stream is cut off (see `stream.rs`).
+//! ordinary error response; after it, the stream ends with the
+//! `X-Stream-Error` trailer (see `stream.rs`).
 
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes};
@@ -25,6 +26,7 @@ use tokio::sync::mpsc;
 use crate::error::ApiError;
 use crate::options::AddRequest;
 use crate::pins::{pin_as, user_name};
+use crate::stream;
 use crate::wire::AddedOutput;
 use crate::Context;
 
@@ -71,18 +73,12 @@ pub(crate) async fn add(
     if !stream {
         return Ok(response.body(first));
     }
-    response.insert_header(("X-Chunked-Output", "1")).insert_header(("Trailer", "X-Stream-Error"));
+    response.insert_header(("X-Chunked-Output", "1"));
     let rest = futures_util::stream::unfold(rx, |mut rx| async move {
-        match rx.recv().await? {
-            Ok(line) => Some((Ok(line), rx)),
-            Err(error) => {
-                tracing::warn!(%error, "add failed after output began; cutting the response off");
-                Some((Err(std::io::Error::other(error.to_string())), rx))
-            }
-        }
+        let item = rx.recv().await?;
+        Some((item.map_err(|error| error.to_string()), rx))
     });
-    let body = futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(rest);
-    Ok(response.streaming(body))
+    Ok(stream::respond(&req, response, first, rest))
 }
 
 /// Where output objects go: sent line by line, or kept for one array.

@@ -28,9 +28,9 @@ pub(crate) async fn version() -> HttpResponse {
 }
 
 /// `GET /peers`: the one peer, as an NDJSON stream.
-pub(crate) async fn peers(ctx: web::Data<Context>) -> HttpResponse {
+pub(crate) async fn peers(req: HttpRequest, ctx: web::Data<Context>) -> HttpResponse {
     let id = wire::Id::of_this_peer(&ctx.options);
-    stream::ndjson(move |sink| {
+    stream::ndjson(&req, move |sink| {
         sink.send(&id);
         Ok(())
     })

@@ -46,7 +46,7 @@ async fn answer_status(ctx: &web::Data<Context>, user: &Authenticated, cid: Cid)
 pub(crate) async fn status_all(req: HttpRequest, ctx: web::Data<Context>) -> Result<HttpResponse, ApiError> {
     let query = StatusQuery::parse(req.query_string())?;
     let context = ctx.into_inner();
-    Ok(stream::ndjson(move |sink| {
+    Ok(stream::ndjson(&req, move |sink| {
         let state = context.tracker.state();
         if let Some(cids) = query.cids {
             for cid in cids {
@@ -234,7 +234,7 @@ pub(crate) async fn recover_all(req: HttpRequest, ctx: web::Data<Context>) -> Re
     options::check_local_only(req.query_string())?;
     let context = ctx.into_inner();
     let runtime = tokio::runtime::Handle::current();
-    Ok(stream::ndjson(move |sink| {
+    Ok(stream::ndjson(&req, move |sink| {
         let state = context.tracker.state();
         let failed = StatusSet::only(pincluster_model::PinStatus::Failed);
         for pin in state.cluster_pins(failed) {
@@ -261,7 +261,7 @@ pub(crate) async fn recover_all(req: HttpRequest, ctx: web::Data<Context>) -> Re
 pub(crate) async fn allocations(req: HttpRequest, ctx: web::Data<Context>) -> Result<HttpResponse, ApiError> {
     let include_pins = options::parse_allocation_filter(req.query_string())?;
     let context = ctx.into_inner();
-    Ok(stream::ndjson(move |sink| {
+    Ok(stream::ndjson(&req, move |sink| {
         if !include_pins {
             return Ok(());
         }
