@@ -19,6 +19,10 @@ use pincluster_model::{Cid, NameMatch, NewPin, PinOptions, PinStatus, StatusSet,
 use pincluster_state::{Pinset, Query, StateOptions, StatusUpdate};
 use tokio::runtime::Runtime;
 
+/// The allocator `pincluster-service` runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BULK: usize = 10_000;
 const WRITERS: u64 = 32;
 const INSERTS_PER_WRITER: u64 = 1_000;
