@@ -3,16 +3,17 @@
 //! Every write request goes through one channel to one thread. The thread takes
 //! every request waiting and applies them in order to a [`Staged`] overlay (so a
 //! request sees the writes of the requests before it). The overlay is one
-//! *group*: the committer thread applies it to sled as one atomic `Batch`, then
-//! fsyncs (once for every group it holds) and only then answers the callers.
-//! While the committer writes group N, the writer prepares group N+1, reading
+//! *group*: the committer thread applies it to sled as one atomic `Batch`, and
+//! the syncer makes it durable (once for every group waiting) and only then
+//! answers the callers. While the committer applies group N, the writer prepares group N+1, reading
 //! through the overlays still in flight, so no request ever sees stale state.
 //! A request that fails leaves no trace in its group. Because there is one
 //! writer, read-modify-write needs no transactions.
 //!
 //! Committing is itself a pipeline of two threads: the committer applies
-//! group N+1 and writes it to the file while the syncer fsyncs group N (an
-//! fsync covers every group written before it began) and answers its callers.
+//! group N+1 to the tree while the syncer has sled write group N to the file,
+//! fsyncs it (a flush and an fsync cover every group applied before they
+//! began) and answers its callers. The committer never waits for the disk.
 //!
 //! A storage error while committing is fatal: the callers of the groups in
 //! flight get the error, and later writes get [`StateError::Closed`].
@@ -248,13 +249,13 @@ impl Writer {
         let (applied_tx, applied) = mpsc::channel();
         let (synced_tx, synced_rx) = mpsc::channel();
         let failed = Arc::new(AtomicBool::new(false));
-        let (db, failed2) = (self.db.clone(), Arc::clone(&failed));
+        let (db, sync_db, failed2) = (self.db.clone(), self.db.clone(), Arc::clone(&failed));
         let committer = thread::Builder::new()
             .name("pinset-committer".into())
             .spawn(move || commit_loop(&db, &groups_rx, &applied_tx, &synced_tx, &failed));
         let syncer = thread::Builder::new()
             .name("pinset-syncer".into())
-            .spawn(move || sync_loop(&log_file, &synced_rx, &failed2));
+            .spawn(move || sync_loop(&sync_db, &log_file, &synced_rx, &failed2));
         let (committer, syncer) = match (committer, syncer) {
             (Ok(committer), Ok(syncer)) => (committer, syncer),
             _ => {
@@ -524,13 +525,12 @@ struct Applied {
 }
 
 /// The committer thread: applies each group as one atomic batch, in order,
-/// has sled write its buffers to the file (sled's flush), hands the group to
-/// the syncer, then reclaims what applying it retired.
+/// hands it to the syncer, then reclaims what applying it retired.
 ///
 /// Each group is reported on `applied` as soon as it is in the tree (reads see
-/// it from then on); its callers are answered by the syncer after the fsync.
-/// Applying and writing the next group overlaps with the syncer's fsync of the
-/// previous ones; an fsync covers everything written before it began.
+/// it from then on); its callers are answered by the syncer once it is on disk.
+/// Applying the next group overlaps with the syncer's flush and fsync of the
+/// previous ones.
 fn commit_loop(
     db: &sled::Db,
     groups: &Receiver<Group>,
@@ -553,14 +553,6 @@ fn commit_loop(
         }
         // The writer may have stopped waiting; the tree is what counts.
         let _ = applied.send(group.seq);
-        // Writes sled's buffers to the file; the syncer fsyncs them.
-        if let Err(error) = db.flush() {
-            let error = StateError::from(error);
-            tracing::error!(%error, "pinset flush failed; refusing further writes");
-            failed.store(true, Ordering::Release);
-            answer_all(group.replies, &Err(error));
-            continue;
-        }
         if let Err(mpsc::SendError(lost)) = synced.send(Applied { replies: group.replies }) {
             answer_all(lost.replies, &Err(StateError::Closed));
         }
@@ -569,18 +561,23 @@ fn commit_loop(
     }
 }
 
-/// The syncer thread: makes every written group durable with one `fdatasync`
-/// of sled's data file for all groups waiting, and answers their callers.
+/// The syncer thread: makes every applied group durable with one sled flush
+/// (which writes sled's buffers to its file) and one `fdatasync` of that file
+/// for all groups waiting, and answers their callers.
 ///
 /// sled 0.34's flush ends with `sync_file_range`, which neither writes the
 /// file's metadata (sled grows the file as the log advances) nor flushes the
 /// disk's write cache; the `fdatasync` does both, so that an acknowledged
 /// write also survives power loss, not only `kill -9`.
-fn sync_loop(log_file: &File, synced: &Receiver<Applied>, failed: &AtomicBool) {
+fn sync_loop(db: &sled::Db, log_file: &File, synced: &Receiver<Applied>, failed: &AtomicBool) {
     while let Ok(first) = synced.recv() {
         let mut round = vec![first];
         round.extend(synced.try_iter());
         let mut result = if failed.load(Ordering::Acquire) { Err(StateError::Closed) } else { Ok(()) };
+        if result.is_ok() {
+            // sled's flush writes its buffers (up to everything applied so far) to the file.
+            result = db.flush().map(|_| ()).map_err(StateError::from);
+        }
         if result.is_ok() {
             result = log_file.sync_data().map_err(|e| StateError::from(sled::Error::Io(e)));
         }
