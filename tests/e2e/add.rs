@@ -513,3 +513,34 @@ fn streams_end_with_a_chunked_trailer_and_a_late_error_arrives_in_x_stream_error
     assert_eq!(plain.header("transfer-encoding"), None);
     assert_eq!(plain.body, listed.body);
 }
+
+#[test]
+fn pins_beyond_the_queue_wait_in_the_pinset_and_are_all_pinned() {
+    let daemon = Daemon::start(test_config(json!({
+        "pin_tracker": { "concurrent_pins": 1, "max_pin_queue_size": 4, "max_retries": 0 },
+        "ipfs": { "pin_timeout": "3s" },
+    })));
+    let pin = |cid: &str| {
+        let response =
+            client().post(format!("{}/pins/{cid}", daemon.rest)).basic_auth("alice", Some("alice-pw")).send().unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{cid}");
+    };
+    // Twelve files whose blocks are local, added without pinning.
+    let names: Vec<String> = (0..12).map(|i| format!("f{i}")).collect();
+    let entries = names.iter().map(|name| Entry::File(name, format!("queued {name}").into_bytes())).collect();
+    let cids: Vec<String> = add_ok(&daemon, "raw-leaves=true&no-pin=true", entries).iter().map(cid_of).collect();
+    assert_eq!(cids.len(), 12);
+    // The one worker is held by content that exists nowhere while the twelve
+    // arrive: four fit the queue, eight overflow and stay queued on disk.
+    pin(&fake_cid(99));
+    for cid in &cids {
+        pin(cid);
+    }
+    for cid in &cids {
+        eventually(Duration::from_secs(60), &format!("{cid} pinned"), || {
+            let status = rest_status(&daemon, cid);
+            let peer = status["peer_map"].as_object().and_then(|m| m.values().next().cloned())?;
+            (peer["status"] == "pinned").then_some(())
+        });
+    }
+}

@@ -307,6 +307,11 @@ impl Workers {
         let state = self.state.clone();
         let max_retries = self.options.max_retries;
         let room = self.queue.capacity();
+        if room < self.queue.max_capacity() / 2 {
+            // A scan walks past every scheduled CID: wait until the workers
+            // have drained half the queue, so that each scan fills half of it.
+            return true;
+        }
         let scheduled: HashSet<Cid> = lock(&self.scheduled).clone();
         let scan = tokio::task::spawn_blocking(move || {
             let mut unfinished = StatusSet::only(PinStatus::Queued);
