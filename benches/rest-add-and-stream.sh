@@ -5,8 +5,10 @@
 #     independent of the file size).
 #  2. GET /pins streaming every pin of a pinset of PINS pins (default 1,000,000,
 #     preloaded through POST /pins of the Pinning Service API): time, lines and
-#     peak RSS above the idle daemon (target < 64 MiB).
-# Usage: benches/rest-add-and-stream.sh [PINS] [MiB...]
+#     peak RSS above the idle daemon (target < 64 MiB): right after the preload
+#     (cold), again (warm), and after a restart on the same data (restarted),
+#     each once RSS has settled.
+# Usage: [CACHE_MIB=N] benches/rest-add-and-stream.sh [PINS] [MiB...]
 # Peak RSS is VmHWM, reset before each measurement through /proc/PID/clear_refs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +26,16 @@ trap cleanup EXIT
 . benches/daemon.sh
 kib() { awk -v key="$1:" '$1 == key { print $2 }' "/proc/$PID/status"; }
 reset_peak() { echo 5 > "/proc/$PID/clear_refs"; }
+# Waits (up to 60 s) until RSS moved less than 1 MiB over 3 s: the idle daemon.
+settle() {
+  local before now
+  before=$(kib VmRSS)
+  for _ in $(seq 20); do
+    sleep 3; now=$(kib VmRSS)
+    [ $(( now > before ? now - before : before - now )) -lt 1024 ] && return
+    before=$now
+  done
+}
 
 echo "== POST /add =="
 printf '%8s %10s %10s %16s\n' MiB seconds MiB/s 'peak-idle MiB'
@@ -44,8 +56,9 @@ echo "== GET /pins over $PINS pins =="
 start_daemon
 TOKEN=$(curl -s -u bench:bench-pw -X POST "$PSA/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 python3 benches/preload.py "$PSA" "$TOKEN" "$PINS"
-sleep 2
-for run in cold warm; do
+for run in cold warm restarted; do
+  if [ "$run" = restarted ]; then start_daemon keep; fi
+  settle
   idle=$(kib VmRSS); reset_peak
   t=$(curl -sf -u bench:bench-pw -o "$work/pins.ndjson" -w '%{time_total}' "$REST/pins")
   peak=$(kib VmHWM)
