@@ -425,7 +425,6 @@ fn read_fields(reader: &mut impl std::io::BufRead) -> Vec<(String, String)> {
 /// Reads one response; a chunked body is decoded by hand so that the
 /// trailer fields are seen; a body without a length runs to the end of the stream.
 fn read_response(reader: &mut impl std::io::BufRead) -> RawResponse {
-    use std::io::Read;
     let status = read_line(reader);
     let headers = read_fields(reader);
     let mut response = RawResponse { status, headers, body: String::new(), trailers: Vec::new() };

@@ -131,7 +131,7 @@ fn kill_9_mid_pin_resumes_without_refetching() {
     // The restarted daemon logs how many blocks it had to fetch itself.
     // The log is read from the daemon's stderr by another thread: wait for the line.
     let line = eventually(Duration::from_secs(5), "the pinned log line", || {
-        daemon.log().lines().filter(|l| l.contains("pinned") && l.contains("fetched=") && l.contains(&cid)).next_back().map(String::from)
+        daemon.log().lines().rfind(|l| l.contains("pinned") && l.contains("fetched=") && l.contains(&cid)).map(String::from)
     });
     let fetched: u64 = line
         .split("fetched=")
