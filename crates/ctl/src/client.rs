@@ -168,7 +168,8 @@ async fn read_objects(response: Response, mut each: impl FnMut(Value) -> anyhow:
                 }
             }
             Err(frame) => {
-                let error = frame.trailers_ref().and_then(|t| t.get("x-stream-error"));
+                // Empty when the stream went well.
+                let error = frame.trailers_ref().and_then(|t| t.get("x-stream-error")).filter(|e| !e.is_empty());
                 if let Some(error) = error {
                     bail!("the server failed the stream: {}", String::from_utf8_lossy(error.as_bytes()));
                 }

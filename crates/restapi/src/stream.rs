@@ -6,8 +6,8 @@
 //! every item is one compact JSON object followed by `\n` and sent as its own
 //! chunk, an error before the first item is a 500 with the error body, and an
 //! empty stream is 200 with an empty body (not Cluster's 204, which browser
-//! clients cannot read). An error in the middle of a stream ends the body with
-//! the `X-Stream-Error` trailer that Cluster's clients check. actix-web cannot
+//! clients cannot read). The body ends with the `X-Stream-Error` trailer that
+//! Cluster's clients check: empty, or the error that stopped the stream. actix-web cannot
 //! write trailers, so on HTTP/1.1 this module writes the chunked framing
 //! itself; HTTP/1.0 has neither chunks nor trailers, and there an error cuts
 //! the body off.
@@ -152,9 +152,10 @@ fn chunk(data: &[u8]) -> Bytes {
     out.freeze()
 }
 
-/// The last chunk, with the `X-Stream-Error` trailer when the stream failed.
+/// The last chunk with the `X-Stream-Error` trailer: the error, or empty when
+/// the stream went well (as Cluster sends it).
 fn last_chunk(error: Option<&str>) -> Bytes {
-    let Some(error) = error else { return Bytes::from_static(b"0\r\n\r\n") };
+    let Some(error) = error else { return Bytes::from_static(b"0\r\nX-Stream-Error: \r\n\r\n") };
     // A header value is one line of visible text.
     let mut value: String = error.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     if value.len() > MAX_TRAILER_BYTES {
