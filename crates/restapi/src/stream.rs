@@ -7,10 +7,10 @@
 //! chunk, an error before the first item is a 500 with the error body, and an
 //! empty stream is 200 with an empty body (not Cluster's 204, which browser
 //! clients cannot read). The body ends with the `X-Stream-Error` trailer that
-//! Cluster's clients check: empty, or the error that stopped the stream. actix-web cannot
-//! write trailers, so on HTTP/1.1 this module writes the chunked framing
-//! itself; HTTP/1.0 has neither chunks nor trailers, and there an error cuts
-//! the body off.
+//! Cluster's clients check: empty, or the error that stopped the stream.
+//! actix-web cannot write trailers, so on HTTP/1.1 this module writes the
+//! chunked framing itself; HTTP/1.0 has neither chunks nor trailers, and there
+//! an error cuts the body off.
 
 use std::convert::Infallible;
 
