@@ -246,16 +246,8 @@ fn add_options_raw_leaves_cid_version_chunker_wrap_hidden_and_no_pin() {
 
 /// A CAR v1 file with `roots` and `blocks` (raw CIDv1 blocks), by hand.
 fn car(roots: &[&[u8]], blocks: &[&[u8]]) -> Vec<u8> {
-    fn varint(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
+    fn varint(n: usize, out: &mut Vec<u8>) {
+        out.extend_from_slice(unsigned_varint::encode::usize(n, &mut unsigned_varint::encode::usize_buffer()));
     }
     let cid_bytes = |b: &[u8]| cid::Cid::try_from(raw_cid(b).as_str()).unwrap().to_bytes();
     // DAG-CBOR {"roots": [CID...], "version": 1}, keys in canonical order.

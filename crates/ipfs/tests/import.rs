@@ -564,16 +564,8 @@ async fn bad_import_input_is_refused() {
 // ---------------------------------------------------------------------------------------------
 // CAR
 
-fn varint(mut n: u64, out: &mut Vec<u8>) {
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
+fn varint(n: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(unsigned_varint::encode::u64(n, &mut unsigned_varint::encode::u64_buffer()));
 }
 
 fn sha256_cid(codec: u64, data: &[u8]) -> Cid {
