@@ -63,9 +63,9 @@ where
         }
     });
     let mut builder = HttpResponse::build(StatusCode::OK);
-    builder.content_type("application/json");
+    builder.content_type("application/json").insert_header((TRAILER, "X-Stream-Error"));
     let first = match rx.recv().await {
-        None => return builder.insert_header((TRAILER, "X-Stream-Error")).finish(),
+        None => return builder.finish(),
         Some(Err(error)) => {
             tracing::error!(%error, "stream failed before its first item");
             let mut response = render_error(StatusCode::INTERNAL_SERVER_ERROR, &error);
