@@ -235,12 +235,16 @@ impl Default for TrackerConfig {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateConfig {
-    /// Memory the pinset database may use as cache, in bytes.
+    /// Memory the pinset database may use as cache, in bytes (sled's own
+    /// accounting; the heap it takes is about twice that). Small on purpose:
+    /// sled's file stays in the OS page cache, so a miss costs a read and a
+    /// decode, not a disk seek, and a walk over the whole pinset (a REST
+    /// stream) only churns this much memory.
     pub cache_capacity: u64,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
-        StateConfig { cache_capacity: 64 * 1024 * 1024 }
+        StateConfig { cache_capacity: 16 * 1024 * 1024 }
     }
 }

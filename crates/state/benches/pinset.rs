@@ -5,7 +5,7 @@
 //! Run: `CARGO_TARGET_DIR=/work/target-bench cargo bench -p pincluster-state`.
 //! `PINSET_BENCH_SIZES` (default `10000,100000,1000000`) and `PINSET_BENCH_USERS`
 //! (default `1,1000`) narrow the grid; `PINSET_BENCH_CACHE_MIB` sets the sled
-//! cache (default 64). The pinset is closed with `Pinset::close` (timed: it
+//! cache (default: the crate default, 16). The pinset is closed with `Pinset::close` (timed: it
 //! replays sled's log once, about what an open after a crash costs). Open time and streaming memory are
 //! measured in a fresh child process (this binary re-executed), so that the
 //! build phase does not inflate the high-water mark.

@@ -114,8 +114,9 @@ use writer::{Done, Op, Request};
 pub const SCHEMA_VERSION: u32 = 3;
 /// The largest page [`Pinset::list`] returns; larger limits are clamped.
 pub const MAX_LIMIT: usize = 1000;
-/// The default sled cache size: 64 MiB.
-pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
+/// The default sled cache size: 16 MiB (see `state.cache_capacity` in the
+/// service configuration for why it is small).
+pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Where and how to open the pinset.
 #[derive(Clone, Debug)]
