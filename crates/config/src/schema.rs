@@ -239,7 +239,8 @@ pub struct StateConfig {
     /// accounting; the heap it takes is about twice that). Small on purpose:
     /// sled's file stays in the OS page cache, so a miss costs a read and a
     /// decode, not a disk seek, and a walk over the whole pinset (a REST
-    /// stream) only churns this much memory.
+    /// stream) only churns this much memory. Inserts into pinsets of 100k
+    /// pins and more gain from a bigger cache (about 15 % at 64 MiB).
     pub cache_capacity: u64,
 }
 
