@@ -14,7 +14,7 @@
 
 use std::convert::Infallible;
 
-use actix_web::http::header::{TRAILER, TRANSFER_ENCODING};
+use actix_web::http::header::{HeaderValue, TRAILER, TRANSFER_ENCODING};
 use actix_web::http::{StatusCode, Version};
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
@@ -26,6 +26,8 @@ use crate::error::render_error;
 
 /// How many encoded lines wait between the producer and the socket.
 const CHANNEL_CAPACITY: usize = 64;
+/// The trailer that ends every stream, announced in the `Trailer` header.
+const X_STREAM_ERROR: &str = "X-Stream-Error";
 /// The longest `X-Stream-Error` value sent; longer messages are cut.
 const MAX_TRAILER_BYTES: usize = 1024;
 
@@ -63,13 +65,13 @@ where
         }
     });
     let mut builder = HttpResponse::build(StatusCode::OK);
-    builder.content_type("application/json").insert_header((TRAILER, "X-Stream-Error"));
+    builder.content_type("application/json");
     let first = match rx.recv().await {
-        None => return builder.finish(),
+        None => return builder.insert_header((TRAILER, X_STREAM_ERROR)).finish(),
         Some(Err(error)) => {
             tracing::error!(%error, "stream failed before its first item");
             let mut response = render_error(StatusCode::INTERNAL_SERVER_ERROR, &error);
-            response.headers_mut().insert(TRAILER, actix_web::http::header::HeaderValue::from_static("X-Stream-Error"));
+            response.headers_mut().insert(TRAILER, HeaderValue::from_static(X_STREAM_ERROR));
             return response;
         }
         Some(Ok(first)) => first,
@@ -88,7 +90,7 @@ pub(crate) fn respond<S>(req: &HttpRequest, mut builder: HttpResponseBuilder, fi
 where
     S: Stream<Item = Result<Bytes, String>> + 'static,
 {
-    builder.insert_header((TRAILER, "X-Stream-Error"));
+    builder.insert_header((TRAILER, X_STREAM_ERROR));
     let body = futures_util::stream::once(async move { Ok(first) }).chain(rest);
     match req.version() {
         Version::HTTP_11 => {
@@ -155,7 +157,7 @@ fn chunk(data: &[u8]) -> Bytes {
 /// The last chunk with the `X-Stream-Error` trailer: the error, or empty when
 /// the stream went well (as Cluster sends it).
 fn last_chunk(error: Option<&str>) -> Bytes {
-    let Some(error) = error else { return Bytes::from_static(b"0\r\nX-Stream-Error: \r\n\r\n") };
+    let Some(error) = error else { return Bytes::from(format!("0\r\n{X_STREAM_ERROR}: \r\n\r\n")) };
     // A header value is one line of visible text.
     let mut value: String = error.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     if value.len() > MAX_TRAILER_BYTES {
@@ -165,5 +167,5 @@ fn last_chunk(error: Option<&str>) -> Bytes {
         }
         value.truncate(end);
     }
-    Bytes::from(format!("0\r\nX-Stream-Error: {}\r\n\r\n", value.trim()))
+    Bytes::from(format!("0\r\n{X_STREAM_ERROR}: {}\r\n\r\n", value.trim()))
 }
