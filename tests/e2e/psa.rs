@@ -55,7 +55,10 @@ impl Psa {
 fn check_pin_status(value: &Value, peer_id: &str) {
     let object = value.as_object().expect("PinStatus is an object");
     for key in object.keys() {
-        assert!(["requestid", "status", "created", "pin", "delegates", "info"].contains(&key.as_str()), "extra key {key}");
+        assert!(
+            ["requestid", "status", "created", "pin", "delegates", "info"].contains(&key.as_str()),
+            "extra key {key}"
+        );
     }
     assert!(value["requestid"].as_str().is_some_and(|s| !s.is_empty()));
     assert!(["queued", "pinning", "pinned", "failed"].contains(&value["status"].as_str().unwrap_or_default()));
@@ -269,7 +272,8 @@ fn replace_moves_to_the_new_cid_or_updates_in_place() {
     let first = alice.pin(json!({ "cid": old, "name": "v1" }));
 
     // Same CID: updated in place, still there (Cluster deletes it here).
-    let (status, same) = alice.post(&format!("/pins/{old}"), &json!({ "cid": old, "name": "v1b", "meta": { "m": "1" } }));
+    let (status, same) =
+        alice.post(&format!("/pins/{old}"), &json!({ "cid": old, "name": "v1b", "meta": { "m": "1" } }));
     assert_eq!(status, StatusCode::ACCEPTED, "{same}");
     assert_eq!(same["requestid"], old.as_str());
     assert_eq!(same["pin"]["meta"]["m"], "1");
@@ -355,9 +359,12 @@ fn paging_by_before_over_a_burst_never_skips_or_repeats() {
 }
 
 fn require_tool(path: &std::path::Path, what: &str) {
-    assert!(path.exists(), "{} is missing: run ./scripts/setup-test-deps.sh (make test does) to install {what}", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run ./scripts/setup-test-deps.sh (make test does) to install {what}",
+        path.display()
+    );
 }
-
 
 #[test]
 fn the_official_js_client_drives_every_operation() {
@@ -379,9 +386,9 @@ fn schemathesis_finds_no_schema_violation_and_no_server_error() {
     // Request IDs in paths are mapped to this pin so those operations reach real logic.
     let known = fake_cid(424_242);
     alice.pin(json!({ "cid": known }));
-    // The official document, kept unchanged beside the project in shared/.
-    let spec = root.join("../shared/spec/ipfs-pinning-service.yaml");
-    require_tool(&spec, "the official OpenAPI document (shared/ beside the clone)");
+    // The official document, kept unchanged in the repository (tests/spec/README.md).
+    let spec = root.join("tests/spec/ipfs-pinning-service.yaml");
+    assert!(spec.is_file(), "{} is missing from the repository", spec.display());
     let output = Command::new(&st)
         .current_dir(tempfile::tempdir().expect("tmp").path())
         .env("PYTHONPATH", root.join("tests/fuzz"))
