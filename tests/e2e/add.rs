@@ -91,7 +91,8 @@ fn wait_pinned(daemon: &Daemon, cid: &str) -> Value {
 
 /// The daemon's swarm addresses, from `/id`.
 fn swarm_addresses(daemon: &Daemon) -> Vec<String> {
-    let (_, id) = json_of(client().get(format!("{}/id", daemon.rest)).basic_auth("alice", Some("alice-pw")).send().unwrap());
+    let (_, id) =
+        json_of(client().get(format!("{}/id", daemon.rest)).basic_auth("alice", Some("alice-pw")).send().unwrap());
     id["ipfs"]["addresses"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect()
 }
 
@@ -104,7 +105,13 @@ fn write(path: &Path, bytes: &[u8]) {
 fn add_gives_kubo_cids_pins_them_and_keeps_them_across_kill_9() {
     let files = tempfile::tempdir().unwrap();
     let root = files.path();
-    let sizes = [("empty", 0), ("one", 1), ("chunk", 256 * KIB), ("chunk-plus-one", 256 * KIB + 1), ("big", 3 * 1024 * KIB + 7)];
+    let sizes = [
+        ("empty", 0),
+        ("one", 1),
+        ("chunk", 256 * KIB),
+        ("chunk-plus-one", 256 * KIB + 1),
+        ("big", 3 * 1024 * KIB + 7),
+    ];
     let mut kubo = Kubo::start();
     let mut single = Vec::new();
     for (i, (name, len)) in sizes.iter().enumerate() {
@@ -150,12 +157,16 @@ fn add_gives_kubo_cids_pins_them_and_keeps_them_across_kill_9() {
     }
     let last = lines.last().unwrap();
     assert_eq!(cid_of(last), tree_cid, "{lines:?}");
-    assert!(lines[..lines.len() - 1].iter().all(|l| l.get("allocations").is_none()), "only the pinned root is allocated");
+    assert!(
+        lines[..lines.len() - 1].iter().all(|l| l.get("allocations").is_none()),
+        "only the pinned root is allocated"
+    );
 
     // Pinned for alice, under the root's name, in both APIs.
     wait_pinned(&daemon, &tree_cid);
     let token = token(&daemon.pinsvc, "alice", "alice-pw");
-    let (_, pin) = json_of(client().get(format!("{}/pins/{tree_cid}", daemon.pinsvc)).bearer_auth(&token).send().unwrap());
+    let (_, pin) =
+        json_of(client().get(format!("{}/pins/{tree_cid}", daemon.pinsvc)).bearer_auth(&token).send().unwrap());
     assert_eq!(pin["pin"]["name"], "tree", "{pin}");
     let big_cid = &single[4].2;
     wait_pinned(&daemon, big_cid);
@@ -186,7 +197,11 @@ fn add_options_raw_leaves_cid_version_chunker_wrap_hidden_and_no_pin() {
     assert_eq!(cid_of(&lines[0]), raw_cid(&loose));
     assert!(lines[0].get("allocations").is_none(), "no-pin: {lines:?}");
     let (status, _) = json_of(
-        client().get(format!("{}/allocations/{}", daemon.rest, raw_cid(&loose))).basic_auth("alice", Some("alice-pw")).send().unwrap(),
+        client()
+            .get(format!("{}/allocations/{}", daemon.rest, raw_cid(&loose)))
+            .basic_auth("alice", Some("alice-pw"))
+            .send()
+            .unwrap(),
     );
     assert_eq!(status, StatusCode::NOT_FOUND, "no-pin leaves the pinset alone");
     let lines = add_ok(&daemon, "", vec![Entry::File("hello.txt", hello.clone())]);
@@ -230,7 +245,8 @@ fn add_options_raw_leaves_cid_version_chunker_wrap_hidden_and_no_pin() {
     assert_eq!(std::fs::read(out.join("b.txt")).unwrap(), b"b");
 
     // Hidden entries below the top level are skipped unless hidden=true.
-    let entries = || vec![Entry::Dir("d"), Entry::File("d/.secret", b"s".to_vec()), Entry::File("d/shown", b"x".to_vec())];
+    let entries =
+        || vec![Entry::Dir("d"), Entry::File("d/.secret", b"s".to_vec()), Entry::File("d/shown", b"x".to_vec())];
     let lines = add_ok(&daemon, "", entries());
     assert!(lines.iter().all(|l| l["name"] != "d/.secret"), "{lines:?}");
     let without = cid_of(lines.last().unwrap());
@@ -293,7 +309,8 @@ fn add_imports_a_car_and_refuses_bad_ones() {
     let whole = car(&[block], &[block]);
     add_err(&daemon, "format=car", file(whole[..whole.len() - 3].to_vec()), StatusCode::BAD_REQUEST);
     add_err(&daemon, "format=car", file(b"not a car at all".to_vec()), StatusCode::BAD_REQUEST);
-    let two_files = form(vec![Entry::File("a.car", car(&[block], &[block])), Entry::File("b.car", car(&[block], &[block]))]);
+    let two_files =
+        form(vec![Entry::File("a.car", car(&[block], &[block])), Entry::File("b.car", car(&[block], &[block]))]);
     add_err(&daemon, "format=car", two_files, StatusCode::BAD_REQUEST);
 }
 
@@ -314,10 +331,12 @@ fn add_errors_are_clear_and_bounded() {
     ] {
         assert!(add_err(&daemon, query, small(), StatusCode::BAD_REQUEST).contains(words), "{query}");
     }
-    let message = add_err(&daemon, "", form(vec![Entry::File("big", vec![1u8; 150_000])]), StatusCode::PAYLOAD_TOO_LARGE);
+    let message =
+        add_err(&daemon, "", form(vec![Entry::File("big", vec![1u8; 150_000])]), StatusCode::PAYLOAD_TOO_LARGE);
     assert!(message.contains("max_upload_bytes"), "{message}");
     add_err(&daemon, "", Form::new().text("note", "no file here"), StatusCode::BAD_REQUEST);
-    let symlink = Form::new().part("file", Part::bytes(b"target".to_vec()).file_name("link").mime_str("application/symlink").unwrap());
+    let symlink = Form::new()
+        .part("file", Part::bytes(b"target".to_vec()).file_name("link").mime_str("application/symlink").unwrap());
     assert!(add_err(&daemon, "", symlink, StatusCode::BAD_REQUEST).contains("symbolic link"));
 
     let not_multipart = client()

@@ -10,7 +10,8 @@ use pincluster_tests::*;
 use serde_json::{json, Value};
 
 /// The token IPFS Cluster mints for testuser/testpass.
-const CLUSTER_TOKEN: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJ0ZXN0dXNlciJ9.tXRs6ozKKJ6ntzR0iHHeR62wrG5TR8OBrbvRQZ-zwtQ";
+const CLUSTER_TOKEN: &str =
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJ0ZXN0dXNlciJ9.tXRs6ozKKJ6ntzR0iHHeR62wrG5TR8OBrbvRQZ-zwtQ";
 
 fn get_with(url: &str, auth: Option<&str>) -> (StatusCode, Value, Vec<String>) {
     let mut request = client().get(url);
@@ -106,7 +107,10 @@ fn config_errors_exit_with_one_line_naming_file_and_key() {
         ("{\"cluster\": ", "service.json"),
         ("{\"bogus\": 1}", "bogus"),
         ("{\"api\": {\"restapi\": {\"idle_timeout\": 5}}}", "api.restapi.idle_timeout"),
-        ("{\"api\": {\"restapi\": {\"http_listen_multiaddress\": \"/ip4/nope/tcp/1\"}}}", "api.restapi.http_listen_multiaddress"),
+        (
+            "{\"api\": {\"restapi\": {\"http_listen_multiaddress\": \"/ip4/nope/tcp/1\"}}}",
+            "api.restapi.http_listen_multiaddress",
+        ),
         ("{\"api\": {\"pinsvcapi\": {\"basic_auth_credentials\": {}}}}", "api.pinsvcapi.basic_auth_credentials"),
     ];
     for (text, key) in cases {
@@ -142,7 +146,8 @@ fn tokens_are_minted_and_accepted_on_both_apis() {
             assert_ne!(status, StatusCode::UNAUTHORIZED);
         }
         let lower = format!("bearer {token}");
-        let (status, _) = json_of(client().post(format!("{base}/token")).header("Authorization", lower).send().unwrap());
+        let (status, _) =
+            json_of(client().post(format!("{base}/token")).header("Authorization", lower).send().unwrap());
         assert_eq!(status, StatusCode::OK);
     }
     // The token minted by IPFS Cluster for testuser/testpass is accepted.
@@ -175,7 +180,10 @@ fn every_rejection_is_a_401_in_each_api_shape() {
         ("other user's password", format!("Bearer {}", jwt(json!({"iss": "alice"}), Algorithm::HS256, b"bob-pw"))),
         ("unknown issuer", format!("Bearer {}", jwt(json!({"iss": "mallory"}), Algorithm::HS256, b"x"))),
         ("expired", format!("Bearer {}", jwt(json!({"iss": "alice", "exp": t - 120}), Algorithm::HS256, b"alice-pw"))),
-        ("not yet valid", format!("Bearer {}", jwt(json!({"iss": "alice", "nbf": t + 3600}), Algorithm::HS256, b"alice-pw"))),
+        (
+            "not yet valid",
+            format!("Bearer {}", jwt(json!({"iss": "alice", "nbf": t + 3600}), Algorithm::HS256, b"alice-pw")),
+        ),
         ("alg none", {
             let enc = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
             format!("Bearer {}.{}.", enc(json!({"alg": "none", "typ": "JWT"})), enc(json!({"iss": "alice"})))
@@ -211,7 +219,8 @@ fn every_rejection_is_a_401_in_each_api_shape() {
         let (status, _, _) = get_with(&url, Some(&format!("Bearer {hs512}")));
         assert_eq!(status, StatusCode::OK);
         // Minting needs valid credentials too.
-        let (status, _) = json_of(client().post(format!("{base}/token")).basic_auth("alice", Some("x")).send().unwrap());
+        let (status, _) =
+            json_of(client().post(format!("{base}/token")).basic_auth("alice", Some("x")).send().unwrap());
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
 }
@@ -262,7 +271,9 @@ fn changing_a_password_revokes_tokens_without_restart() {
 
     // Alice's password changes: her old token dies within a second, Bob's lives.
     daemon.write_config(&with_pinsvc_users(json!({ "alice": "new-alice-pw", "bob": "bob-pw" })));
-    eventually(Duration::from_secs(1), "old token refused", || (status_with(&alice) == StatusCode::UNAUTHORIZED).then_some(()));
+    eventually(Duration::from_secs(1), "old token refused", || {
+        (status_with(&alice) == StatusCode::UNAUTHORIZED).then_some(())
+    });
     assert_eq!(status_with(&bob), StatusCode::OK);
     let fresh = token(&daemon.pinsvc, "alice", "new-alice-pw");
     assert_eq!(status_with(&fresh), StatusCode::OK);
@@ -310,7 +321,8 @@ fn oversized_headers_and_bodies_get_431_and_413_and_the_server_keeps_serving() {
         }
     }
     let body = json!({ "cid": "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG", "name": "x".repeat(8000) });
-    let (status, reply) = json_of(client().post(format!("{}/pins", daemon.pinsvc)).bearer_auth(&token).json(&body).send().unwrap());
+    let (status, reply) =
+        json_of(client().post(format!("{}/pins", daemon.pinsvc)).bearer_auth(&token).json(&body).send().unwrap());
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{reply}");
     assert_eq!(reply["error"]["reason"], "PAYLOAD_TOO_LARGE");
     let (status, _) = json_of(client().get(format!("{}/pins", daemon.pinsvc)).bearer_auth(&token).send().unwrap());
@@ -320,7 +332,8 @@ fn oversized_headers_and_bodies_get_431_and_413_and_the_server_keeps_serving() {
 #[test]
 fn id_and_version_describe_this_peer() {
     let daemon = Daemon::start(test_config(json!({})));
-    let (status, id) = json_of(client().get(format!("{}/id", daemon.rest)).basic_auth("bob", Some("bob-pw")).send().unwrap());
+    let (status, id) =
+        json_of(client().get(format!("{}/id", daemon.rest)).basic_auth("bob", Some("bob-pw")).send().unwrap());
     assert_eq!(status, StatusCode::OK);
     assert_eq!(id["id"], daemon.peer_id.as_str());
     assert_eq!(id["peername"], "test-peer");
@@ -328,7 +341,8 @@ fn id_and_version_describe_this_peer() {
     for addr in id["addresses"].as_array().unwrap() {
         assert!(addr.as_str().unwrap().ends_with(&format!("/p2p/{}", daemon.peer_id)));
     }
-    let (status, version) = json_of(client().get(format!("{}/version", daemon.rest)).basic_auth("bob", Some("bob-pw")).send().unwrap());
+    let (status, version) =
+        json_of(client().get(format!("{}/version", daemon.rest)).basic_auth("bob", Some("bob-pw")).send().unwrap());
     assert_eq!(status, StatusCode::OK);
     assert!(version["version"].as_str().is_some());
 }

@@ -5,6 +5,6 @@
 
 mod add;
 mod foundation;
+mod pinning;
 mod psa;
 mod rest;
-mod pinning;

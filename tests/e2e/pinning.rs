@@ -131,7 +131,11 @@ fn kill_9_mid_pin_resumes_without_refetching() {
     // The restarted daemon logs how many blocks it had to fetch itself.
     // The log is read from the daemon's stderr by another thread: wait for the line.
     let line = eventually(Duration::from_secs(5), "the pinned log line", || {
-        daemon.log().lines().rfind(|l| l.contains("pinned") && l.contains("fetched=") && l.contains(&cid)).map(String::from)
+        daemon
+            .log()
+            .lines()
+            .rfind(|l| l.contains("pinned") && l.contains("fetched=") && l.contains(&cid))
+            .map(String::from)
     });
     let fetched: u64 = line
         .split("fetched=")
@@ -141,7 +145,10 @@ fn kill_9_mid_pin_resumes_without_refetching() {
         .expect("fetched count in log");
     // A block torn by the kill is fetched again: allow a few.
     assert!(fetched < total, "everything was fetched again: {fetched} of {total}");
-    assert!(fetched + progress <= total + 4, "refetched: total {total}, on disk before kill {progress}, after {fetched}");
+    assert!(
+        fetched + progress <= total + 4,
+        "refetched: total {total}, on disk before kill {progress}, after {fetched}"
+    );
 }
 
 #[test]
@@ -161,7 +168,8 @@ fn content_stays_while_any_user_holds_it_and_is_collected_after() {
     let full = repo_bytes(daemon.dir());
     assert!(full >= 4 * MIB as u64, "repo holds {full} bytes");
 
-    let delete = |t: &str| client().delete(format!("{}/pins/{cid}", daemon.pinsvc)).bearer_auth(t).send().unwrap().status();
+    let delete =
+        |t: &str| client().delete(format!("{}/pins/{cid}", daemon.pinsvc)).bearer_auth(t).send().unwrap().status();
     assert_eq!(delete(&alice), StatusCode::ACCEPTED);
     // Bob still holds it: the content is kept (and still served).
     std::thread::sleep(Duration::from_secs(4));

@@ -46,7 +46,11 @@ impl Raw {
             .map(|line| {
                 assert!(!line.trim().is_empty(), "blank line in stream: {:?}", self.body);
                 let value: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"));
-                assert_eq!(line.len(), serde_json::to_string(&value).unwrap().len(), "line is not compact JSON: {line}");
+                assert_eq!(
+                    line.len(),
+                    serde_json::to_string(&value).unwrap().len(),
+                    "line is not compact JSON: {line}"
+                );
                 assert!(value.is_object(), "{line}");
                 value
             })
@@ -85,7 +89,8 @@ impl Rest {
 
     fn send_with(&self, method: &str, path: &str, f: impl FnOnce(RequestBuilder) -> RequestBuilder) -> Raw {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let request = client().request(method, format!("{}{path}", self.base)).basic_auth(self.user, Some(self.password));
+        let request =
+            client().request(method, format!("{}{path}", self.base)).basic_auth(self.user, Some(self.password));
         let response = f(request).send().expect("request");
         let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_string());
         let (trailer, content_type) = (header("trailer"), header("content-type"));
@@ -206,10 +211,7 @@ fn pin_status_allocation_and_unpin_round_trip() {
     assert!(pin["timestamp"].as_str().unwrap().ends_with('Z'));
 
     let raw = rest.send("GET", &format!("/pins/{c}"));
-    assert_eq!(
-        keys_in_order(&raw.body),
-        ["cid", "name", "allocations", "origins", "created", "metadata", "peer_map"]
-    );
+    assert_eq!(keys_in_order(&raw.body), ["cid", "name", "allocations", "origins", "created", "metadata", "peer_map"]);
     let info = raw.json();
     assert_eq!(info["cid"], c);
     assert_eq!(info["name"], "first");
@@ -223,7 +225,10 @@ fn pin_status_allocation_and_unpin_round_trip() {
     }
     // local=true gives the same shape.
     assert_eq!(rest.ok("GET", &format!("/pins/{c}?local=true"))["cid"], c);
-    assert_eq!(rest.send("GET", &format!("/pins/{c}?local=maybe")).error(StatusCode::BAD_REQUEST), "local: \"maybe\" is not a boolean");
+    assert_eq!(
+        rest.send("GET", &format!("/pins/{c}?local=maybe")).error(StatusCode::BAD_REQUEST),
+        "local: \"maybe\" is not a boolean"
+    );
 
     let allocation = rest.ok("GET", &format!("/allocations/{c}"));
     assert_eq!(allocation["cid"], c);
@@ -309,7 +314,8 @@ fn pin_options_are_applied_and_invalid_values_are_400() {
         let message = raw.error(StatusCode::BAD_REQUEST);
         assert!(message.contains(words), "{query}: {message}");
     }
-    let message = rest.send("POST", &format!("/pins/{}?pin-update={}", cid(14), cid(999))).error(StatusCode::BAD_REQUEST);
+    let message =
+        rest.send("POST", &format!("/pins/{}?pin-update={}", cid(14), cid(999))).error(StatusCode::BAD_REQUEST);
     assert!(message.contains("not part of the pinset"), "{message}");
     let name = "n".repeat(256);
     rest.send("POST", &format!("/pins/{}?name={name}", cid(14))).error(StatusCode::BAD_REQUEST);
@@ -383,7 +389,12 @@ fn streams_are_ndjson_with_a_trailer_and_empty_is_200() {
     let bob = token(&daemon.pinsvc, "bob", "bob-pw");
     let bobs = cid(200);
     let (status, _) = json_of(
-        client().post(format!("{}/pins", daemon.pinsvc)).bearer_auth(&bob).json(&json!({"cid": bobs, "name": "bobs"})).send().unwrap(),
+        client()
+            .post(format!("{}/pins", daemon.pinsvc))
+            .bearer_auth(&bob)
+            .json(&json!({"cid": bobs, "name": "bobs"}))
+            .send()
+            .unwrap(),
     );
     assert_eq!(status, StatusCode::ACCEPTED);
 
@@ -412,7 +423,10 @@ fn streams_are_ndjson_with_a_trailer_and_empty_is_200() {
     // Per-CID mode: in the order asked, unknown CIDs unpinned, filter ignored.
     let unknown = cid(300);
     let some = rest.send("GET", &format!("/pins?cids={},{unknown},{}&filter=unpinned", cids[3], cids[0])).lines();
-    assert_eq!(some.iter().map(|v| v["cid"].clone()).collect::<Vec<_>>(), vec![json!(cids[3]), json!(unknown), json!(cids[0])]);
+    assert_eq!(
+        some.iter().map(|v| v["cid"].clone()).collect::<Vec<_>>(),
+        vec![json!(cids[3]), json!(unknown), json!(cids[0])]
+    );
     assert_eq!(peer_status(&some[1], &daemon.peer_id), "unpinned");
     rest.send("GET", "/pins?cids=nope").error(StatusCode::BAD_REQUEST);
     rest.send("GET", "/pins?local=sometimes").error(StatusCode::BAD_REQUEST);
@@ -445,7 +459,12 @@ fn a_large_pinset_streams_every_pin_once() {
             let (pinsvc, bob) = (daemon.pinsvc.clone(), bob.clone());
             s.spawn(move || {
                 for c in chunk {
-                    let response = client().post(format!("{pinsvc}/pins")).bearer_auth(&bob).json(&json!({"cid": c})).send().unwrap();
+                    let response = client()
+                        .post(format!("{pinsvc}/pins"))
+                        .bearer_auth(&bob)
+                        .json(&json!({"cid": c}))
+                        .send()
+                        .unwrap();
                     assert_eq!(response.status(), StatusCode::ACCEPTED);
                 }
             });
@@ -467,7 +486,8 @@ fn a_rest_pin_belongs_to_the_rest_user_in_the_psa_view() {
     rest.pin(&c, "name=mine&meta-owner=alice");
     let alice = token(&daemon.pinsvc, "alice", "alice-pw");
     let bob = token(&daemon.pinsvc, "bob", "bob-pw");
-    let (status, body) = json_of(client().get(format!("{}/pins/{c}", daemon.pinsvc)).bearer_auth(&alice).send().unwrap());
+    let (status, body) =
+        json_of(client().get(format!("{}/pins/{c}", daemon.pinsvc)).bearer_auth(&alice).send().unwrap());
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["pin"]["name"], "mine");
     assert_eq!(body["pin"]["meta"], json!({"owner": "alice"}));
@@ -481,7 +501,8 @@ fn a_rest_pin_belongs_to_the_rest_user_in_the_psa_view() {
     assert_eq!(rest.ok("GET", &format!("/pins/{c}"))["name"], "mine");
     // A Bearer token works on REST as well.
     let rest_token = token(&daemon.rest, "alice", "alice-pw");
-    let (status, body) = json_of(client().get(format!("{}/pins/{c}", daemon.rest)).bearer_auth(rest_token).send().unwrap());
+    let (status, body) =
+        json_of(client().get(format!("{}/pins/{c}", daemon.rest)).bearer_auth(rest_token).send().unwrap());
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["name"], "mine");
 }
@@ -500,7 +521,9 @@ fn expired_pins_are_unpinned_automatically() {
     });
     assert!(IN_PROGRESS.contains(&peer_status(&rest.ok("GET", &format!("/pins/{long}")), &daemon.peer_id)));
     // The log is read from the daemon's stderr by another thread: wait for the line.
-    eventually(Duration::from_secs(5), "the expiry log line", || daemon.log().contains("unpinned an expired pin").then_some(()));
+    eventually(Duration::from_secs(5), "the expiry log line", || {
+        daemon.log().contains("unpinned an expired pin").then_some(())
+    });
 }
 
 #[test]
@@ -521,7 +544,8 @@ fn expiry_survives_a_restart() {
 #[test]
 fn recover_requeues_failed_pins() {
     // Content that exists nowhere fails after a 1s stall, without retries.
-    let daemon = Daemon::start(test_config(json!({ "ipfs": { "pin_timeout": "1s" }, "pin_tracker": { "max_retries": 0 } })));
+    let daemon =
+        Daemon::start(test_config(json!({ "ipfs": { "pin_timeout": "1s" }, "pin_tracker": { "max_retries": 0 } })));
     let rest = Rest::new(&daemon);
     let (c, other) = (cid(60), cid(61));
     rest.send("POST", &format!("/pins/{}/recover", cid(62))).error(StatusCode::NOT_FOUND);
@@ -555,7 +579,9 @@ fn peers_can_not_be_added_or_removed_in_a_cluster_of_one() {
     let daemon = Daemon::start(test_config(json!({})));
     let rest = Rest::new(&daemon);
     let other = other_peer_id();
-    let add = |body: &str| rest.send_with("POST", "/peers", |r| r.header("content-type", "application/json").body(body.to_string()));
+    let add = |body: &str| {
+        rest.send_with("POST", "/peers", |r| r.header("content-type", "application/json").body(body.to_string()))
+    };
     let message = add(&json!({ "peer_id": other }).to_string()).error(StatusCode::NOT_IMPLEMENTED);
     assert!(message.contains("cluster of one"), "{message}");
     add(&json!({ "peer_id": "not-a-peer" }).to_string()).error(StatusCode::BAD_REQUEST);
@@ -635,7 +661,12 @@ pub(crate) fn multiaddr_of(url: &str) -> String {
 }
 
 fn ctl(host: &str, auth: &[&str], args: &[&str]) -> Output {
-    Command::new(binary("pincluster-ctl")).args(["--host", host]).args(auth).args(args).output().expect("run pincluster-ctl")
+    Command::new(binary("pincluster-ctl"))
+        .args(["--host", host])
+        .args(auth)
+        .args(args)
+        .output()
+        .expect("run pincluster-ctl")
 }
 
 pub(crate) fn ctl_ok(host: &str, auth: &[&str], args: &[&str]) -> String {
@@ -669,7 +700,8 @@ fn pincluster_ctl_drives_the_api_end_to_end() {
     assert!(ctl_ok(&host, basic, &["peers", "ls"]).contains(me));
 
     let (a, b) = (cid(90), cid(91));
-    let added = ctl_ok(&host, basic, &["pin", "add", &a, "--name", "from-ctl", "--metadata", "k=v", "--replication", "1"]);
+    let added =
+        ctl_ok(&host, basic, &["pin", "add", &a, "--name", "from-ctl", "--metadata", "k=v", "--replication", "1"]);
     assert!(added.starts_with(&format!("{a} | from-ctl:")), "{added}");
     assert!(added.contains("test-peer"), "{added}");
     let ls = ctl_ok(&host, basic, &["pin", "ls"]);
@@ -684,7 +716,8 @@ fn pincluster_ctl_drives_the_api_end_to_end() {
     assert!(status.contains(&a) && status.contains(&b), "{status}");
     let status = ctl_ok(&host, basic, &["status", &b]);
     assert!(status.contains(&b) && !status.contains(&a), "{status}");
-    let status: Value = serde_json::from_str(&ctl_ok(&host, basic, &["--enc", "json", "status", "--filter", "unpinned"])).unwrap();
+    let status: Value =
+        serde_json::from_str(&ctl_ok(&host, basic, &["--enc", "json", "status", "--filter", "unpinned"])).unwrap();
     assert_eq!(status, json!([]));
     let recovered = ctl_ok(&host, basic, &["recover", &a]);
     assert!(recovered.contains(&a), "{recovered}");

@@ -55,7 +55,8 @@ impl Kubo {
         let hello = kubo.reply(Duration::from_secs(60), "start");
         assert_eq!(hello["ok"], true, "kubo failed to start: {hello}");
         kubo.peer_id = hello["peer_id"].as_str().expect("peer id").to_string();
-        kubo.addrs = hello["addrs"].as_array().expect("addrs").iter().filter_map(|a| a.as_str().map(String::from)).collect();
+        kubo.addrs =
+            hello["addrs"].as_array().expect("addrs").iter().filter_map(|a| a.as_str().map(String::from)).collect();
         kubo
     }
 

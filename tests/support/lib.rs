@@ -26,7 +26,11 @@ pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().and_then(Path::parent).expect("target profile folder");
     let path = dir.join(name);
-    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first (make test does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (make test does)",
+        path.display()
+    );
     path
 }
 
@@ -267,7 +271,8 @@ pub fn json_of(response: Response) -> (StatusCode, Value) {
 
 /// A Bearer token for `user` from `POST {base}/token` with Basic auth.
 pub fn token(base: &str, user: &str, password: &str) -> String {
-    let (status, body) = json_of(client().post(format!("{base}/token")).basic_auth(user, Some(password)).send().expect("token"));
+    let (status, body) =
+        json_of(client().post(format!("{base}/token")).basic_auth(user, Some(password)).send().expect("token"));
     assert_eq!(status, StatusCode::OK, "{body}");
     body["token"].as_str().expect("token string").to_string()
 }

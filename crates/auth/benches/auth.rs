@@ -11,29 +11,19 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use pincluster_auth::{Authenticator, TokenOptions, Users};
 
-const CLUSTER_VECTOR: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJ0ZXN0dXNlciJ9.tXRs6ozKKJ6ntzR0iHHeR62wrG5TR8OBrbvRQZ-zwtQ";
+const CLUSTER_VECTOR: &str =
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJ0ZXN0dXNlciJ9.tXRs6ozKKJ6ntzR0iHHeR62wrG5TR8OBrbvRQZ-zwtQ";
 
 /// 100 users, among them `testuser`/`testpass` (the Cluster vector's user).
 fn users() -> Users {
-    let mut users: Users = (0..99)
-        .map(|index| {
-            (
-                format!("user{index:03}"),
-                format!("password-{index:03}-xyz"),
-            )
-        })
-        .collect();
+    let mut users: Users =
+        (0..99).map(|index| (format!("user{index:03}"), format!("password-{index:03}-xyz"))).collect();
     users.insert("testuser".to_owned(), "testpass".to_owned());
     users
 }
 
 fn bench_authenticate(c: &mut Criterion) {
-    let auth = Authenticator::new(
-        Some(users()),
-        TokenOptions {
-            ttl: Some(Duration::from_secs(86_400)),
-        },
-    );
+    let auth = Authenticator::new(Some(users()), TokenOptions { ttl: Some(Duration::from_secs(86_400)) });
     let basic_ok = format!("Basic {}", STANDARD.encode("user042:password-042-xyz"));
     let basic_wrong = format!("Basic {}", STANDARD.encode("user042:password-042-xyZ"));
     let basic_unknown = format!("Basic {}", STANDARD.encode("nobody42:password-042-xyz"));
@@ -55,13 +45,9 @@ fn bench_authenticate(c: &mut Criterion) {
         ("basic_wrong_password", &basic_wrong),
         ("basic_unknown_user", &basic_unknown),
     ] {
-        group.bench_function(name, |b| {
-            b.iter(|| black_box(auth.authenticate([black_box(header.as_str())])))
-        });
+        group.bench_function(name, |b| b.iter(|| black_box(auth.authenticate([black_box(header.as_str())]))));
     }
-    group.bench_function("mint_token", |b| {
-        b.iter(|| black_box(auth.mint_token(black_box(&user))))
-    });
+    group.bench_function("mint_token", |b| b.iter(|| black_box(auth.mint_token(black_box(&user)))));
     group.finish();
 
     // For comparison: the library's own decode, as a naive adapter would call it
@@ -74,11 +60,7 @@ fn bench_authenticate(c: &mut Criterion) {
     let key = DecodingKey::from_secret(b"password-042-xyz");
     c.bench_function("baseline/jsonwebtoken_decode", |b| {
         b.iter(|| {
-            black_box(jsonwebtoken::decode::<BTreeMap<String, serde_json::Value>>(
-                black_box(&token),
-                &key,
-                &validation,
-            ))
+            black_box(jsonwebtoken::decode::<BTreeMap<String, serde_json::Value>>(black_box(&token), &key, &validation))
         })
     });
 }

@@ -40,10 +40,7 @@ pub struct AuthUser {
 
 impl AuthUser {
     fn anonymous() -> AuthUser {
-        AuthUser {
-            name: Arc::from(ANONYMOUS_USER),
-            anonymous: true,
-        }
+        AuthUser { name: Arc::from(ANONYMOUS_USER), anonymous: true }
     }
 
     /// The user's name as configured ([`ANONYMOUS_USER`] when auth is disabled).
@@ -73,16 +70,8 @@ struct Inner {
 impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never the credentials themselves.
-        let users = self
-            .inner
-            .credentials
-            .load()
-            .as_ref()
-            .map(|credentials| credentials.len());
-        f.debug_struct("Authenticator")
-            .field("users", &users)
-            .field("options", &self.inner.options)
-            .finish()
+        let users = self.inner.credentials.load().as_ref().map(|credentials| credentials.len());
+        f.debug_struct("Authenticator").field("users", &users).field("options", &self.inner.options).finish()
     }
 }
 
@@ -113,12 +102,7 @@ impl Authenticator {
     /// to pass (the config crate rejects `{}` before it gets here).
     pub fn new(credentials: Option<Users>, options: TokenOptions) -> Authenticator {
         let credentials = credentials.map(|users| Arc::new(Credentials::new(&users)));
-        Authenticator {
-            inner: Arc::new(Inner {
-                credentials: ArcSwapOption::new(credentials),
-                options,
-            }),
-        }
+        Authenticator { inner: Arc::new(Inner { credentials: ArcSwapOption::new(credentials), options }) }
     }
 
     /// True when credentials are configured.
@@ -139,10 +123,7 @@ impl Authenticator {
     /// several headers of one scheme the first counts. Scheme names are
     /// case-insensitive; other schemes are ignored. With auth disabled this
     /// returns the anonymous user without looking at the headers.
-    pub fn authenticate<'a>(
-        &self,
-        headers: impl IntoIterator<Item = &'a str>,
-    ) -> Result<AuthUser, AuthError> {
+    pub fn authenticate<'a>(&self, headers: impl IntoIterator<Item = &'a str>) -> Result<AuthUser, AuthError> {
         let guard = self.inner.credentials.load();
         let Some(credentials) = guard.as_ref() else {
             return Ok(AuthUser::anonymous());
@@ -164,10 +145,7 @@ impl Authenticator {
                 return Err(AuthError::InvalidToken("token too long".to_owned()));
             }
             let entry = token::verify(credentials, token, SystemTime::now())?;
-            return Ok(AuthUser {
-                name: entry.name.clone(),
-                anonymous: false,
-            });
+            return Ok(AuthUser { name: entry.name.clone(), anonymous: false });
         }
         Err(AuthError::NoCredentials)
     }
@@ -183,14 +161,10 @@ impl Authenticator {
             return Err(AuthError::Disabled);
         };
         if user.anonymous {
-            return Err(AuthError::InvalidToken(
-                "anonymous user cannot have a token".to_owned(),
-            ));
+            return Err(AuthError::InvalidToken("anonymous user cannot have a token".to_owned()));
         }
         let Some(entry) = credentials.lookup(user.name.as_bytes()) else {
-            return Err(AuthError::InvalidToken(
-                "user no longer configured".to_owned(),
-            ));
+            return Err(AuthError::InvalidToken("user no longer configured".to_owned()));
         };
         token::mint(entry, SystemTime::now(), self.inner.options.ttl)
     }
@@ -210,10 +184,7 @@ fn check_basic(credentials: &Credentials, encoded: &str) -> Result<AuthUser, Aut
         return Err(AuthError::BadBasic);
     }
     match credentials.check_basic(name, password) {
-        Some(entry) => Ok(AuthUser {
-            name: entry.name.clone(),
-            anonymous: false,
-        }),
+        Some(entry) => Ok(AuthUser { name: entry.name.clone(), anonymous: false }),
         None => Err(AuthError::BadBasic),
     }
 }

@@ -57,23 +57,13 @@ fn unix_seconds(now: SystemTime) -> Duration {
 
 /// Mints an HS256 token for `entry`: `iss`, `iat`, and `exp = iat + ttl` (the TTL
 /// rounded up to whole seconds) when a TTL is given.
-pub(crate) fn mint(
-    entry: &Entry,
-    now: SystemTime,
-    ttl: Option<Duration>,
-) -> Result<String, AuthError> {
+pub(crate) fn mint(entry: &Entry, now: SystemTime, ttl: Option<Duration>) -> Result<String, AuthError> {
     let iat = unix_seconds(now).as_secs();
     let exp = ttl.map(|ttl| {
-        let seconds = ttl
-            .as_secs()
-            .saturating_add(u64::from(ttl.subsec_nanos() > 0));
+        let seconds = ttl.as_secs().saturating_add(u64::from(ttl.subsec_nanos() > 0));
         iat.saturating_add(seconds)
     });
-    let claims = MintClaims {
-        iss: &entry.name,
-        iat,
-        exp,
-    };
+    let claims = MintClaims { iss: &entry.name, iat, exp };
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &entry.encoding)
         .map_err(|error| AuthError::InvalidToken(format!("could not sign a token: {error}")))
 }
@@ -82,11 +72,7 @@ pub(crate) fn mint(
 ///
 /// Rejects anything but HS256/HS384/HS512, a missing or unknown `iss`, a bad
 /// signature, `exp` at or before `now` and `nbf` after `now` (no leeway).
-pub(crate) fn verify<'c>(
-    credentials: &'c Credentials,
-    token: &str,
-    now: SystemTime,
-) -> Result<&'c Entry, AuthError> {
+pub(crate) fn verify<'c>(credentials: &'c Credentials, token: &str, now: SystemTime) -> Result<&'c Entry, AuthError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(invalid("token too long"));
     }
@@ -112,9 +98,8 @@ pub(crate) fn verify<'c>(
     let entry = credentials.lookup(issuer.as_bytes());
     let key = entry.map_or(credentials.dummy_decoding(), |entry| &entry.decoding);
     let message = &token[..header_b64.len() + 1 + payload_b64.len()];
-    let signature_ok =
-        jsonwebtoken::crypto::verify(signature_b64, message.as_bytes(), key, algorithm)
-            .map_err(|_| invalid("signature could not be checked"))?;
+    let signature_ok = jsonwebtoken::crypto::verify(signature_b64, message.as_bytes(), key, algorithm)
+        .map_err(|_| invalid("signature could not be checked"))?;
     let Some(entry) = entry else {
         return Err(invalid("unknown issuer"));
     };
@@ -140,9 +125,7 @@ pub(crate) fn verify<'c>(
 
 /// Decodes one base64url (unpadded) JSON part of a token.
 fn decode_part<T: DeserializeOwned>(part: &str, what: &str) -> Result<T, AuthError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| AuthError::InvalidToken(format!("{what} is not base64url")))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|_| AuthError::InvalidToken(format!("{what} is not the expected JSON")))
+    let bytes =
+        URL_SAFE_NO_PAD.decode(part).map_err(|_| AuthError::InvalidToken(format!("{what} is not base64url")))?;
+    serde_json::from_slice(&bytes).map_err(|_| AuthError::InvalidToken(format!("{what} is not the expected JSON")))
 }

@@ -47,11 +47,7 @@ impl Identity {
     }
 
     pub fn load(path: &Path) -> Result<Identity, ConfigError> {
-        let bad = |reason: String| ConfigError::Invalid {
-            file: path.to_path_buf(),
-            key: "private_key".into(),
-            reason,
-        };
+        let bad = |reason: String| ConfigError::Invalid { file: path.to_path_buf(), key: "private_key".into(), reason };
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::Io { file: path.to_path_buf(), reason: e.to_string() })?;
         let file: IdentityFile = serde_json::from_str(&text).map_err(|e| ConfigError::Invalid {
@@ -62,8 +58,7 @@ impl Identity {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(file.private_key.trim())
             .map_err(|e| bad(format!("not base64: {e}")))?;
-        let keypair =
-            Keypair::from_protobuf_encoding(&bytes).map_err(|e| bad(format!("not a libp2p key: {e}")))?;
+        let keypair = Keypair::from_protobuf_encoding(&bytes).map_err(|e| bad(format!("not a libp2p key: {e}")))?;
         let identity = Identity { keypair };
         if identity.peer_id() != file.id {
             return Err(ConfigError::Invalid {

@@ -12,6 +12,5 @@ pub use duration::Duration;
 pub use identity::{Identity, IDENTITY_FILE};
 pub use load::{init, load, ConfigError, InitReport, Overrides, CONFIG_FILE};
 pub use schema::{
-    ApiConfig, ApiSections, ClusterConfig, IpfsConfig, ListenAddresses, ServiceConfig,
-    StateConfig, TrackerConfig,
+    ApiConfig, ApiSections, ClusterConfig, IpfsConfig, ListenAddresses, ServiceConfig, StateConfig, TrackerConfig,
 };

@@ -47,19 +47,15 @@ pub fn load(
 ) -> Result<ServiceConfig, ConfigError> {
     let file = dir.join(CONFIG_FILE);
     if !file.exists() {
-        return Err(ConfigError::Io {
-            file,
-            reason: "no such file (run `pincluster-service init` first)".into(),
-        });
+        return Err(ConfigError::Io { file, reason: "no such file (run `pincluster-service init` first)".into() });
     }
     let invalid = |key: String, reason: String| ConfigError::Invalid { file: file.clone(), key, reason };
     // Parse the file once with serde_json for precise syntax errors.
-    let text = std::fs::read_to_string(&file)
-        .map_err(|e| ConfigError::Io { file: file.clone(), reason: e.to_string() })?;
+    let text =
+        std::fs::read_to_string(&file).map_err(|e| ConfigError::Io { file: file.clone(), reason: e.to_string() })?;
     serde_json::from_str::<serde_json::Value>(&text).map_err(|e| invalid(String::new(), e.to_string()))?;
 
-    let mut builder = config::Config::builder()
-        .add_source(config::File::from_str(&text, config::FileFormat::Json));
+    let mut builder = config::Config::builder().add_source(config::File::from_str(&text, config::FileFormat::Json));
     for (name, value) in env {
         let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
         if !rest.contains("__") {
@@ -69,9 +65,8 @@ pub fn load(
         builder = builder.set_override(key.clone(), value).map_err(|e| invalid(key, e.to_string()))?;
     }
     for (key, value) in &overrides.0 {
-        builder = builder
-            .set_override(key.as_str(), value.as_str())
-            .map_err(|e| invalid(key.clone(), e.to_string()))?;
+        builder =
+            builder.set_override(key.as_str(), value.as_str()).map_err(|e| invalid(key.clone(), e.to_string()))?;
     }
     let layered = builder.build().map_err(|e| invalid(String::new(), e.to_string()))?;
     let config: ServiceConfig = serde_path_to_error::deserialize(layered).map_err(|e| {
@@ -179,8 +174,7 @@ pub struct InitReport {
 /// password for user `admin` (rewritten only with `force`), and `identity.json`
 /// (never overwritten).
 pub fn init(dir: &Path, force: bool) -> Result<InitReport, ConfigError> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| ConfigError::Io { file: dir.to_path_buf(), reason: e.to_string() })?;
+    std::fs::create_dir_all(dir).map_err(|e| ConfigError::Io { file: dir.to_path_buf(), reason: e.to_string() })?;
     let config_path = dir.join(CONFIG_FILE);
     let config_written = force || !config_path.exists();
     if config_written {
@@ -211,13 +205,8 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ConfigError
     use std::os::unix::fs::OpenOptionsExt as _;
     let io = |e: std::io::Error| ConfigError::Io { file: path.to_path_buf(), reason: e.to_string() };
     let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io)?;
     file.write_all(bytes).map_err(io)?;
     file.sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)

@@ -53,10 +53,7 @@ pub struct ApiSections {
 
 impl Default for ApiSections {
     fn default() -> Self {
-        ApiSections {
-            restapi: Some(ApiConfig::with_port(9094)),
-            pinsvcapi: Some(ApiConfig::with_port(9097)),
-        }
+        ApiSections { restapi: Some(ApiConfig::with_port(9094)), pinsvcapi: Some(ApiConfig::with_port(9097)) }
     }
 }
 
@@ -82,9 +79,7 @@ impl TryFrom<RawAddresses> for ListenAddresses {
         let parse = |text: &str| text.parse::<Multiaddr>().map_err(|e| format!("invalid multiaddr {text:?}: {e}"));
         Ok(match raw {
             RawAddresses::One(text) => ListenAddresses::One(parse(&text)?),
-            RawAddresses::Many(list) => {
-                ListenAddresses::Many(list.iter().map(|t| parse(t)).collect::<Result<_, _>>()?)
-            }
+            RawAddresses::Many(list) => ListenAddresses::Many(list.iter().map(|t| parse(t)).collect::<Result<_, _>>()?),
         })
     }
 }

@@ -80,7 +80,11 @@ fn every_error_names_the_key() {
         (r#"{"clusterx": {}}"#, "", "clusterx"),
         (r#"{"api":{"restapi":{"idle_timeout": "soon"}}}"#, "api.restapi.idle_timeout", "invalid duration"),
         (r#"{"api":{"restapi":{"max_body_bytes": "lots"}}}"#, "api.restapi.max_body_bytes", ""),
-        (r#"{"api":{"restapi":{"http_listen_multiaddress": "/ip4/1.2.3/tcp/1"}}}"#, "api.restapi.http_listen_multiaddress", ""),
+        (
+            r#"{"api":{"restapi":{"http_listen_multiaddress": "/ip4/1.2.3/tcp/1"}}}"#,
+            "api.restapi.http_listen_multiaddress",
+            "",
+        ),
         (
             r#"{"api":{"restapi":{"http_listen_multiaddress": "/ip4/127.0.0.1/udp/1"}}}"#,
             "api.restapi.http_listen_multiaddress[0]",
@@ -105,4 +109,3 @@ fn every_error_names_the_key() {
         assert_eq!(err.lines().count(), 1, "{err}");
     }
 }
-

@@ -42,7 +42,8 @@ pub(crate) fn api_url(host: &str) -> anyhow::Result<String> {
     if host.starts_with("http://") || host.starts_with("https://") {
         return Ok(host.trim_end_matches('/').to_string());
     }
-    let addr: Multiaddr = host.parse().with_context(|| format!("--host {host:?} is neither a URL nor a multiaddress"))?;
+    let addr: Multiaddr =
+        host.parse().with_context(|| format!("--host {host:?} is neither a URL nor a multiaddress"))?;
     let mut name = None;
     let mut port = None;
     let mut scheme = "http";
@@ -50,7 +51,9 @@ pub(crate) fn api_url(host: &str) -> anyhow::Result<String> {
         match part {
             Protocol::Ip4(ip) => name = Some(ip.to_string()),
             Protocol::Ip6(ip) => name = Some(format!("[{ip}]")),
-            Protocol::Dns(n) | Protocol::Dns4(n) | Protocol::Dns6(n) | Protocol::Dnsaddr(n) => name = Some(n.to_string()),
+            Protocol::Dns(n) | Protocol::Dns4(n) | Protocol::Dns6(n) | Protocol::Dnsaddr(n) => {
+                name = Some(n.to_string())
+            }
             Protocol::Tcp(p) => port = Some(p),
             Protocol::Https | Protocol::Tls => scheme = "https",
             Protocol::Http => {}
@@ -96,7 +99,13 @@ impl Client {
         self.runtime.block_on(work)
     }
 
-    async fn send(&self, method: Method, path: &str, query: &[(String, String)], body: Option<&Value>) -> anyhow::Result<Response> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<&Value>,
+    ) -> anyhow::Result<Response> {
         let mut request = self.request(method, path, query);
         if let Some(body) = body {
             request = request.json(body);
@@ -126,7 +135,13 @@ impl Client {
     }
 
     /// A request whose answer is one JSON value (`Null` for an empty body).
-    pub(crate) fn call(&self, method: Method, path: &str, query: &[(String, String)], body: Option<&Value>) -> anyhow::Result<Value> {
+    pub(crate) fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
         self.run(async {
             let response = self.send(method, path, query, body).await?;
             let text = response.text().await.context("cannot read the answer")?;

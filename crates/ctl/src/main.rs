@@ -345,14 +345,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             show_stream(&client, enc, Method::GET, "/pins", &query, text::status)
         }
         Command::Recover { cid, local } => {
-            let query: Vec<(String, String)> =
-                if local { vec![("local".into(), "true".into())] } else { Vec::new() };
+            let query: Vec<(String, String)> = if local { vec![("local".into(), "true".into())] } else { Vec::new() };
             match cid {
-                Some(cid) => show(
-                    enc,
-                    &client.call(Method::POST, &format!("/pins/{cid}/recover"), &query, None)?,
-                    text::status,
-                ),
+                Some(cid) => {
+                    show(enc, &client.call(Method::POST, &format!("/pins/{cid}/recover"), &query, None)?, text::status)
+                }
                 None => show_stream(&client, enc, Method::POST, "/pins/recover", &query, text::status),
             }
         }
@@ -372,11 +369,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Health { what: Some(HealthCommand::Metrics { name: None }) } => {
             show(enc, &client.call(Method::GET, "/monitor/metrics", none, None)?, text::lines)
         }
-        Command::Health { what: Some(HealthCommand::Metrics { name: Some(name) }) } => show(
-            enc,
-            &client.call(Method::GET, &format!("/monitor/metrics/{name}"), none, None)?,
-            text::metrics,
-        ),
+        Command::Health { what: Some(HealthCommand::Metrics { name: Some(name) }) } => {
+            show(enc, &client.call(Method::GET, &format!("/monitor/metrics/{name}"), none, None)?, text::metrics)
+        }
         Command::Health { what: Some(HealthCommand::Bandwidth) } => {
             show(enc, &client.call(Method::GET, "/health/bandwidth", none, None)?, text::bandwidth)
         }

@@ -42,7 +42,8 @@ pub(crate) fn pin(v: &Value) -> String {
     let rmax = v["replication_factor_max"].as_i64().unwrap_or(-1);
     let repl = if rmin == -1 { "-1".to_string() } else { format!("{rmin}--{rmax}") };
     let allocations = strings(v, "allocations");
-    let allocations = if allocations.is_empty() { "[everywhere]".to_string() } else { format!("[{}]", allocations.join(" ")) };
+    let allocations =
+        if allocations.is_empty() { "[everywhere]".to_string() } else { format!("[{}]", allocations.join(" ")) };
     let mode = if s(v, "mode") == "direct" { "Direct" } else { "Recursive" };
     let metadata = match v["metadata"].as_object() {
         Some(m) if !m.is_empty() => "yes",
@@ -148,7 +149,10 @@ pub(crate) fn bandwidth(v: &Value) -> String {
         Some(m) if !m.is_empty() => m
             .iter()
             .map(|(proto, b)| {
-                format!("{proto}: in {} out {} (rate in {} out {})", b["total_in"], b["total_out"], b["rate_in"], b["rate_out"])
+                format!(
+                    "{proto}: in {} out {} (rate in {} out {})",
+                    b["total_in"], b["total_out"], b["rate_in"], b["rate_out"]
+                )
             })
             .collect::<Vec<_>>()
             .join("\n"),

@@ -103,9 +103,7 @@ impl ApiServer {
         .workers(std::thread::available_parallelism().map_or(2, |n| n.get()).max(2));
         for address in config.http_listen_multiaddress.to_vec() {
             let socket = socket_address(&address).ok_or(HttpError::BadAddress(address))?;
-            server = server
-                .bind(socket)
-                .map_err(|e| HttpError::Bind { address: socket, reason: e.to_string() })?;
+            server = server.bind(socket).map_err(|e| HttpError::Bind { address: socket, reason: e.to_string() })?;
         }
         let addresses = server.addrs();
         tracing::info!(api = self.name, ?addresses, "listening");
@@ -144,9 +142,7 @@ fn json_config(limit: usize, render: RenderError) -> web::JsonConfig {
             JsonPayloadError::ContentType => {
                 render(StatusCode::BAD_REQUEST, "request body must have Content-Type: application/json")
             }
-            JsonPayloadError::Deserialize(e) => {
-                render(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}"))
-            }
+            JsonPayloadError::Deserialize(e) => render(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}")),
             other => render(StatusCode::BAD_REQUEST, &format!("invalid request body: {other}")),
         };
         actix_web::error::InternalError::from_response(error, response).into()

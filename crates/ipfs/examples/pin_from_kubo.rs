@@ -17,14 +17,9 @@ use rand::{RngCore, SeedableRng};
 
 #[tokio::main]
 async fn main() {
-    let mib: usize = std::env::var("MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    let window: usize = std::env::var("WINDOW")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(FetchOptions::default().max_outstanding);
+    let mib: usize = std::env::var("MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
+    let window: usize =
+        std::env::var("WINDOW").ok().and_then(|v| v.parse().ok()).unwrap_or(FetchOptions::default().max_outstanding);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("input.bin");
     // Written 1 MiB at a time so the file does not count in this process's peak RSS.
@@ -50,10 +45,7 @@ async fn main() {
         ..FetchOptions::default()
     };
     let started = Instant::now();
-    let stats = node
-        .pin(&cid, PinMode::Recursive, options, |_| {})
-        .await
-        .unwrap();
+    let stats = node.pin(&cid, PinMode::Recursive, options, |_| {}).await.unwrap();
     let ours = started.elapsed();
     println!(
         "pincluster: {:.2} s ({:.1} MiB/s), {} blocks, window {window}",
@@ -63,30 +55,18 @@ async fn main() {
     );
 
     let mut second = KuboPeer::start(&dir.path().join("kubo-second")).await;
-    assert!(
-        second.connect(&origin.addrs[0]).await,
-        "second kubo cannot reach the origin"
-    );
+    assert!(second.connect(&origin.addrs[0]).await, "second kubo cannot reach the origin");
     let started = Instant::now();
-    assert!(
-        second.pin(&cid, Duration::from_secs(1800)).await,
-        "kubo pin failed"
-    );
+    assert!(second.pin(&cid, Duration::from_secs(1800)).await, "kubo pin failed");
     let kubo = started.elapsed();
     println!(
         "kubo:       {:.2} s ({:.1} MiB/s)",
         kubo.as_secs_f64(),
         stats.bytes as f64 / 1048576.0 / kubo.as_secs_f64()
     );
-    println!(
-        "ratio kubo/us: {:.2}",
-        kubo.as_secs_f64() / ours.as_secs_f64()
-    );
+    println!("ratio kubo/us: {:.2}", kubo.as_secs_f64() / ours.as_secs_f64());
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    for line in status
-        .lines()
-        .filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS"))
-    {
+    for line in status.lines().filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS")) {
         println!("pincluster process {line}");
     }
     node.shutdown().await;

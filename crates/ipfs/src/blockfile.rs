@@ -22,12 +22,8 @@ const SYNC_TASKS: usize = 8;
 /// Where the engine keeps the block of `cid` (by its CIDv1 form, so v0 and v1 share a file).
 pub(crate) fn block_path(repo: &Path, cid: &Cid) -> PathBuf {
     let key = Cid::new_v1(cid.codec(), *cid.hash()).to_string();
-    let shard = key
-        .get(key.len().saturating_sub(3)..key.len().saturating_sub(1))
-        .unwrap_or("_");
-    repo.join("blockstore")
-        .join(shard)
-        .join(format!("{key}.data"))
+    let shard = key.get(key.len().saturating_sub(3)..key.len().saturating_sub(1)).unwrap_or("_");
+    repo.join("blockstore").join(shard).join(format!("{key}.data"))
 }
 
 /// Writes a block file atomically (temp file, then rename over any previous, possibly torn,
@@ -38,11 +34,7 @@ pub(crate) fn write_unsynced(path: &Path, data: &[u8]) -> std::io::Result<()> {
         std::fs::create_dir_all(folder)?;
     }
     let mut temp = path.as_os_str().to_owned();
-    temp.push(format!(
-        ".{}.{}.part",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    temp.push(format!(".{}.{}.part", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
     let temp = PathBuf::from(temp);
     let written = std::fs::File::create(&temp).and_then(|mut file| file.write_all(data));
     if let Err(e) = written.and_then(|()| std::fs::rename(&temp, path)) {
@@ -55,10 +47,7 @@ pub(crate) fn write_unsynced(path: &Path, data: &[u8]) -> std::io::Result<()> {
 /// Makes the files of `cids` and their folders durable, several fsyncs in flight at once.
 pub(crate) async fn sync_blocks(repo: &Path, cids: &[Cid]) -> Result<(), IpfsError> {
     let files: Vec<PathBuf> = cids.iter().map(|cid| block_path(repo, cid)).collect();
-    let folders: BTreeSet<PathBuf> = files
-        .iter()
-        .filter_map(|f| f.parent().map(Path::to_path_buf))
-        .collect();
+    let folders: BTreeSet<PathBuf> = files.iter().filter_map(|f| f.parent().map(Path::to_path_buf)).collect();
     let mut work: Vec<PathBuf> = files;
     work.extend(folders);
     sync_paths(work).await

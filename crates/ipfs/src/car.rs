@@ -116,13 +116,7 @@ impl CarImporter {
         }
         let (blocks, bytes) = (self.sink.blocks, self.sink.bytes);
         let protection = self.sink.finish().await?;
-        Ok(Imported {
-            entries: Vec::new(),
-            roots: self.roots,
-            blocks,
-            bytes,
-            protection,
-        })
+        Ok(Imported { entries: Vec::new(), roots: self.roots, blocks, bytes, protection })
     }
 
     /// How many buffered bytes the current item needs at least (a guess while its length
@@ -130,14 +124,10 @@ impl CarImporter {
     fn wanted(&self) -> Result<usize, IpfsError> {
         let wanted = match self.state {
             State::V2Header => V2_HEADER,
-            State::V2Skip { until, .. } => {
-                usize::try_from(until.saturating_sub(self.offset)).unwrap_or(usize::MAX)
-            }
+            State::V2Skip { until, .. } => usize::try_from(until.saturating_sub(self.offset)).unwrap_or(usize::MAX),
             State::Done => 0,
             _ => match read_varint(&self.buffer) {
-                Some((len, used)) => usize::try_from(len)
-                    .unwrap_or(usize::MAX)
-                    .saturating_add(used),
+                Some((len, used)) => usize::try_from(len).unwrap_or(usize::MAX).saturating_add(used),
                 None => 1,
             },
         };
@@ -170,15 +160,11 @@ impl CarImporter {
                     let payload_end = data_offset
                         .checked_add(data_size)
                         .ok_or_else(|| self.error("CAR v2 data offset and size overflow"))?;
-                    self.state = State::V2Skip {
-                        until: data_offset,
-                        payload_end,
-                    };
+                    self.state = State::V2Skip { until: data_offset, payload_end };
                 }
                 State::V2Skip { until, payload_end } => {
-                    let skip = usize::try_from(until.saturating_sub(self.offset))
-                        .unwrap_or(usize::MAX)
-                        .min(self.buffer.len());
+                    let skip =
+                        usize::try_from(until.saturating_sub(self.offset)).unwrap_or(usize::MAX).min(self.buffer.len());
                     self.consume(skip);
                     if self.offset < until {
                         return Ok(());
@@ -204,9 +190,7 @@ impl CarImporter {
                     };
                     let len = usize::try_from(len).unwrap_or(usize::MAX);
                     if len > limit {
-                        return Err(self.error(&format!(
-                            "item of {len} bytes exceeds the limit of {limit} bytes"
-                        )));
+                        return Err(self.error(&format!("item of {len} bytes exceeds the limit of {limit} bytes")));
                     }
                     if len == 0 {
                         return Err(self.error("empty item"));
@@ -244,9 +228,7 @@ impl CarImporter {
                     return Err(self.error("the payload of a CAR v2 must be a CAR v1"));
                 }
                 self.roots = roots;
-                self.state = State::Sections {
-                    end: Some(payload_end),
-                };
+                self.state = State::Sections { end: Some(payload_end) };
             }
             _ => self.section(item).await?,
         }
@@ -254,8 +236,8 @@ impl CarImporter {
     }
 
     fn header(&self, item: &[u8]) -> Result<(u64, Vec<Cid>), IpfsError> {
-        let header: Ipld = serde_ipld_dagcbor::from_slice(item)
-            .map_err(|e| self.error(&format!("header is not dag-cbor: {e}")))?;
+        let header: Ipld =
+            serde_ipld_dagcbor::from_slice(item).map_err(|e| self.error(&format!("header is not dag-cbor: {e}")))?;
         let Ipld::Map(map) = header else {
             return Err(self.error("header is not a map"));
         };
@@ -281,32 +263,26 @@ impl CarImporter {
 
     async fn section(&mut self, item: Vec<u8>) -> Result<(), IpfsError> {
         let mut reader = std::io::Cursor::new(&item[..]);
-        let cid = Cid::read_bytes(&mut reader)
-            .map_err(|e| self.error(&format!("invalid CID in a block section: {e}")))?;
+        let cid =
+            Cid::read_bytes(&mut reader).map_err(|e| self.error(&format!("invalid CID in a block section: {e}")))?;
         let start = usize::try_from(reader.position()).unwrap_or(item.len());
         let data = item.get(start..).unwrap_or_default();
         if data.len() > MAX_CAR_BLOCK {
-            return Err(self.error(&format!(
-                "block {cid} of {} bytes exceeds the limit of {MAX_CAR_BLOCK} bytes",
-                data.len()
-            )));
+            return Err(
+                self.error(&format!("block {cid} of {} bytes exceeds the limit of {MAX_CAR_BLOCK} bytes", data.len()))
+            );
         }
         let hash = cid.hash();
         let matches = if hash.code() == IDENTITY {
             hash.digest() == data
         } else {
             let code = Code::try_from(hash.code()).map_err(|_| {
-                self.error(&format!(
-                    "block {cid} uses an unsupported hash function 0x{:x}",
-                    hash.code()
-                ))
+                self.error(&format!("block {cid} uses an unsupported hash function 0x{:x}", hash.code()))
             })?;
             code.digest(data).digest() == hash.digest()
         };
         if !matches {
-            return Err(self.error(&format!(
-                "block {cid} does not match its hash (corrupt or forged data)"
-            )));
+            return Err(self.error(&format!("block {cid} does not match its hash (corrupt or forged data)")));
         }
         let data = data.to_vec();
         drop(item);

@@ -27,13 +27,7 @@ pub enum IpfsError {
          (first: {first_wanted}); {blocks} block(s), {bytes} bytes were in store before giving up",
         stalled_for.as_secs()
     )]
-    Stalled {
-        stalled_for: Duration,
-        waiting: usize,
-        first_wanted: Cid,
-        blocks: u64,
-        bytes: u64,
-    },
+    Stalled { stalled_for: Duration, waiting: usize, first_wanted: Cid, blocks: u64, bytes: u64 },
     /// The DAG is larger than the configured maximum.
     #[error("DAG of {cid} exceeds the maximum size of {max_bytes} bytes")]
     TooLarge { cid: Cid, max_bytes: u64 },

@@ -56,24 +56,13 @@ impl Guard {
     pub(crate) fn protect(&self) -> Protection {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let set = HashSetShared::default();
-        self.walks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, set.clone());
-        Protection {
-            walks: self.walks.clone(),
-            id,
-            set,
-        }
+        self.walks.lock().unwrap_or_else(PoisonError::into_inner).insert(id, set.clone());
+        Protection { walks: self.walks.clone(), id, set }
     }
 
     fn is_protected(&self, multihash: &[u8]) -> bool {
         let walks = self.walks.lock().unwrap_or_else(PoisonError::into_inner);
-        walks.values().any(|set| {
-            set.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .contains(multihash)
-        })
+        walks.values().any(|set| set.lock().unwrap_or_else(PoisonError::into_inner).contains(multihash))
     }
 }
 
@@ -89,19 +78,13 @@ impl Protection {
     /// Marks a block; returns false when it was already marked by this walk.
     /// Call with `Guard::lock` held for reading.
     pub(crate) fn mark(&self, cid: &Cid) -> bool {
-        self.set
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(cid.hash().to_bytes())
+        self.set.lock().unwrap_or_else(PoisonError::into_inner).insert(cid.hash().to_bytes())
     }
 }
 
 impl Drop for Protection {
     fn drop(&mut self) {
-        self.walks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.id);
+        self.walks.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.id);
     }
 }
 
@@ -139,12 +122,7 @@ impl Node {
 
         let mut stats = GcStats::default();
         for cid in doomed {
-            let size = repo
-                .get_blocks_size(&[cid])
-                .await
-                .ok()
-                .flatten()
-                .unwrap_or(0);
+            let size = repo.get_blocks_size(&[cid]).await.ok().flatten().unwrap_or(0);
             match self.inner.ipfs.remove_block(cid, false).await {
                 Ok(removed) if !removed.is_empty() => {
                     stats.removed_blocks += 1;
@@ -154,11 +132,7 @@ impl Node {
                 Err(e) => tracing::warn!(%cid, error = %e, "gc could not remove block"),
             }
         }
-        tracing::info!(
-            blocks = stats.removed_blocks,
-            bytes = stats.removed_bytes,
-            "gc done"
-        );
+        tracing::info!(blocks = stats.removed_blocks, bytes = stats.removed_bytes, "gc done");
         Ok(stats)
     }
 

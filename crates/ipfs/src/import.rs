@@ -44,12 +44,7 @@ pub struct ImportOptions {
 
 impl Default for ImportOptions {
     fn default() -> ImportOptions {
-        ImportOptions {
-            chunk_size: 256 * 1024,
-            raw_leaves: false,
-            cid_version: 0,
-            wrap_with_directory: false,
-        }
+        ImportOptions { chunk_size: 256 * 1024, raw_leaves: false, cid_version: 0, wrap_with_directory: false }
     }
 }
 
@@ -57,11 +52,7 @@ impl ImportOptions {
     /// Kubo's reading of `cid-version` and an optional `raw-leaves`: raw leaves default to on for
     /// CIDv1 and off for CIDv0. The other fields keep their defaults.
     pub fn kubo(cid_version: u8, raw_leaves: Option<bool>) -> ImportOptions {
-        ImportOptions {
-            cid_version,
-            raw_leaves: raw_leaves.unwrap_or(cid_version >= 1),
-            ..ImportOptions::default()
-        }
+        ImportOptions { cid_version, raw_leaves: raw_leaves.unwrap_or(cid_version >= 1), ..ImportOptions::default() }
     }
 
     fn check(&self) -> Result<Version, IpfsError> {
@@ -74,9 +65,7 @@ impl ImportOptions {
         match self.cid_version {
             0 => Ok(Version::V0),
             1 => Ok(Version::V1),
-            other => Err(IpfsError::InvalidOptions(format!(
-                "unknown CID version {other}: use 0 or 1"
-            ))),
+            other => Err(IpfsError::InvalidOptions(format!("unknown CID version {other}: use 0 or 1"))),
         }
     }
 }
@@ -179,10 +168,7 @@ impl Importer {
     /// `..` parts). Fails when another file is still open or the path is invalid.
     pub fn start_file(&mut self, path: &str) -> Result<(), IpfsError> {
         if let Some(open) = &self.current {
-            return Err(IpfsError::Import(format!(
-                "cannot start {path:?}: file {:?} is not finished",
-                open.path
-            )));
+            return Err(IpfsError::Import(format!("cannot start {path:?}: file {:?} is not finished", open.path)));
         }
         check_path(path)?;
         let adder = FileAdder::builder()
@@ -190,13 +176,7 @@ impl Importer {
             .with_cid_version(self.version)
             .with_raw_leaves(self.options.raw_leaves)
             .build();
-        self.current = Some(OpenFile {
-            path: path.to_string(),
-            adder,
-            bytes: 0,
-            size: 0,
-            last: None,
-        });
+        self.current = Some(OpenFile { path: path.to_string(), adder, bytes: 0, size: 0, last: None });
         Ok(())
     }
 
@@ -222,9 +202,7 @@ impl Importer {
     /// Ends the current file and returns its entry (Kubo prints one line per file as it ends).
     pub async fn finish_file(&mut self) -> Result<AddedEntry, IpfsError> {
         let Some(mut open) = self.current.take() else {
-            return Err(IpfsError::Import(
-                "finish_file without start_file".to_string(),
-            ));
+            return Err(IpfsError::Import("finish_file without start_file".to_string()));
         };
         for (cid, block) in open.adder.finish() {
             open.size += block.len() as u64;
@@ -232,24 +210,13 @@ impl Importer {
             self.sink.put(cid, block).await?;
         }
         let Some(root) = open.last else {
-            return Err(IpfsError::Import(format!(
-                "no block was produced for {:?}",
-                open.path
-            )));
+            return Err(IpfsError::Import(format!("no block was produced for {:?}", open.path)));
         };
         self.tree
             .put_link(&open.path, root, open.size)
-            .map_err(|e| IpfsError::InvalidPath {
-                path: open.path.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| IpfsError::InvalidPath { path: open.path.clone(), reason: e.to_string() })?;
         self.note_top_level(&open.path, Some(root));
-        Ok(AddedEntry {
-            name: open.path,
-            cid: root,
-            size: open.size,
-            bytes: open.bytes,
-        })
+        Ok(AddedEntry { name: open.path, cid: root, size: open.size, bytes: open.bytes })
     }
 
     /// Declares a directory (possibly empty) at `path`. Parents of files are implied anyway.
@@ -257,10 +224,7 @@ impl Importer {
         check_path(path)?;
         self.tree
             .set_metadata(path, rust_unixfs::Metadata::default())
-            .map_err(|e| IpfsError::InvalidPath {
-                path: path.to_string(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| IpfsError::InvalidPath { path: path.to_string(), reason: e.to_string() })?;
         self.has_directories = true;
         self.note_top_level(path, None);
         Ok(())
@@ -289,10 +253,7 @@ impl Importer {
     /// durable (one sync pass), and returns the directory entries and the roots.
     pub async fn finish(mut self) -> Result<Imported, IpfsError> {
         if let Some(open) = &self.current {
-            return Err(IpfsError::Import(format!(
-                "file {:?} is not finished",
-                open.path
-            )));
+            return Err(IpfsError::Import(format!("file {:?} is not finished", open.path)));
         }
         let mut entries = Vec::new();
         let mut top_dirs: HashMap<String, Cid> = HashMap::new();
@@ -314,44 +275,26 @@ impl Importer {
                 if !node.path.contains('/') {
                     top_dirs.insert(node.path.clone(), node.cid);
                 }
-                entries.push(AddedEntry {
-                    name: node.path,
-                    cid: node.cid,
-                    size: node.total_size,
-                    bytes: 0,
-                });
+                entries.push(AddedEntry { name: node.path, cid: node.cid, size: node.total_size, bytes: 0 });
                 self.sink.put(node.cid, node.block.into_vec()).await?;
             }
             if let (true, Some((cid, block, size))) = (self.options.wrap_with_directory, held) {
                 self.sink.put(cid, block).await?;
-                wrapper = Some(AddedEntry {
-                    name: String::new(),
-                    cid,
-                    size,
-                    bytes: 0,
-                });
+                wrapper = Some(AddedEntry { name: String::new(), cid, size, bytes: 0 });
             }
         }
         // The builder emits siblings in reverse; Kubo lists them by name.
         entries.sort_by(|a, b| kubo_order(&a.name, &b.name));
         let roots: Vec<Cid> = match &wrapper {
             Some(wrapper) => vec![wrapper.cid],
-            None => self
-                .top_level
-                .iter()
-                .filter_map(|(name, file)| file.or_else(|| top_dirs.get(name).copied()))
-                .collect(),
+            None => {
+                self.top_level.iter().filter_map(|(name, file)| file.or_else(|| top_dirs.get(name).copied())).collect()
+            }
         };
         entries.extend(wrapper);
         let (blocks, bytes) = (self.sink.blocks, self.sink.bytes);
         let protection = self.sink.finish().await?;
-        Ok(Imported {
-            entries,
-            roots,
-            blocks,
-            bytes,
-            protection,
-        })
+        Ok(Imported { entries, roots, blocks, bytes, protection })
     }
 }
 
@@ -374,10 +317,7 @@ fn kubo_order(a: &str, b: &str) -> std::cmp::Ordering {
 
 /// A relative '/'-separated path without empty, `.` or `..` parts.
 fn check_path(path: &str) -> Result<(), IpfsError> {
-    let invalid = |reason: &str| IpfsError::InvalidPath {
-        path: path.to_string(),
-        reason: reason.to_string(),
-    };
+    let invalid = |reason: &str| IpfsError::InvalidPath { path: path.to_string(), reason: reason.to_string() };
     if path.is_empty() {
         return Err(invalid("the path is empty"));
     }

@@ -52,9 +52,7 @@ pub struct Node {
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node")
-            .field("peer_id", &self.inner.peer_id)
-            .finish_non_exhaustive()
+        f.debug_struct("Node").field("peer_id", &self.inner.peer_id).finish_non_exhaustive()
     }
 }
 
@@ -95,20 +93,14 @@ impl Node {
         for addr in &options.bootstrap {
             builder = builder.add_bootstrap(addr.clone());
         }
-        let ipfs = builder
-            .start()
-            .await
-            .map_err(|e| IpfsError::Start(format!("{e:#}")))?;
+        let ipfs = builder.start().await.map_err(|e| IpfsError::Start(format!("{e:#}")))?;
 
         // Listening after the start (not through the builder) reports bind failures to the caller
         // and returns only once each listener has an address.
         for addr in &options.listen {
             if let Err(e) = ipfs.add_listening_address(addr.clone()).await {
                 ipfs.exit_daemon().await;
-                return Err(IpfsError::Listen {
-                    addr: addr.clone(),
-                    reason: format!("{e:#}"),
-                });
+                return Err(IpfsError::Listen { addr: addr.clone(), reason: format!("{e:#}") });
             }
         }
         for addr in &options.announce {
@@ -116,14 +108,13 @@ impl Node {
                 tracing::warn!(%addr, error = %e, "announce address refused");
             }
         }
-        let bitswap =
-            match Bitswap::start(ipfs.clone(), options.repo_path.clone(), inbound_rx).await {
-                Ok(bitswap) => bitswap,
-                Err(e) => {
-                    ipfs.exit_daemon().await;
-                    return Err(e);
-                }
-            };
+        let bitswap = match Bitswap::start(ipfs.clone(), options.repo_path.clone(), inbound_rx).await {
+            Ok(bitswap) => bitswap,
+            Err(e) => {
+                ipfs.exit_daemon().await;
+                return Err(e);
+            }
+        };
         let announces = !options.bootstrap.is_empty();
         if announces {
             let ipfs = ipfs.clone();
@@ -184,10 +175,7 @@ impl Node {
     /// Dials `addr` (best effort, at most 10 s). When the address ends in `/p2p/<peer id>` the
     /// address is also remembered for that peer.
     pub async fn connect(&self, addr: Multiaddr) -> Result<(), IpfsError> {
-        let dial_error = |reason: String| IpfsError::Dial {
-            addr: addr.clone(),
-            reason,
-        };
+        let dial_error = |reason: String| IpfsError::Dial { addr: addr.clone(), reason };
         if let Some(Protocol::P2p(peer)) = addr.iter().last() {
             let mut bare = addr.clone();
             bare.pop();
@@ -198,10 +186,7 @@ impl Node {
         match tokio::time::timeout(DIAL_TIMEOUT, self.inner.ipfs.connect(addr.clone())).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(dial_error(format!("{e:#}"))),
-            Err(_) => Err(dial_error(format!(
-                "no connection within {}s",
-                DIAL_TIMEOUT.as_secs()
-            ))),
+            Err(_) => Err(dial_error(format!("no connection within {}s", DIAL_TIMEOUT.as_secs()))),
         }
     }
 
@@ -217,9 +202,7 @@ impl Node {
     /// streaming block by block; returns the number of bytes written.
     pub async fn export_file(&self, cid: &Cid, dest: &Path) -> Result<u64, IpfsError> {
         let mut stream = self.inner.ipfs.cat_unixfs(*cid).local();
-        let mut file = tokio::fs::File::create(dest)
-            .await
-            .map_err(IpfsError::store)?;
+        let mut file = tokio::fs::File::create(dest).await.map_err(IpfsError::store)?;
         let mut written = 0u64;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(IpfsError::store)?;

@@ -89,8 +89,6 @@ impl BlockSink {
         let mut work = std::mem::take(&mut self.unsynced);
         work.extend(std::mem::take(&mut self.folders));
         sync_paths(work).await?;
-        Ok(ImportProtection {
-            _protection: self.protection,
-        })
+        Ok(ImportProtection { _protection: self.protection })
     }
 }

@@ -81,10 +81,7 @@ impl Node {
         mut progress: impl FnMut(Progress),
     ) -> Result<DagStats, IpfsError> {
         self.dial_origins(&options.origins).await;
-        let _lookup = self
-            .inner
-            .announces
-            .then(|| AbortOnDrop(tokio::spawn(dial_providers(self.clone(), *cid))));
+        let _lookup = self.inner.announces.then(|| AbortOnDrop(tokio::spawn(dial_providers(self.clone(), *cid))));
         let protection = self.inner.guard.protect();
         let mut walk = Walk {
             node: self,
@@ -98,12 +95,7 @@ impl Node {
             progress: &mut progress,
         };
         walk.run(*cid).await?;
-        let Walk {
-            stats,
-            refs,
-            fetched,
-            ..
-        } = walk;
+        let Walk { stats, refs, fetched, .. } = walk;
         // Every fetched block is on disk before the pin is recorded.
         crate::blockfile::sync_blocks(&self.inner.repo_path, &fetched).await?;
 
@@ -111,22 +103,13 @@ impl Node {
         let store = self.inner.ipfs.repo().data_store();
         match mode {
             PinMode::Recursive => {
-                let refs = futures_util::stream::iter(
-                    refs.into_iter()
-                        .map(Ok::<Cid, rust_ipfs::refs::IpldRefsError>),
-                )
-                .boxed();
-                store
-                    .insert_recursive_pin(&root, refs)
-                    .await
-                    .map_err(IpfsError::store)?;
+                let refs =
+                    futures_util::stream::iter(refs.into_iter().map(Ok::<Cid, rust_ipfs::refs::IpldRefsError>)).boxed();
+                store.insert_recursive_pin(&root, refs).await.map_err(IpfsError::store)?;
             }
             PinMode::Direct => {
                 if !self.pinned_as(&root, EnginePinMode::Recursive).await {
-                    store
-                        .insert_direct_pin(&root)
-                        .await
-                        .map_err(IpfsError::store)?;
+                    store.insert_direct_pin(&root).await.map_err(IpfsError::store)?;
                 }
             }
         }
@@ -148,17 +131,12 @@ impl Node {
     /// blocks stay until [`Node::gc`]. Unpinning a CID that is not pinned is not an error.
     pub async fn unpin(&self, cid: &Cid) -> Result<(), IpfsError> {
         let root = canonical(cid);
-        let pinned = self.pinned_as(&root, EnginePinMode::Recursive).await
-            || self.pinned_as(&root, EnginePinMode::Direct).await;
+        let pinned =
+            self.pinned_as(&root, EnginePinMode::Recursive).await || self.pinned_as(&root, EnginePinMode::Direct).await;
         if !pinned {
             return Ok(());
         }
-        self.inner
-            .ipfs
-            .remove_pin(root)
-            .recursive()
-            .await
-            .map_err(IpfsError::store)
+        self.inner.ipfs.remove_pin(root).recursive().await.map_err(IpfsError::store)
     }
 
     /// Whether the block is in the store. Blocks are found by multihash: a CIDv0 finds the block
@@ -182,11 +160,7 @@ impl Node {
     }
 
     async fn pinned_as(&self, root: &Cid, mode: EnginePinMode) -> bool {
-        self.inner
-            .ipfs
-            .query_pins(vec![*root], Some(mode))
-            .await
-            .is_ok()
+        self.inner.ipfs.query_pins(vec![*root], Some(mode)).await.is_ok()
     }
 
     /// Dials every origin at once; failures are only logged.
@@ -344,13 +318,7 @@ impl<F: FnMut(Progress)> Walk<'_, F> {
     }
 
     /// Counts a block, checks the size limit, reports progress and queues its unseen links.
-    async fn absorb(
-        &mut self,
-        cid: Cid,
-        len: u64,
-        block: Option<Block>,
-        fetched: bool,
-    ) -> Result<(), IpfsError> {
+    async fn absorb(&mut self, cid: Cid, len: u64, block: Option<Block>, fetched: bool) -> Result<(), IpfsError> {
         self.stats.blocks += 1;
         self.stats.bytes += len;
         if fetched {
@@ -360,32 +328,24 @@ impl<F: FnMut(Progress)> Walk<'_, F> {
         }
         if let Some(max) = self.options.max_dag_size {
             if self.stats.bytes > max {
-                return Err(IpfsError::TooLarge {
-                    cid,
-                    max_bytes: max,
-                });
+                return Err(IpfsError::TooLarge { cid, max_bytes: max });
             }
         }
-        (self.progress)(Progress {
-            blocks: self.stats.blocks,
-            bytes: self.stats.bytes,
-        });
+        (self.progress)(Progress { blocks: self.stats.blocks, bytes: self.stats.bytes });
 
         let Some(block) = block else { return Ok(()) };
         if self.mode == PinMode::Direct || cid.codec() == RAW {
             return Ok(());
         }
         let mut links: Vec<Cid> = Vec::new();
-        block
-            .references(&mut links)
-            .map_err(|e| IpfsError::Decode {
-                cid,
-                reason: if e.kind() == std::io::ErrorKind::Unsupported {
-                    format!("codec 0x{:x} is not supported", cid.codec())
-                } else {
-                    e.to_string()
-                },
-            })?;
+        block.references(&mut links).map_err(|e| IpfsError::Decode {
+            cid,
+            reason: if e.kind() == std::io::ErrorKind::Unsupported {
+                format!("codec 0x{:x} is not supported", cid.codec())
+            } else {
+                e.to_string()
+            },
+        })?;
         drop(block);
         let _shared = self.node.inner.guard.lock.read().await;
         // Reversed so that the first link is visited first.

@@ -46,16 +46,11 @@ fn cid(text: &str) -> Cid {
 
 /// `(name, cid)` pairs of entries, for whole-list comparisons.
 fn names(entries: &[AddedEntry]) -> Vec<(String, String)> {
-    entries
-        .iter()
-        .map(|e| (e.name.clone(), e.cid.to_string()))
-        .collect()
+    entries.iter().map(|e| (e.name.clone(), e.cid.to_string())).collect()
 }
 
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(n, c)| (n.to_string(), c.to_string()))
-        .collect()
+    list.iter().map(|(n, c)| (n.to_string(), c.to_string())).collect()
 }
 
 /// Kubo's sharness vectors (t0040-add-and-cat.sh): the `planets` directory under every option
@@ -65,10 +60,8 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 async fn published_kubo_vectors() {
     let dir = tempfile::tempdir().unwrap();
     let node = start_node(dir.path(), 31).await;
-    let planets: [(&str, &[u8]); 2] = [
-        ("planets/mars.txt", b"Hello Mars!\n"),
-        ("planets/venus.txt", b"Hello Venus!\n"),
-    ];
+    let planets: [(&str, &[u8]); 2] =
+        [("planets/mars.txt", b"Hello Mars!\n"), ("planets/venus.txt", b"Hello Venus!\n")];
     let variants = [
         (
             ImportOptions::default(),
@@ -77,10 +70,7 @@ async fn published_kubo_vectors() {
             "QmWSgS32xQEcXMeqd3YPJLrNBLSdsfYCep2U7CFkyrjXwY",
         ),
         (
-            ImportOptions {
-                raw_leaves: true,
-                ..ImportOptions::default()
-            },
+            ImportOptions { raw_leaves: true, ..ImportOptions::default() },
             "bafkreibmlvvgdyihetgocpof6xk64kjjzdeq2e4c7hqs3krdheosk4tgj4",
             "bafkreihfsphazrk2ilejpekyltjeh5k4yvwgjuwg26ueafohqioeo3sdca",
             "QmfWfQfKCY5Ukv9peBbxM5vqWM9BzmqUSXvdCgjT2wsiBT",
@@ -100,16 +90,8 @@ async fn published_kubo_vectors() {
     ];
     for (options, mars, venus, planets_cid) in variants {
         let (files, imported) = import(&node, options, &planets, &[], 5).await;
-        assert_eq!(
-            names(&files),
-            pairs(&[("planets/mars.txt", mars), ("planets/venus.txt", venus)]),
-            "{options:?}"
-        );
-        assert_eq!(
-            names(&imported.entries),
-            pairs(&[("planets", planets_cid)]),
-            "{options:?}"
-        );
+        assert_eq!(names(&files), pairs(&[("planets/mars.txt", mars), ("planets/venus.txt", venus)]), "{options:?}");
+        assert_eq!(names(&imported.entries), pairs(&[("planets", planets_cid)]), "{options:?}");
         assert_eq!(imported.roots, vec![cid(planets_cid)]);
     }
 
@@ -123,97 +105,48 @@ async fn published_kubo_vectors() {
     assert_eq!(
         names(&files),
         pairs(&[
-            (
-                "moons/jupiter/europa.txt",
-                "Qmbjg7zWdqdMaK2BucPncJQDxiALExph5k3NkQv5RHpccu"
-            ),
-            (
-                "moons/mercury.txt",
-                "QmUJjVtnN8YEeYcS8VmUeWffTWhnMQAkk5DzZdKnPhqUdK"
-            ),
-            (
-                "moons/saturn/titan.txt",
-                "QmZzppb9WHn552rmRqpPfgU5FEiHH6gDwi3MrB9cTdPwdb"
-            ),
+            ("moons/jupiter/europa.txt", "Qmbjg7zWdqdMaK2BucPncJQDxiALExph5k3NkQv5RHpccu"),
+            ("moons/mercury.txt", "QmUJjVtnN8YEeYcS8VmUeWffTWhnMQAkk5DzZdKnPhqUdK"),
+            ("moons/saturn/titan.txt", "QmZzppb9WHn552rmRqpPfgU5FEiHH6gDwi3MrB9cTdPwdb"),
         ])
     );
     assert_eq!(
         names(&imported.entries),
         pairs(&[
-            (
-                "moons/jupiter",
-                "QmS5mZddhFPLWFX3w6FzAy9QxyYkaxvUpsWCtZ3r7jub9J"
-            ),
-            (
-                "moons/saturn",
-                "QmaMagZT4rTE7Nonw8KGSK4oe1bh533yhZrCo1HihSG8FK"
-            ),
+            ("moons/jupiter", "QmS5mZddhFPLWFX3w6FzAy9QxyYkaxvUpsWCtZ3r7jub9J"),
+            ("moons/saturn", "QmaMagZT4rTE7Nonw8KGSK4oe1bh533yhZrCo1HihSG8FK"),
             ("moons", "QmVKvomp91nMih5j6hYBA8KjbiaYvEetU2Q7KvtZkLe9nQ"),
         ])
     );
 
     // CIDv1 directory of two raw-leaf files (t0040's --to-files case).
-    let test_dir: [(&str, &[u8]); 2] =
-        [("test/mfs1.txt", b"file1\n"), ("test/mfs2.txt", b"file2\n")];
+    let test_dir: [(&str, &[u8]); 2] = [("test/mfs1.txt", b"file1\n"), ("test/mfs2.txt", b"file2\n")];
     let (files, imported) = import(&node, ImportOptions::kubo(1, None), &test_dir, &[], 3).await;
-    assert_eq!(
-        files[0].cid,
-        cid("bafkreihm3rktn5z33luic3youqdsn326toaq3ekesmdvsa53sbrd3f5r3a")
-    );
-    assert_eq!(
-        files[1].cid,
-        cid("bafkreidh5zkhr2vnwa2luwmuj24xo6l3jhfgvkgtk5cyp43oxs7owzpxby")
-    );
-    assert_eq!(
-        imported.roots,
-        vec![cid(
-            "bafybeic7xwqwovt4g4bax6d3udp6222i63vj2rblpbim7uy2uw4a5gahha"
-        )]
-    );
+    assert_eq!(files[0].cid, cid("bafkreihm3rktn5z33luic3youqdsn326toaq3ekesmdvsa53sbrd3f5r3a"));
+    assert_eq!(files[1].cid, cid("bafkreidh5zkhr2vnwa2luwmuj24xo6l3jhfgvkgtk5cyp43oxs7owzpxby"));
+    assert_eq!(imported.roots, vec![cid("bafybeic7xwqwovt4g4bax6d3udp6222i63vj2rblpbim7uy2uw4a5gahha")]);
 
     // Single files: Kubo's empty file, raw empty file, and a small file; an empty directory.
-    let (files, imported) = import(
-        &node,
-        ImportOptions::default(),
-        &[("zero", b""), ("hello.txt", b"Hello Worlds!\n")],
-        &[],
-        1,
-    )
-    .await;
+    let (files, imported) =
+        import(&node, ImportOptions::default(), &[("zero", b""), ("hello.txt", b"Hello Worlds!\n")], &[], 1).await;
     assert_eq!(
         names(&files),
         pairs(&[
             ("zero", "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"),
-            (
-                "hello.txt",
-                "QmVr26fY1tKyspEJBniVhqxQeEjhF78XerGiqWAwraVLQH"
-            ),
+            ("hello.txt", "QmVr26fY1tKyspEJBniVhqxQeEjhF78XerGiqWAwraVLQH"),
         ])
     );
     assert_eq!((files[0].bytes, files[1].bytes), (0, 14));
-    assert!(
-        imported.entries.is_empty(),
-        "no directory: {:?}",
-        imported.entries
-    );
+    assert!(imported.entries.is_empty(), "no directory: {:?}", imported.entries);
     assert_eq!(imported.roots, vec![files[0].cid, files[1].cid]);
 
-    let raw = ImportOptions {
-        raw_leaves: true,
-        ..ImportOptions::default()
-    };
+    let raw = ImportOptions { raw_leaves: true, ..ImportOptions::default() };
     let (files, _) = import(&node, raw, &[("zero", b"")], &[], 1).await;
-    assert_eq!(
-        files[0].cid,
-        cid("bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku")
-    );
+    assert_eq!(files[0].cid, cid("bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"));
     assert_eq!((files[0].size, files[0].bytes), (0, 0));
 
     let (_, imported) = import(&node, ImportOptions::default(), &[], &["empty"], 1).await;
-    assert_eq!(
-        names(&imported.entries),
-        pairs(&[("empty", "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn")])
-    );
+    assert_eq!(names(&imported.entries), pairs(&[("empty", "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn")]));
     assert_eq!(imported.entries[0].size, 4, "an empty directory is 4 bytes");
     node.shutdown().await;
 }
@@ -236,14 +169,7 @@ async fn cids_equal_kubo_for_files_and_trees() {
         let content = random_file(&path, size, 100 + i as u64);
         let expected = kubo.add(&path).await;
         // Odd write sizes exercise the chunker's buffering.
-        let (files, imported) = import(
-            &node,
-            ImportOptions::default(),
-            &[("file", &content)],
-            &[],
-            100_003,
-        )
-        .await;
+        let (files, imported) = import(&node, ImportOptions::default(), &[("file", &content)], &[], 100_003).await;
         assert_eq!(files[0].cid, expected, "file of {size} bytes");
         assert_eq!(files[0].bytes, size as u64);
         assert!(files[0].size >= size as u64, "{:?}", files[0]);
@@ -278,22 +204,12 @@ async fn cids_equal_kubo_for_files_and_trees() {
     let kubo_wrap = kubo.add(&wrap).await;
 
     let files: Vec<(&str, &[u8])> = tree.iter().map(|(p, c)| (*p, c.as_slice())).collect();
-    let (_, imported) = import(
-        &node,
-        ImportOptions::default(),
-        &files,
-        &["tree/b/void"],
-        4096,
-    )
-    .await;
+    let (_, imported) = import(&node, ImportOptions::default(), &files, &["tree/b/void"], 4096).await;
     assert_eq!(imported.roots, vec![kubo_tree]);
     let order: Vec<&str> = imported.entries.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(order, ["tree/b/c", "tree/b/void", "tree/b", "tree"]);
 
-    let wrapped = ImportOptions {
-        wrap_with_directory: true,
-        ..ImportOptions::default()
-    };
+    let wrapped = ImportOptions { wrap_with_directory: true, ..ImportOptions::default() };
     let (_, imported) = import(&node, wrapped, &files, &["tree/b/void"], 4096).await;
     assert_eq!(imported.roots, vec![kubo_wrap]);
     let last = imported.entries.last().unwrap();
@@ -322,10 +238,7 @@ async fn large_directories_match_kubo_sharding() {
             files.push((name, content));
         }
         let expected = kubo.add(&root.join("big")).await;
-        let refs: Vec<(&str, &[u8])> = files
-            .iter()
-            .map(|(p, c)| (p.as_str(), c.as_slice()))
-            .collect();
+        let refs: Vec<(&str, &[u8])> = files.iter().map(|(p, c)| (p.as_str(), c.as_slice())).collect();
         let (_, imported) = import(&node, ImportOptions::default(), &refs, &[], 64).await;
         assert_eq!(imported.roots, vec![expected], "{count} entries");
         assert_eq!(imported.entries.len(), 1, "one directory line");
@@ -340,23 +253,14 @@ async fn kubo_fetches_an_import_with_every_option() {
     let dir = tempfile::tempdir().unwrap();
     let big = random_file(&dir.path().join("big.bin"), 300_000, 41);
     let node = start_node(&dir.path().join("node"), 34).await;
-    let options = ImportOptions {
-        chunk_size: 1000,
-        raw_leaves: true,
-        cid_version: 1,
-        wrap_with_directory: true,
-    };
+    let options = ImportOptions { chunk_size: 1000, raw_leaves: true, cid_version: 1, wrap_with_directory: true };
     let files: [(&str, &[u8]); 2] = [("big.bin", &big), ("small.txt", b"small\n")];
     let (added, imported) = import(&node, options, &files, &[], 65_536).await;
     // 300 raw leaves, two link nodes (174 + 126) and a root; one raw leaf; the wrapper.
     assert_eq!(imported.blocks, 300 + 2 + 1 + 1 + 1);
     assert_eq!(added[0].cid.version(), cid::Version::V1);
     assert_eq!(added[0].cid.codec(), 0x70);
-    assert_eq!(
-        added[1].cid.codec(),
-        0x55,
-        "a one-chunk raw file is its leaf"
-    );
+    assert_eq!(added[1].cid.codec(), 0x55, "a one-chunk raw file is its leaf");
     assert_eq!(added[1].size, 6);
     let wrapper = imported.roots[0];
     assert_eq!(imported.entries.len(), 1);
@@ -369,19 +273,10 @@ async fn kubo_fetches_an_import_with_every_option() {
         .next()
         .unwrap()
         .with(multiaddr::Protocol::P2p(node.peer_id().parse().unwrap()));
-    assert!(
-        kubo.connect(&ours).await,
-        "kubo could not connect to {ours}"
-    );
+    assert!(kubo.connect(&ours).await, "kubo could not connect to {ours}");
     let out = dir.path().join("out");
-    assert!(
-        kubo.download(&wrapper, &out, Duration::from_secs(120))
-            .await
-    );
-    assert!(
-        std::fs::read(out.join("big.bin")).unwrap() == big,
-        "big.bin differs"
-    );
+    assert!(kubo.download(&wrapper, &out, Duration::from_secs(120)).await);
+    assert!(std::fs::read(out.join("big.bin")).unwrap() == big, "big.bin differs");
     assert_eq!(std::fs::read(out.join("small.txt")).unwrap(), b"small\n");
     node.shutdown().await;
 }
@@ -393,14 +288,8 @@ async fn gc_keeps_protected_imports_and_extra_roots() {
     let dir = tempfile::tempdir().unwrap();
     let node = start_node(dir.path(), 35).await;
     let content = random_file(&dir.path().join("f.bin"), MIB + 5, 51);
-    let (files, imported) = import(
-        &node,
-        ImportOptions::default(),
-        &[("d/f.bin", &content), ("d/g.txt", b"g\n")],
-        &[],
-        MIB,
-    )
-    .await;
+    let (files, imported) =
+        import(&node, ImportOptions::default(), &[("d/f.bin", &content), ("d/g.txt", b"g\n")], &[], MIB).await;
     let root = imported.roots[0];
     // 5 leaves + a file root, a one-block file, the directory.
     assert_eq!(imported.blocks, 8);
@@ -415,13 +304,7 @@ async fn gc_keeps_protected_imports_and_extra_roots() {
     assert_eq!(node.repo_stat().await.unwrap().blocks, 6);
     // An extra root that is not on disk walks nothing and fails nothing.
     let missing = cid("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy");
-    assert_eq!(
-        node.gc(&[missing, files[0].cid])
-            .await
-            .unwrap()
-            .removed_blocks,
-        0
-    );
+    assert_eq!(node.gc(&[missing, files[0].cid]).await.unwrap().removed_blocks, 0);
     let out = dir.path().join("out.bin");
     node.export_file(&files[0].cid, &out).await.unwrap();
     assert!(std::fs::read(&out).unwrap() == content);
@@ -440,38 +323,19 @@ async fn import_from_a_current_thread_runtime_then_pin_locally() {
     let worker_node = node.clone();
     let worker_content = content.clone();
     let (root, protection) = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async move {
-            let (files, imported) = import(
-                &worker_node,
-                ImportOptions::default(),
-                &[("f.bin", &worker_content)],
-                &[],
-                10_000,
-            )
-            .await;
+            let (files, imported) =
+                import(&worker_node, ImportOptions::default(), &[("f.bin", &worker_content)], &[], 10_000).await;
             assert_eq!(imported.roots, vec![files[0].cid]);
             (files[0].cid, imported.protection)
         })
     })
     .join()
     .unwrap();
-    let options = FetchOptions {
-        stall_timeout: Duration::from_secs(5),
-        ..FetchOptions::default()
-    };
-    let stats = node
-        .pin(&root, PinMode::Recursive, options, |_| {})
-        .await
-        .unwrap();
-    assert_eq!(
-        (stats.blocks, stats.fetched_blocks),
-        (4, 0),
-        "3 leaves and a root, all local"
-    );
+    let options = FetchOptions { stall_timeout: Duration::from_secs(5), ..FetchOptions::default() };
+    let stats = node.pin(&root, PinMode::Recursive, options, |_| {}).await.unwrap();
+    assert_eq!((stats.blocks, stats.fetched_blocks), (4, 0), "3 leaves and a root, all local");
     drop(protection);
     assert_eq!(node.gc(&[]).await.unwrap().removed_blocks, 0, "pinned");
     node.shutdown().await;
@@ -506,52 +370,23 @@ async fn bad_import_input_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let node = start_node(dir.path(), 37).await;
     for options in [
-        ImportOptions {
-            chunk_size: 0,
-            ..ImportOptions::default()
-        },
-        ImportOptions {
-            chunk_size: MIB + 1,
-            ..ImportOptions::default()
-        },
-        ImportOptions {
-            cid_version: 2,
-            ..ImportOptions::default()
-        },
+        ImportOptions { chunk_size: 0, ..ImportOptions::default() },
+        ImportOptions { chunk_size: MIB + 1, ..ImportOptions::default() },
+        ImportOptions { cid_version: 2, ..ImportOptions::default() },
     ] {
-        assert!(
-            matches!(node.importer(options), Err(IpfsError::InvalidOptions(_))),
-            "{options:?}"
-        );
+        assert!(matches!(node.importer(options), Err(IpfsError::InvalidOptions(_))), "{options:?}");
     }
-    assert!(node
-        .importer(ImportOptions {
-            chunk_size: MIB,
-            ..ImportOptions::default()
-        })
-        .is_ok());
+    assert!(node.importer(ImportOptions { chunk_size: MIB, ..ImportOptions::default() }).is_ok());
 
     let mut importer = node.importer(ImportOptions::default()).unwrap();
     for bad in ["", "/abs", "a//b", "a/../b", "./a", "a/", "a\0b"] {
-        assert!(
-            matches!(importer.start_file(bad), Err(IpfsError::InvalidPath { .. })),
-            "{bad:?}"
-        );
+        assert!(matches!(importer.start_file(bad), Err(IpfsError::InvalidPath { .. })), "{bad:?}");
         assert!(importer.add_directory(bad).is_err(), "{bad:?}");
     }
-    assert!(matches!(
-        importer.write(b"x").await,
-        Err(IpfsError::Import(_))
-    ));
-    assert!(matches!(
-        importer.finish_file().await,
-        Err(IpfsError::Import(_))
-    ));
+    assert!(matches!(importer.write(b"x").await, Err(IpfsError::Import(_))));
+    assert!(matches!(importer.finish_file().await, Err(IpfsError::Import(_))));
     importer.start_file("a").unwrap();
-    assert!(matches!(
-        importer.start_file("b"),
-        Err(IpfsError::Import(_))
-    ));
+    assert!(matches!(importer.start_file("b"), Err(IpfsError::Import(_))));
     importer.finish_file().await.unwrap();
     importer.start_file("a").unwrap();
     let duplicate = importer.finish_file().await.unwrap_err();
@@ -588,10 +423,7 @@ fn sample_dag() -> (Cid, Vec<(Cid, Vec<u8>)>) {
     // Kubo's empty file, as CIDv0.
     let empty_file = vec![0x0a, 0x04, 0x08, 0x02, 0x18, 0x00];
     let v0 = Cid::new_v0(*sha256_cid(0x70, &empty_file).hash()).unwrap();
-    assert_eq!(
-        v0.to_string(),
-        "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"
-    );
+    assert_eq!(v0.to_string(), "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH");
     links.push(Ipld::Link(v0));
     blocks.push((v0, empty_file));
     let root_bytes = serde_ipld_dagcbor::to_vec(&Ipld::List(links)).unwrap();
@@ -604,10 +436,7 @@ fn car_v1(roots: &[Cid], blocks: &[(Cid, Vec<u8>)]) -> Vec<u8> {
     use ipld_core::ipld::Ipld;
     let header = Ipld::Map(
         [
-            (
-                "roots".to_string(),
-                Ipld::List(roots.iter().map(|c| Ipld::Link(*c)).collect()),
-            ),
+            ("roots".to_string(), Ipld::List(roots.iter().map(|c| Ipld::Link(*c)).collect())),
             ("version".to_string(), Ipld::Integer(1)),
         ]
         .into_iter()
@@ -628,9 +457,7 @@ fn car_v1(roots: &[Cid], blocks: &[(Cid, Vec<u8>)]) -> Vec<u8> {
 
 /// A CAR v2 around `payload` (a CAR v1), with some padding and a fake index after it.
 fn car_v2(payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![
-        0x0a, 0xa1, 0x67, 0x76, 0x65, 0x72, 0x73, 0x69, 0x6f, 0x6e, 0x02,
-    ];
+    let mut out = vec![0x0a, 0xa1, 0x67, 0x76, 0x65, 0x72, 0x73, 0x69, 0x6f, 0x6e, 0x02];
     let data_offset = 11 + 40 + 7;
     out.extend([0u8; 16]);
     out.extend((data_offset as u64).to_le_bytes());
@@ -680,14 +507,8 @@ async fn car_round_trip_and_gc_protection() {
     }
 
     let imported = import_car(&node, &car, 3).await.unwrap();
-    let options = FetchOptions {
-        stall_timeout: Duration::from_secs(5),
-        ..FetchOptions::default()
-    };
-    let stats = node
-        .pin(&root, PinMode::Recursive, options, |_| {})
-        .await
-        .unwrap();
+    let options = FetchOptions { stall_timeout: Duration::from_secs(5), ..FetchOptions::default() };
+    let stats = node.pin(&root, PinMode::Recursive, options, |_| {}).await.unwrap();
     assert_eq!((stats.blocks, stats.fetched_blocks), (5, 0));
     drop(imported);
     assert_eq!(node.gc(&[]).await.unwrap().removed_blocks, 0, "pinned");
@@ -707,21 +528,12 @@ async fn bad_car_streams_are_refused() {
     let forged = car_v1(&[root], &blocks);
     let error = import_car(&node, &forged, 4).await.unwrap_err();
     assert!(matches!(error, IpfsError::Car(_)), "{error:?}");
-    assert!(
-        error.to_string().contains("does not match its hash"),
-        "{error}"
-    );
-    assert!(
-        error.to_string().contains(&blocks[2].0.to_string()),
-        "{error}"
-    );
+    assert!(error.to_string().contains("does not match its hash"), "{error}");
+    assert!(error.to_string().contains(&blocks[2].0.to_string()), "{error}");
 
     for cut in [5, good.len() / 2, good.len() - 1] {
         let error = import_car(&node, &good[..cut], 5).await.unwrap_err();
-        assert!(
-            error.to_string().contains("the stream ends inside"),
-            "{cut}: {error}"
-        );
+        assert!(error.to_string().contains("the stream ends inside"), "{cut}: {error}");
     }
 
     let mut oversized = car_v1(&[root], &[]);
@@ -737,11 +549,6 @@ async fn bad_car_streams_are_refused() {
     assert!(error.to_string().contains("header"), "{error}");
 
     let error = import_car(&node, &[], 8).await.unwrap_err();
-    assert!(
-        error
-            .to_string()
-            .contains("the stream ends inside a header"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("the stream ends inside a header"), "{error}");
     node.shutdown().await;
 }

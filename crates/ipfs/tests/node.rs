@@ -19,33 +19,19 @@ fn options(dir: &std::path::Path, seed: u8) -> NodeOptions {
 #[tokio::test]
 async fn identity_addresses_and_delegates() {
     let dir = tempfile::tempdir().unwrap();
-    let expected = libp2p_identity::Keypair::ed25519_from_bytes([7; 32])
-        .unwrap()
-        .public()
-        .to_peer_id();
+    let expected = libp2p_identity::Keypair::ed25519_from_bytes([7; 32]).unwrap().public().to_peer_id();
     let node = Node::start(options(dir.path(), 7)).await.unwrap();
     assert_eq!(node.peer_id(), expected.to_string());
 
     let listen = node.listen_addresses().await;
     assert_eq!(listen.len(), 1, "{listen:?}");
     let text = listen[0].to_string();
-    assert!(
-        text.starts_with("/ip4/127.0.0.1/tcp/") && !text.ends_with("/tcp/0"),
-        "{text}"
-    );
+    assert!(text.starts_with("/ip4/127.0.0.1/tcp/") && !text.ends_with("/tcp/0"), "{text}");
 
-    let delegates: Vec<String> = node
-        .delegates()
-        .await
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let delegates: Vec<String> = node.delegates().await.iter().map(ToString::to_string).collect();
     assert_eq!(
         delegates,
-        vec![
-            format!("/dns4/pin.example.org/tcp/4001/p2p/{expected}"),
-            format!("{text}/p2p/{expected}")
-        ]
+        vec![format!("/dns4/pin.example.org/tcp/4001/p2p/{expected}"), format!("{text}/p2p/{expected}")]
     );
 
     let stat = node.repo_stat().await.unwrap();
@@ -59,10 +45,7 @@ async fn bad_key_and_bad_listen_address_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut bad_key = options(dir.path(), 1);
     bad_key.keypair_protobuf = vec![1, 2, 3];
-    assert!(matches!(
-        Node::start(bad_key).await,
-        Err(IpfsError::Identity(_))
-    ));
+    assert!(matches!(Node::start(bad_key).await, Err(IpfsError::Identity(_))));
 
     let mut bad_listen = options(&dir.path().join("other"), 1);
     let unsupported: Multiaddr = "/ip4/127.0.0.1/udp/0/utp".parse().unwrap();

@@ -21,8 +21,7 @@ pub enum PinStatus {
 }
 
 impl PinStatus {
-    pub const ALL: [PinStatus; 4] =
-        [PinStatus::Queued, PinStatus::Pinning, PinStatus::Pinned, PinStatus::Failed];
+    pub const ALL: [PinStatus; 4] = [PinStatus::Queued, PinStatus::Pinning, PinStatus::Pinned, PinStatus::Failed];
 
     /// The name used by the Pinning Service API.
     pub fn as_str(self) -> &'static str {

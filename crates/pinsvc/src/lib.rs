@@ -29,11 +29,7 @@ pub fn routes(tracker: Tracker, options: PinsvcOptions) -> Arc<dyn Fn(&mut web::
     let context = web::Data::new(handlers::Context::new(tracker, options));
     Arc::new(move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(context.clone())
-            .service(
-                web::resource("/pins")
-                    .route(web::get().to(handlers::list))
-                    .route(web::post().to(handlers::add)),
-            )
+            .service(web::resource("/pins").route(web::get().to(handlers::list)).route(web::post().to(handlers::add)))
             .service(
                 web::resource("/pins/{requestid}")
                     .route(web::get().to(handlers::get))

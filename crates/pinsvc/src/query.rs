@@ -70,9 +70,8 @@ pub(crate) fn parse(raw: &str) -> Result<Query, ApiError> {
             "after" => after = Some(Timestamp::first_after_nanos(parse_time("after", &value)?)),
             "limit" => limit = parse_limit(&value)?,
             "meta" => {
-                let parsed: BTreeMap<String, String> = serde_json::from_str(&value).map_err(|e| {
-                    ApiError::bad(format!("meta: must be a JSON object of strings to strings ({e})"))
-                })?;
+                let parsed: BTreeMap<String, String> = serde_json::from_str(&value)
+                    .map_err(|e| ApiError::bad(format!("meta: must be a JSON object of strings to strings ({e})")))?;
                 meta.get_or_insert_with(BTreeMap::new).extend(parsed);
             }
             other => {
@@ -182,7 +181,16 @@ mod tests {
 
     #[test]
     fn rejects_bad_values() {
-        for raw in ["limit=0", "limit=1001", "status=done", "match=fuzzy", "before=yesterday", "meta=%5B%5D", "cid=xyz", "status="] {
+        for raw in [
+            "limit=0",
+            "limit=1001",
+            "status=done",
+            "match=fuzzy",
+            "before=yesterday",
+            "meta=%5B%5D",
+            "cid=xyz",
+            "status=",
+        ] {
             assert!(parse(raw).is_err(), "{raw}");
         }
     }

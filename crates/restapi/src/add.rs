@@ -20,7 +20,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use pincluster_httpcommon::Authenticated;
 use pincluster_model::{Timestamp, UserName};
-use pincluster_tracker::{AddedEntry, IpfsError, Imported, TrackerError};
+use pincluster_tracker::{AddedEntry, Imported, IpfsError, TrackerError};
 use tokio::sync::mpsc;
 
 use crate::error::ApiError;
@@ -287,9 +287,7 @@ fn percent_decode(text: &str) -> Result<String, ApiError> {
 fn counted(read: u64, len: usize, limit: u64) -> Result<u64, ApiError> {
     let read = read.saturating_add(len as u64);
     if read > limit {
-        return Err(ApiError::TooLarge(format!(
-            "the upload is larger than max_upload_bytes ({limit} bytes)"
-        )));
+        return Err(ApiError::TooLarge(format!("the upload is larger than max_upload_bytes ({limit} bytes)")));
     }
     Ok(read)
 }
@@ -302,7 +300,10 @@ fn bad_multipart(error: actix_multipart::MultipartError) -> ApiError {
 fn import_error(error: impl Into<TrackerError>) -> ApiError {
     match error.into() {
         TrackerError::Ipfs(
-            e @ (IpfsError::InvalidOptions(_) | IpfsError::InvalidPath { .. } | IpfsError::Import(_) | IpfsError::Car(_)),
+            e @ (IpfsError::InvalidOptions(_)
+            | IpfsError::InvalidPath { .. }
+            | IpfsError::Import(_)
+            | IpfsError::Car(_)),
         ) => ApiError::bad(e.to_string()),
         other => ApiError::from(other),
     }

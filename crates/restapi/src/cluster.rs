@@ -55,9 +55,7 @@ pub(crate) async fn add_peer(
 pub(crate) async fn remove_peer(ctx: web::Data<Context>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let peer = options::parse_peer_id(path.trim()).map_err(ApiError::bad)?;
     if peer == ctx.options.peer_id {
-        return Err(ApiError::bad(format!(
-            "cannot remove peer {peer}: it is this peer, the only one of the cluster"
-        )));
+        return Err(ApiError::bad(format!("cannot remove peer {peer}: it is this peer, the only one of the cluster")));
     }
     Err(ApiError::NotFound(format!("peer {peer} is not part of the cluster")))
 }
@@ -74,12 +72,8 @@ pub(crate) async fn repo_gc(req: HttpRequest, ctx: web::Data<Context>) -> Result
     if let Some(stats) = removed {
         tracing::info!(blocks = stats.removed_blocks, bytes = stats.removed_bytes, "repo gc through the REST API");
     }
-    let ours = RepoGc {
-        peer: ctx.options.peer_id.clone(),
-        peername: ctx.options.peername.clone(),
-        keys: Vec::new(),
-        error,
-    };
+    let ours =
+        RepoGc { peer: ctx.options.peer_id.clone(), peername: ctx.options.peername.clone(), keys: Vec::new(), error };
     Ok(HttpResponse::Ok().json(GlobalRepoGc { peer_map: BTreeMap::from([(ctx.options.peer_id.clone(), ours)]) }))
 }
 

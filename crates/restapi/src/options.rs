@@ -60,14 +60,16 @@ impl PinRequest {
                 "replication-max" => max = Some(parse_int("replication-max", value)?),
                 "shard-size" => {
                     // Sharding applies to /add only; a pin accepts and ignores the size.
-                    value.parse::<u64>().map_err(|_| {
-                        ApiError::bad(format!("shard-size: {value:?} is not a non-negative integer"))
-                    })?;
+                    value
+                        .parse::<u64>()
+                        .map_err(|_| ApiError::bad(format!("shard-size: {value:?} is not a non-negative integer")))?;
                 }
                 "user-allocations" => request.user_allocations = parse_peers("user-allocations", value)?,
                 "expire-at" => expire_at = parse_expire_at(value, now)?,
                 "expire-in" => expire_in = Some(parse_expire_in(value)?),
-                "pin-update" => request.pin_update = Some(parse_cid(value).map_err(|e| ApiError::bad(format!("pin-update: {e}")))?),
+                "pin-update" => {
+                    request.pin_update = Some(parse_cid(value).map_err(|e| ApiError::bad(format!("pin-update: {e}")))?)
+                }
                 "origins" => request.origins = parse_origins(value)?,
                 "local" => {
                     parse_bool("local", value)?;
@@ -154,8 +156,7 @@ pub(crate) fn parse_cid(text: &str) -> Result<Cid, String> {
 
 /// Checks that `text` is a libp2p peer ID and returns it in canonical form.
 pub(crate) fn parse_peer_id(text: &str) -> Result<String, String> {
-    let addr: Multiaddr =
-        format!("/p2p/{text}").parse().map_err(|_| format!("{text:?} is not a valid peer ID"))?;
+    let addr: Multiaddr = format!("/p2p/{text}").parse().map_err(|_| format!("{text:?} is not a valid peer ID"))?;
     match addr.iter().next() {
         Some(multiaddr::Protocol::P2p(id)) => Ok(id.to_string()),
         _ => Err(format!("{text:?} is not a valid peer ID")),
@@ -269,7 +270,13 @@ pub(crate) fn parse_status_filter(value: &str) -> Result<StatusSet, ApiError> {
             "pin_queued" | "queued" => &[PinStatus::Queued],
             "pinning" => &[PinStatus::Pinning],
             "pinned" => &[PinStatus::Pinned],
-            "cluster_error" | "unpin_error" | "unpinning" | "unpinned" | "remote" | "unpin_queued" | "sharded"
+            "cluster_error"
+            | "unpin_error"
+            | "unpinning"
+            | "unpinned"
+            | "remote"
+            | "unpin_queued"
+            | "sharded"
             | "unexpectedly_unpinned" => &[],
             _ => continue,
         };
@@ -345,7 +352,8 @@ impl AddRequest {
     pub(crate) fn parse(query: &str, now: Timestamp) -> Result<AddRequest, ApiError> {
         let pin = PinRequest::parse(query, now)?;
         let defaults = ImportOptions::default();
-        let (mut chunk_size, mut cid_version, mut wrap) = (defaults.chunk_size, defaults.cid_version, defaults.wrap_with_directory);
+        let (mut chunk_size, mut cid_version, mut wrap) =
+            (defaults.chunk_size, defaults.cid_version, defaults.wrap_with_directory);
         let mut raw_leaves = None;
         let mut request = AddRequest {
             pin,
@@ -396,7 +404,9 @@ impl AddRequest {
                     return Err(ApiError::bad("shard: sharded DAGs need several cluster peers; this cluster has one"))
                 }
                 "nocopy" | "no-copy" if parse_bool(key, value)? => {
-                    return Err(ApiError::bad(format!("{key}: the filestore is not supported; blocks are always copied")))
+                    return Err(ApiError::bad(format!(
+                        "{key}: the filestore is not supported; blocks are always copied"
+                    )))
                 }
                 "recursive" | "local" | "quiet" | "quieter" | "silent" => {
                     parse_bool(key, value)?;
@@ -405,11 +415,8 @@ impl AddRequest {
             }
         }
         // Kubo's reading: CIDv1 implies raw leaves unless they are turned off.
-        request.import = ImportOptions {
-            chunk_size,
-            wrap_with_directory: wrap,
-            ..ImportOptions::kubo(cid_version, raw_leaves)
-        };
+        request.import =
+            ImportOptions { chunk_size, wrap_with_directory: wrap, ..ImportOptions::kubo(cid_version, raw_leaves) };
         Ok(request)
     }
 }

@@ -98,12 +98,7 @@ pub(crate) struct Pin {
 /// The holder whose name, metadata and origins represent a CID: the caller's
 /// own pin when they hold it, else the first holder in user-name order.
 pub(crate) fn representative<'a>(entry: &'a ClusterEntry, caller: Option<&UserName>) -> Option<&'a UserPin> {
-    entry
-        .holders
-        .iter()
-        .find(|(user, _)| Some(user) == caller)
-        .or_else(|| entry.holders.first())
-        .map(|(_, pin)| pin)
+    entry.holders.iter().find(|(user, _)| Some(user) == caller).or_else(|| entry.holders.first()).map(|(_, pin)| pin)
 }
 
 /// The peers a pin is allocated to: `[]` means "every peer", as in Cluster.

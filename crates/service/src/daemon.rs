@@ -9,8 +9,8 @@ use anyhow::Context as _;
 use pincluster_auth::{Authenticator, TokenOptions};
 use pincluster_config::{ApiConfig, Identity, Overrides, ServiceConfig, CONFIG_FILE, IDENTITY_FILE};
 use pincluster_httpcommon::{ApiServer, RenderError};
-use pincluster_state::{Pinset, StateOptions};
 use pincluster_ipfs::{Node, NodeOptions};
+use pincluster_state::{Pinset, StateOptions};
 use pincluster_tracker::{Tracker, TrackerOptions};
 
 use crate::reload::{self, Reloadable};
@@ -67,7 +67,9 @@ pub fn run(dir: &Path, args: DaemonArgs) -> anyhow::Result<()> {
         cache_capacity_bytes: config.state.cache_capacity,
     })
     .context("cannot open the pinset")?;
-    let node = node_runtime.block_on(Node::start(node_options(dir, &config, &identity))).context("cannot start the IPFS node")?;
+    let node = node_runtime
+        .block_on(Node::start(node_options(dir, &config, &identity)))
+        .context("cannot start the IPFS node")?;
     let delegates: Vec<String> = node_runtime.block_on(node.delegates()).iter().map(ToString::to_string).collect();
     let tracker = {
         let _entered = node_runtime.enter();
@@ -80,7 +82,9 @@ pub fn run(dir: &Path, args: DaemonArgs) -> anyhow::Result<()> {
     // instead of replaying the log (which is what happens after a crash).
     match state.close() {
         Ok(true) => tracing::info!("pinset closed"),
-        Ok(false) => tracing::warn!("the pinset is still in use by a task that did not stop; the next start replays its log"),
+        Ok(false) => {
+            tracing::warn!("the pinset is still in use by a task that did not stop; the next start replays its log")
+        }
         Err(error) => tracing::warn!(%error, "the pinset checkpoint failed; the next start replays its log"),
     }
     result
@@ -116,11 +120,9 @@ fn lock(dir: &Path) -> anyhow::Result<File> {
     let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "another pincluster-service is running on {} (it holds {})",
-            dir.display(),
-            path.display()
-        ),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            anyhow::bail!("another pincluster-service is running on {} (it holds {})", dir.display(), path.display())
+        }
         Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
     }
 }

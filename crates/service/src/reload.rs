@@ -43,7 +43,9 @@ pub fn spawn(dir: PathBuf, overrides: Overrides, apis: Vec<Reloadable>) -> JoinH
             seen = now;
             match pincluster_config::load(&dir, std::env::vars(), &overrides) {
                 Ok(config) => apply(&config, &apis),
-                Err(error) => tracing::warn!(%error, "service.json changed but cannot be loaded; keeping the old credentials"),
+                Err(error) => {
+                    tracing::warn!(%error, "service.json changed but cannot be loaded; keeping the old credentials")
+                }
             }
         }
     })

@@ -206,7 +206,10 @@ fn main() {
         .map_or(pincluster_state::DEFAULT_CACHE_CAPACITY_BYTES, |mib| mib * 1024 * 1024);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
 
-    println!("sled cache {} MiB. All times in ms (median of 31 runs for queries). Status filter = `pinned` (1/4 of pins).", cache / (1024 * 1024));
+    println!(
+        "sled cache {} MiB. All times in ms (median of 31 runs for queries). Status filter = `pinned` (1/4 of pins).",
+        cache / (1024 * 1024)
+    );
     println!("count(after) is a count that must scan (a created bound), over the whole matching range.\n");
     println!("| pins | users | build s | p10 default | p1000 default | p10 status | p1000 status | count default | count status | count(after) scan | inserts/s (32 writers) | close | 1st open | 2nd open | stream all: ms | RSS after open MiB | RSS growth cold MiB | RSS growth warm MiB | disk MiB |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");

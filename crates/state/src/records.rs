@@ -192,11 +192,14 @@ fn mode_code(mode: PinMode) -> u8 {
 
 /// Encodes a cluster record (its CID lives in the key).
 pub(crate) fn encode_cluster(rec: &ClusterRecord) -> Result<Vec<u8>, StateError> {
-    with_version(FORMAT_V3, &ClusterRecordV3 {
-        pin: pin_v2(&rec.pin),
-        holders: rec.holders.iter().map(|(user, created)| (user.as_str().to_owned(), created.0)).collect(),
-        first: rec.first.as_ref().map(|(_, pin)| user_v2(pin)),
-    })
+    with_version(
+        FORMAT_V3,
+        &ClusterRecordV3 {
+            pin: pin_v2(&rec.pin),
+            holders: rec.holders.iter().map(|(user, created)| (user.as_str().to_owned(), created.0)).collect(),
+            first: rec.first.as_ref().map(|(_, pin)| user_v2(pin)),
+        },
+    )
 }
 
 fn pin_v2(pin: &ClusterPin) -> ClusterPinV2 {

@@ -134,14 +134,11 @@ impl Iterator for Records {
                     }
                 }
                 // Keys are `q | status | cid`: compare from the CID on.
-                let (_, head, _) = sources
-                    .iter_mut()
-                    .filter(|(_, head, _)| head.is_some())
-                    .min_by(|a, b| {
-                        let ka = a.1.as_ref().and_then(|k| k.get(2..));
-                        let kb = b.1.as_ref().and_then(|k| k.get(2..));
-                        ka.cmp(&kb)
-                    })?;
+                let (_, head, _) = sources.iter_mut().filter(|(_, head, _)| head.is_some()).min_by(|a, b| {
+                    let ka = a.1.as_ref().and_then(|k| k.get(2..));
+                    let kb = b.1.as_ref().and_then(|k| k.get(2..));
+                    ka.cmp(&kb)
+                })?;
                 let key = head.take()?;
                 let Some(cid) = key.get(2..).and_then(keys::decode_cid) else {
                     return Some(Err(StateError::Corrupt {

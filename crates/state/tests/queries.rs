@@ -65,7 +65,8 @@ fn random_query(rng: &mut StdRng, model: &Model, u: &UserName) -> Query {
         let base = created.choose(rng).copied().unwrap_or(Timestamp(1000));
         Timestamp(base.0.saturating_add_signed(rng.gen_range(-1..=1)))
     };
-    let mut q = Query { statuses: StatusSet::ALL, limit: *[0, 1, 3, 10, 1000, 5000].choose(rng).unwrap(), ..Query::default() };
+    let mut q =
+        Query { statuses: StatusSet::ALL, limit: *[0, 1, 3, 10, 1000, 5000].choose(rng).unwrap(), ..Query::default() };
     if rng.gen_bool(0.15) {
         let n = rng.gen_range(0..=10);
         q.cids = Some((0..n).map(|_| cid(rng.gen_range(0..300))).collect());

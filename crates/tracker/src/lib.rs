@@ -93,7 +93,10 @@ impl Tracker {
     /// Collects every block no pin reaches, now.
     pub async fn gc(&self) -> Result<GcStats, TrackerError> {
         let workers = self.workers.clone();
-        self.workers.on_node_runtime(async move { workers.collect_garbage().await }).await.ok_or(TrackerError::Stopped)?
+        self.workers
+            .on_node_runtime(async move { workers.collect_garbage().await })
+            .await
+            .ok_or(TrackerError::Stopped)?
     }
 
     /// Starts a UnixFS import into the node (`/add`). Its blocks stay safe from

@@ -380,7 +380,8 @@ impl Workers {
         let state = self.state.clone();
         let unfinished = tokio::task::spawn_blocking(move || {
             let mut roots = Vec::new();
-            let unfinished: StatusSet = [PinStatus::Queued, PinStatus::Pinning, PinStatus::Failed].into_iter().collect();
+            let unfinished: StatusSet =
+                [PinStatus::Queued, PinStatus::Pinning, PinStatus::Failed].into_iter().collect();
             for pin in state.cluster_pins(unfinished) {
                 roots.push(pin?.cid);
                 if roots.len() > MAX_GC_EXTRA_ROOTS {

@@ -14,8 +14,8 @@ use connexa::prelude::transport::upgrade::{DeniedUpgrade, InboundUpgrade, Upgrad
 use connexa::prelude::transport::Endpoint;
 use rust_ipfs::swarm::handler::{ConnectionEvent, FullyNegotiatedInbound};
 use rust_ipfs::swarm::{
-    ConnectionDenied, ConnectionHandler, ConnectionHandlerEvent, ConnectionId, FromSwarm,
-    NetworkBehaviour, SubstreamProtocol, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
+    ConnectionDenied, ConnectionHandler, ConnectionHandlerEvent, ConnectionId, FromSwarm, NetworkBehaviour,
+    SubstreamProtocol, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
 use rust_ipfs::{Multiaddr, PeerId, Stream, StreamProtocol};
 use tokio::sync::mpsc::UnboundedSender;
@@ -33,10 +33,7 @@ impl InboundBehaviour {
     }
 
     fn handler(&self, peer: PeerId) -> InboundHandler {
-        InboundHandler {
-            peer,
-            streams: self.streams.clone(),
-        }
+        InboundHandler { peer, streams: self.streams.clone() }
     }
 }
 
@@ -67,12 +64,7 @@ impl NetworkBehaviour for InboundBehaviour {
 
     fn on_swarm_event(&mut self, _: FromSwarm) {}
 
-    fn on_connection_handler_event(
-        &mut self,
-        _: PeerId,
-        _: ConnectionId,
-        event: THandlerOutEvent<Self>,
-    ) {
+    fn on_connection_handler_event(&mut self, _: PeerId, _: ConnectionId, event: THandlerOutEvent<Self>) {
         match event {}
     }
 
@@ -103,19 +95,12 @@ impl ConnectionHandler for InboundHandler {
         match event {}
     }
 
-    fn poll(
-        &mut self,
-        _: &mut Context<'_>,
-    ) -> Poll<ConnectionHandlerEvent<DeniedUpgrade, (), Infallible>> {
+    fn poll(&mut self, _: &mut Context<'_>) -> Poll<ConnectionHandlerEvent<DeniedUpgrade, (), Infallible>> {
         Poll::Pending
     }
 
     fn on_connection_event(&mut self, event: ConnectionEvent<Accept, DeniedUpgrade>) {
-        if let ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound {
-            protocol: stream,
-            ..
-        }) = event
-        {
+        if let ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound { protocol: stream, .. }) = event {
             // The receiver is gone only when the node is shutting down.
             let _ = self.streams.send((self.peer, stream));
         }

@@ -103,15 +103,9 @@ impl Message {
                         }
                     }
                 }
-                (2, Value::Bytes(data)) => message.blocks.push(WireBlock {
-                    prefix: Vec::new(),
-                    data: data.to_vec(),
-                }),
+                (2, Value::Bytes(data)) => message.blocks.push(WireBlock { prefix: Vec::new(), data: data.to_vec() }),
                 (3, Value::Bytes(payload)) => {
-                    let mut block = WireBlock {
-                        prefix: Vec::new(),
-                        data: Vec::new(),
-                    };
+                    let mut block = WireBlock { prefix: Vec::new(), data: Vec::new() };
                     for field in Fields(payload) {
                         match field? {
                             (1, Value::Bytes(prefix)) => block.prefix = prefix.to_vec(),
@@ -144,12 +138,7 @@ impl Message {
 }
 
 fn decode_want(entry: &[u8]) -> Result<Want, DecodeError> {
-    let mut want = Want {
-        cid: Cid::default(),
-        cancel: false,
-        have_only: false,
-        send_dont_have: false,
-    };
+    let mut want = Want { cid: Cid::default(), cancel: false, have_only: false, send_dont_have: false };
     let mut seen_cid = false;
     for field in Fields(entry) {
         match field? {
@@ -216,9 +205,7 @@ impl std::fmt::Display for DecodeError {
 }
 
 /// Reads one length-prefixed message; `Ok(None)` at a clean end of stream.
-pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
-    reader: &mut R,
-) -> std::io::Result<Option<Vec<u8>>> {
+pub(crate) async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<Option<Vec<u8>>> {
     let mut len: u64 = 0;
     let mut shift = 0;
     loop {
@@ -234,18 +221,12 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
         }
         shift += 7;
         if shift > 28 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "frame length too long",
-            ));
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "frame length too long"));
         }
     }
     let len = usize::try_from(len).unwrap_or(usize::MAX);
     if len > MAX_MESSAGE_BYTES {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "bitswap message too large",
-        ));
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "bitswap message too large"));
     }
     let mut buf = vec![0u8; len];
     reader.read_exact(&mut buf).await?;
@@ -253,10 +234,7 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
 }
 
 /// Writes one length-prefixed message and flushes.
-pub(crate) async fn write_frame<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    body: &[u8],
-) -> std::io::Result<()> {
+pub(crate) async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, body: &[u8]) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(5);
     put_varint(&mut head, body.len() as u64);
     writer.write_all(&head).await?;
@@ -283,9 +261,7 @@ impl<'a> Iterator for Fields<'a> {
         let result = (|| {
             let key = read_varint(&mut self.0).ok_or(DecodeError("truncated field key"))?;
             let value = match key & 7 {
-                0 => {
-                    Value::Varint(read_varint(&mut self.0).ok_or(DecodeError("truncated varint"))?)
-                }
+                0 => Value::Varint(read_varint(&mut self.0).ok_or(DecodeError("truncated varint"))?),
                 2 => {
                     let len = read_varint(&mut self.0).ok_or(DecodeError("truncated length"))?;
                     let len = usize::try_from(len).map_err(|_| DecodeError("length too large"))?;
@@ -363,24 +339,11 @@ mod tests {
         let v1 = cid("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy");
         let message = Message {
             wants: vec![
-                Want {
-                    cid: v0,
-                    cancel: false,
-                    have_only: true,
-                    send_dont_have: true,
-                },
-                Want {
-                    cid: v1,
-                    cancel: true,
-                    have_only: false,
-                    send_dont_have: false,
-                },
+                Want { cid: v0, cancel: false, have_only: true, send_dont_have: true },
+                Want { cid: v1, cancel: true, have_only: false, send_dont_have: false },
             ],
             full: true,
-            blocks: vec![WireBlock {
-                prefix: prefix_of(&v1),
-                data: b"hello".to_vec(),
-            }],
+            blocks: vec![WireBlock { prefix: prefix_of(&v1), data: b"hello".to_vec() }],
             presences: vec![(v0, true), (v1, false)],
         };
         assert_eq!(Message::decode(&message.encode()).unwrap(), message);
@@ -397,10 +360,7 @@ mod tests {
         let v1 = cid("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy");
         let got = cid_of(&prefix_of(&v1), b"hello world").unwrap();
         assert_eq!((got.version(), got.codec()), (cid::Version::V1, 0x55));
-        assert!(
-            rust_ipfs::Block::new(got, b"hello world".to_vec()).is_ok(),
-            "engine agrees"
-        );
+        assert!(rust_ipfs::Block::new(got, b"hello world".to_vec()).is_ok(), "engine agrees");
         let v0 = cid_of(&[], b"hello world").unwrap();
         assert_eq!(v0.version(), cid::Version::V0);
         assert_eq!(v0.hash(), got.hash());
@@ -421,10 +381,7 @@ mod tests {
         write_frame(&mut buf, &[7u8; 300]).await.unwrap();
         let mut reader = futures_util::io::Cursor::new(buf);
         assert_eq!(read_frame(&mut reader).await.unwrap().unwrap(), b"abc");
-        assert_eq!(
-            read_frame(&mut reader).await.unwrap().unwrap(),
-            vec![7u8; 300]
-        );
+        assert_eq!(read_frame(&mut reader).await.unwrap().unwrap(), vec![7u8; 300]);
         assert!(read_frame(&mut reader).await.unwrap().is_none());
     }
 }

@@ -65,25 +65,10 @@ pub(crate) struct Bitswap {
 }
 
 enum Command {
-    Want {
-        cid: Cid,
-        token: u64,
-        reply: oneshot::Sender<Block>,
-    },
-    Cancel {
-        key: Key,
-        token: u64,
-    },
-    Stored {
-        key: Key,
-        block: Block,
-        from: PeerId,
-    },
-    Presence {
-        peer: PeerId,
-        key: Key,
-        have: bool,
-    },
+    Want { cid: Cid, token: u64, reply: oneshot::Sender<Block> },
+    Cancel { key: Key, token: u64 },
+    Stored { key: Key, block: Block, from: PeerId },
+    Presence { peer: PeerId, key: Key, have: bool },
     PeerUp(PeerId),
     PeerDown(PeerId),
     Tick,
@@ -133,22 +118,15 @@ impl Bitswap {
                 acceptor.keep(reader);
             }
         }));
-        let mut events = ipfs
-            .swarm_events()
-            .await
-            .map_err(|e| IpfsError::Start(format!("swarm events: {e:#}")))?;
+        let mut events = ipfs.swarm_events().await.map_err(|e| IpfsError::Start(format!("swarm events: {e:#}")))?;
         let events_commands = commands.clone();
         tasks.push(tokio::spawn(async move {
             while let Some(event) = events.next().await {
                 let command = match event {
-                    rust_ipfs::ConnexaSwarmEvent::ConnectionEstablished { peer_id, .. } => {
-                        Command::PeerUp(peer_id)
+                    rust_ipfs::ConnexaSwarmEvent::ConnectionEstablished { peer_id, .. } => Command::PeerUp(peer_id),
+                    rust_ipfs::ConnexaSwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                        Command::PeerDown(peer_id)
                     }
-                    rust_ipfs::ConnexaSwarmEvent::ConnectionClosed {
-                        peer_id,
-                        num_established: 0,
-                        ..
-                    } => Command::PeerDown(peer_id),
                     _ => continue,
                 };
                 if events_commands.send(command).is_err() {
@@ -166,44 +144,22 @@ impl Bitswap {
                 }
             }
         }));
-        let engine = Engine {
-            shared,
-            wants: HashMap::new(),
-            peers: HashSet::new(),
-            best: None,
-        };
+        let engine = Engine { shared, wants: HashMap::new(), peers: HashSet::new(), best: None };
         tasks.push(tokio::spawn(engine.run(receiver)));
-        Ok(Bitswap {
-            commands,
-            next_token: AtomicU64::new(0),
-            tasks: Mutex::new(tasks),
-        })
+        Ok(Bitswap { commands, next_token: AtomicU64::new(0), tasks: Mutex::new(tasks) })
     }
 
     /// Fetches one block from the network; it is hash-checked and on disk when this returns.
     /// Dropping the future withdraws the want.
-    pub(crate) fn fetch(
-        &self,
-        cid: Cid,
-    ) -> impl std::future::Future<Output = Result<Block, IpfsError>> {
+    pub(crate) fn fetch(&self, cid: Cid) -> impl std::future::Future<Output = Result<Block, IpfsError>> {
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = oneshot::channel();
-        let sent = self
-            .commands
-            .send(Command::Want { cid, token, reply })
-            .is_ok();
-        let withdraw = Withdraw {
-            commands: self.commands.clone(),
-            key: cid.hash().to_bytes(),
-            token,
-            armed: sent,
-        };
+        let sent = self.commands.send(Command::Want { cid, token, reply }).is_ok();
+        let withdraw = Withdraw { commands: self.commands.clone(), key: cid.hash().to_bytes(), token, armed: sent };
         async move {
             // Moves the whole guard in (a closure would capture only the field it touches).
             let mut withdraw = withdraw;
-            let result = answer
-                .await
-                .map_err(|_| IpfsError::Store("bitswap engine stopped".into()));
+            let result = answer.await.map_err(|_| IpfsError::Store("bitswap engine stopped".into()));
             withdraw.armed = false;
             result
         }
@@ -211,12 +167,7 @@ impl Bitswap {
 
     /// Stops every task (the node is shutting down).
     pub(crate) fn stop(&self) {
-        for task in self
-            .tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain(..)
-        {
+        for task in self.tasks.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
             task.abort();
         }
     }
@@ -233,10 +184,7 @@ struct Withdraw {
 impl Drop for Withdraw {
     fn drop(&mut self) {
         if self.armed {
-            let _ = self.commands.send(Command::Cancel {
-                key: std::mem::take(&mut self.key),
-                token: self.token,
-            });
+            let _ = self.commands.send(Command::Cancel { key: std::mem::take(&mut self.key), token: self.token });
         }
     }
 }
@@ -273,10 +221,7 @@ impl Shared {
     }
 
     fn forget(&self, peer: &PeerId) {
-        self.peers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(peer);
+        self.peers.lock().unwrap_or_else(PoisonError::into_inner).remove(peer);
     }
 }
 
@@ -377,11 +322,7 @@ async fn read_stream(shared: Arc<Shared>, peer: PeerId, stream: rust_ipfs::Strea
             receive(&shared, peer, block).await;
         }
         for (cid, have) in message.presences {
-            let command = Command::Presence {
-                peer,
-                key: cid.hash().to_bytes(),
-                have,
-            };
+            let command = Command::Presence { peer, key: cid.hash().to_bytes(), have };
             let _ = shared.commands.send(command);
         }
     }
@@ -401,10 +342,7 @@ async fn serve(shared: &Arc<Shared>, peer: PeerId, wants: Vec<Want>) {
         };
         match block {
             Some(block) if !want.have_only => {
-                let wire = WireBlock {
-                    prefix: message::prefix_of(&want.cid),
-                    data: block.data().to_vec(),
-                };
+                let wire = WireBlock { prefix: message::prefix_of(&want.cid), data: block.data().to_vec() };
                 if shared.outbound(peer).blocks.send(wire).await.is_err() {
                     return;
                 }
@@ -415,13 +353,7 @@ async fn serve(shared: &Arc<Shared>, peer: PeerId, wants: Vec<Want>) {
         }
     }
     if !presences.is_empty() {
-        shared.send(
-            peer,
-            Message {
-                presences,
-                ..Message::default()
-            },
-        );
+        shared.send(peer, Message { presences, ..Message::default() });
     }
 }
 
@@ -435,29 +367,19 @@ async fn receive(shared: &Arc<Shared>, peer: PeerId, wire: WireBlock) {
         }
     };
     let key = cid.hash().to_bytes();
-    let wanted = shared
-        .wanted
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(&key)
-        .copied();
+    let wanted = shared.wanted.lock().unwrap_or_else(PoisonError::into_inner).get(&key).copied();
     let Some(wanted) = wanted else { return };
     // The hash matches the wanted CID's multihash: the block is stored under the wanted CID.
     let block = Block::new_unchecked(wanted, wire.data);
     // Written without fsync: the walk syncs a pin's blocks at once before recording the pin.
     let path = crate::blockfile::block_path(&shared.repo_path, &wanted);
     let data = block.inner_data().clone();
-    let written =
-        tokio::task::spawn_blocking(move || crate::blockfile::write_unsynced(&path, &data)).await;
+    let written = tokio::task::spawn_blocking(move || crate::blockfile::write_unsynced(&path, &data)).await;
     if !matches!(written, Ok(Ok(()))) {
         tracing::warn!(cid = %wanted, result = ?written, "cannot store received block");
         return;
     }
-    let _ = shared.commands.send(Command::Stored {
-        key,
-        block,
-        from: peer,
-    });
+    let _ = shared.commands.send(Command::Stored { key, block, from: peer });
 }
 
 /// One wanted block.
@@ -504,11 +426,7 @@ impl Engine {
             state.waiters.push((token, reply));
             return;
         }
-        self.shared
-            .wanted
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key.clone(), cid);
+        self.shared.wanted.lock().unwrap_or_else(PoisonError::into_inner).insert(key.clone(), cid);
         let state = WantState {
             cid,
             waiters: vec![(token, reply)],
@@ -530,31 +448,15 @@ impl Engine {
         let target = self
             .best
             .filter(|p| self.peers.contains(p) && !state.dont_haves.contains(p))
-            .or_else(|| {
-                self.peers
-                    .iter()
-                    .find(|p| !state.dont_haves.contains(p))
-                    .copied()
-            });
+            .or_else(|| self.peers.iter().find(|p| !state.dont_haves.contains(p)).copied());
         let cid = state.cid;
         if let Some(peer) = target {
             state.asked = Some((peer, Instant::now()));
         }
         for peer in &self.peers {
             let have_only = Some(*peer) != target;
-            let want = Want {
-                cid,
-                cancel: false,
-                have_only,
-                send_dont_have: true,
-            };
-            self.shared.send(
-                *peer,
-                Message {
-                    wants: vec![want],
-                    ..Message::default()
-                },
-            );
+            let want = Want { cid, cancel: false, have_only, send_dont_have: true };
+            self.shared.send(*peer, Message { wants: vec![want], ..Message::default() });
         }
     }
 
@@ -563,19 +465,8 @@ impl Engine {
             return;
         };
         state.asked = Some((peer, Instant::now()));
-        let want = Want {
-            cid: state.cid,
-            cancel: false,
-            have_only: false,
-            send_dont_have: true,
-        };
-        self.shared.send(
-            peer,
-            Message {
-                wants: vec![want],
-                ..Message::default()
-            },
-        );
+        let want = Want { cid: state.cid, cancel: false, have_only: false, send_dont_have: true };
+        self.shared.send(peer, Message { wants: vec![want], ..Message::default() });
     }
 
     fn cancel(&mut self, key: Key, token: u64) {
@@ -591,25 +482,10 @@ impl Engine {
     /// Forgets a want and tells every peer but `except` to stop sending it.
     fn drop_want(&mut self, key: &Key, except: Option<PeerId>) -> Option<WantState> {
         let state = self.wants.remove(key)?;
-        self.shared
-            .wanted
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key);
+        self.shared.wanted.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
         for peer in self.peers.iter().filter(|p| Some(**p) != except) {
-            let want = Want {
-                cid: state.cid,
-                cancel: true,
-                have_only: false,
-                send_dont_have: false,
-            };
-            self.shared.send(
-                *peer,
-                Message {
-                    wants: vec![want],
-                    ..Message::default()
-                },
-            );
+            let want = Want { cid: state.cid, cancel: true, have_only: false, send_dont_have: false };
+            self.shared.send(*peer, Message { wants: vec![want], ..Message::default() });
         }
         Some(state)
     }
@@ -662,21 +538,9 @@ impl Engine {
             if !have_only {
                 state.asked = Some((peer, now));
             }
-            wants.push(Want {
-                cid: state.cid,
-                cancel: false,
-                have_only,
-                send_dont_have: true,
-            });
+            wants.push(Want { cid: state.cid, cancel: false, have_only, send_dont_have: true });
         }
-        self.shared.send(
-            peer,
-            Message {
-                wants,
-                full: false,
-                ..Message::default()
-            },
-        );
+        self.shared.send(peer, Message { wants, full: false, ..Message::default() });
     }
 
     fn peer_down(&mut self, peer: PeerId) {

@@ -57,36 +57,19 @@ impl KuboPeer {
             .expect("spawn kubo_peer.py");
         let stdin = child.stdin.take().unwrap();
         let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut peer = KuboPeer {
-            child,
-            stdin,
-            lines,
-            peer_id: String::new(),
-            addrs: Vec::new(),
-        };
+        let mut peer = KuboPeer { child, stdin, lines, peer_id: String::new(), addrs: Vec::new() };
         let hello = peer.read_reply(Duration::from_secs(60), "start").await;
         assert_eq!(hello["ok"], true, "kubo failed to start: {hello}");
         peer.peer_id = hello["peer_id"].as_str().unwrap().to_string();
-        peer.addrs = hello["addrs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a.as_str().unwrap().parse().unwrap())
-            .collect();
-        assert!(
-            !peer.addrs.is_empty(),
-            "kubo has no loopback address: {hello}"
-        );
+        peer.addrs = hello["addrs"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().parse().unwrap()).collect();
+        assert!(!peer.addrs.is_empty(), "kubo has no loopback address: {hello}");
         peer
     }
 
     /// Sends one command and waits at most `deadline` for its reply; on timeout the process is
     /// killed and the test fails.
     pub async fn call(&mut self, line: &str, deadline: Duration) -> serde_json::Value {
-        self.stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .unwrap();
+        self.stdin.write_all(format!("{line}\n").as_bytes()).await.unwrap();
         self.stdin.flush().await.unwrap();
         self.read_reply(deadline, line).await
     }
@@ -104,26 +87,20 @@ impl KuboPeer {
 
     /// Adds a file with Kubo's defaults; returns its CID.
     pub async fn add(&mut self, path: &Path) -> Cid {
-        let reply = self
-            .call(&format!("add {}", path.display()), Duration::from_secs(120))
-            .await;
+        let reply = self.call(&format!("add {}", path.display()), Duration::from_secs(120)).await;
         assert_eq!(reply["ok"], true, "kubo add failed: {reply}");
         reply["cid"].as_str().unwrap().parse().unwrap()
     }
 
     /// Asks Kubo to connect to `addr` (ending in /p2p/...).
     pub async fn connect(&mut self, addr: &Multiaddr) -> bool {
-        let reply = self
-            .call(&format!("connect {addr}"), Duration::from_secs(30))
-            .await;
+        let reply = self.call(&format!("connect {addr}"), Duration::from_secs(30)).await;
         reply["ok"] == true
     }
 
     /// Downloads `cid` into `dest` (bounded from here: Kubo itself never gives up).
     pub async fn download(&mut self, cid: &Cid, dest: &Path, deadline: Duration) -> bool {
-        let reply = self
-            .call(&format!("download {cid} {}", dest.display()), deadline)
-            .await;
+        let reply = self.call(&format!("download {cid} {}", dest.display()), deadline).await;
         reply["ok"] == true
     }
 
