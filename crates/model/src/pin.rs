@@ -156,11 +156,14 @@ pub struct Progress {
     pub bytes: u64,
 }
 
-/// The single peer-side record of a CID, whoever pinned it.
+/// The one record of a CID, whoever pinned it: what the cluster shares
+/// (options, allocations, `created`) with this peer's status of its content.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterPin {
     pub cid: Cid,
     pub options: PinOptions,
+    /// The peers the pin is allocated to (peer IDs); empty = every peer.
+    pub allocations: Vec<String>,
     pub status: PinStatus,
     /// Why the last attempt failed, when it did.
     pub error: Option<String>,
@@ -169,10 +172,29 @@ pub struct ClusterPin {
     pub progress: Progress,
     /// Size of the whole DAG in bytes, once known.
     pub dag_size: Option<u64>,
-    /// When the first user pinned it.
+    /// When the first user pinned it (the proposer's clock).
     pub created: Timestamp,
-    /// When the status last changed.
+    /// When this peer last changed its status (this peer's clock).
     pub updated: Timestamp,
+}
+
+impl ClusterPin {
+    /// A cluster pin as the cluster shares it, before this peer did anything
+    /// about it: `queued`, no error, no progress, updated when created.
+    pub fn shared(cid: Cid, options: PinOptions, allocations: Vec<String>, created: Timestamp) -> ClusterPin {
+        ClusterPin {
+            cid,
+            options,
+            allocations,
+            status: PinStatus::Queued,
+            error: None,
+            attempts: 0,
+            progress: Progress::default(),
+            dag_size: None,
+            created,
+            updated: created,
+        }
+    }
 }
 
 /// A user's pin object together with the status of its content.

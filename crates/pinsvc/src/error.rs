@@ -92,6 +92,7 @@ impl From<StateError> for ApiError {
             StateError::NotFound => ApiError::NotFound("pin not found".into()),
             StateError::Closed => ApiError::Unavailable("the service is shutting down".into()),
             StateError::Invalid(e) => ApiError::BadRequest(e.to_string()),
+            StateError::Refused(reason) => ApiError::BadRequest(reason),
             other @ (StateError::Corrupt { .. }
             | StateError::NewerSchema { .. }
             | StateError::InvalidKey(_)

@@ -75,6 +75,7 @@ impl From<StateError> for ApiError {
         match error {
             StateError::NotFound => ApiError::not_in_pinset(),
             StateError::Invalid(e) => ApiError::BadRequest(e.to_string()),
+            StateError::Refused(reason) => ApiError::BadRequest(reason),
             StateError::Closed => ApiError::Unavailable("the service is shutting down".into()),
             other @ (StateError::Corrupt { .. }
             | StateError::NewerSchema { .. }

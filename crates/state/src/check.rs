@@ -51,8 +51,9 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
     let mut report = IntegrityReport::default();
     let mut cluster_tally = [0u64; 4];
     let mut user_tally: HashMap<Vec<u8>, [u64; 4]> = HashMap::new();
+    let mut newest: HashMap<Vec<u8>, u64> = HashMap::new();
 
-    // Cluster records, with their holders' listing records.
+    // Cluster records, with their local records and their holders' listing records.
     for item in entries(db, Tag::Cluster) {
         let (key, value) = item?;
         let show = keys::display(&key);
@@ -68,16 +69,23 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
                 continue;
             }
         };
-        let status = rec.pin.status;
+        let pin = match read::local(db, &rec) {
+            Ok(local) => rec.joined(&local),
+            Err(error) => {
+                report.problem(error.to_string());
+                continue;
+            }
+        };
+        let status = pin.status;
         cluster_tally[usize::from(status.code())] += 1;
-        if db.get(keys::cluster_status(status, &cid))?.is_none() {
+        if db.get(keys::cluster_status(status, rec.created, &cid))?.is_none() {
             report.problem(format!("{cid}: no status index entry for {status}"));
         }
         if rec.holders.is_empty() {
             report.problem(format!("{cid}: cluster record without holders"));
         }
         for (index, (user, created)) in rec.holders.iter().enumerate() {
-            let record_key = keys::record(user, *created)?;
+            let record_key = keys::by_status(user, status, *created)?;
             let record = db.get(&record_key)?;
             let view = match record.as_deref().map(|bytes| records::decode_listing(&record_key, bytes)) {
                 Some(Ok(view)) => view,
@@ -86,7 +94,7 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
                     continue;
                 }
                 None => {
-                    report.problem(format!("{user}/{cid}: holder without a listing record"));
+                    report.problem(format!("{user}/{cid}: holder without a listing record in {status}"));
                     continue;
                 }
             };
@@ -94,28 +102,39 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
                 report.problem(format!("{user}/{cid}: the holder's listing record is of {}", view.user.cid));
                 continue;
             }
-            if view.cluster != rec.pin {
-                report.problem(format!("{user}/{cid}: copy of the cluster record is stale"));
+            if view.cluster != pin {
+                report.problem(format!("{user}/{cid}: copy of the cluster pin is stale"));
             }
             if index == 0 && rec.first.as_ref().is_none_or(|(first, pin)| first != user || *pin != view.user) {
                 report.problem(format!("{user}/{cid}: the cluster record's copy of the first holder's pin is stale"));
             }
-            user_tally.entry(user.as_str().as_bytes().to_vec()).or_default()[usize::from(status.code())] += 1;
-            if db.get(keys::by_status(user, status, *created)?)? != record {
-                report.problem(format!("{user}/{cid}: status entry {status} differs from the listing record"));
+            let name = user.as_str().as_bytes().to_vec();
+            let slot = newest.entry(name.clone()).or_default();
+            *slot = (*slot).max(created.0);
+            user_tally.entry(name).or_default()[usize::from(status.code())] += 1;
+        }
+    }
+    for item in entries(db, Tag::Local) {
+        let (key, value) = item?;
+        let show = keys::display(&key);
+        match (key.get(1..).and_then(keys::decode_cid), records::decode_local(&key, &value)) {
+            (Some(cid), Ok(_)) => {
+                if read::cluster(db, &cid)?.is_none() {
+                    report.problem(format!("{cid}: local record without a cluster record"));
+                }
             }
+            (None, _) => report.problem(format!("{show}: malformed CID")),
+            (_, Err(error)) => report.problem(error.to_string()),
         }
     }
     for item in entries(db, Tag::ClusterStatus) {
         let (key, _) = item?;
-        let status = key.get(1).copied().and_then(PinStatus::from_code);
-        let cid = key.get(2..).and_then(keys::decode_cid);
-        match (status, cid) {
-            (Some(status), Some(cid)) => match read::cluster(db, &cid) {
-                Ok(Some(rec)) if rec.pin.status == status => {}
+        match keys::split_cluster_status(&key) {
+            Some((status, created, cid)) => match read::joined(db, &cid) {
+                Ok(Some((rec, pin))) if pin.status == status && rec.created == created => {}
                 _ => report.problem(format!("{cid}: stale cluster status index entry {status}")),
             },
-            _ => report.problem(format!("{}: malformed key", keys::display(&key))),
+            None => report.problem(format!("{}: malformed key", keys::display(&key))),
         }
     }
     for status in PinStatus::ALL {
@@ -126,42 +145,7 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
         }
     }
 
-    // Listing records: each must be its CID's holder entry, with its name entry.
-    for item in entries(db, Tag::Record) {
-        let (key, value) = item?;
-        let show = keys::display(&key);
-        let user = split_user(&key).and_then(|(user, _)| keys::decode_user(user));
-        let (Some(user), Some(created)) = (user, keys::trailing_created(&key)) else {
-            report.problem(format!("{show}: malformed key"));
-            continue;
-        };
-        let view = match records::decode_listing(&key, &value) {
-            Ok(view) => view,
-            Err(error) => {
-                report.problem(error.to_string());
-                continue;
-            }
-        };
-        report.user_pins += 1;
-        let pin = &view.user;
-        let cid = pin.cid;
-        if pin.created != created {
-            report.problem(format!("{show}: created {} in the record", pin.created.0));
-        }
-        if let Some(name) = &pin.name {
-            let entry = db.get(keys::by_name(&user, name, created)?)?;
-            if entry.is_none_or(|v| v.as_ref() != cid.to_bytes().as_slice()) {
-                report.problem(format!("{user}/{cid}: missing name index entry"));
-            }
-        }
-        match read::cluster(db, &cid) {
-            Ok(Some(rec)) if rec.holder(&user) == Some(created) => {}
-            Ok(_) => report.problem(format!("{user}/{cid}: the cluster record does not list this pin")),
-            Err(error) => report.problem(error.to_string()),
-        }
-    }
-
-    // Status and name entries must lead to a listing record that agrees.
+    // Listing records and name entries must lead to a user pin that agrees.
     for tag in [Tag::ByStatus, Tag::ByName] {
         for item in entries(db, tag) {
             let (key, value) = item?;
@@ -174,11 +158,18 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
             let cid = match tag {
                 Tag::ByStatus => match records::decode_listing(&key, &value) {
                     Ok(view) => {
+                        report.user_pins += 1;
                         if status_byte(&key) != Some(view.cluster.status) {
                             report.problem(format!("{show}: status entry disagrees with its record"));
                         }
-                        if db.get(keys::record(&user, created)?)?.is_none_or(|r| r != value) {
-                            report.problem(format!("{show}: status entry differs from the listing record"));
+                        if view.user.created != created {
+                            report.problem(format!("{show}: created {} in the record", view.user.created.0));
+                        }
+                        if let Some(name) = &view.user.name {
+                            let entry = db.get(keys::by_name(&user, name, created)?)?;
+                            if entry.is_none_or(|v| v.as_ref() != view.user.cid.to_bytes().as_slice()) {
+                                report.problem(format!("{user}/{}: missing name index entry", view.user.cid));
+                            }
                         }
                         Some(view.user.cid)
                     }
@@ -193,8 +184,8 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
                 report.problem(format!("{show}: malformed CID"));
                 continue;
             };
-            match read::listing(db, &user, created, Some(&cid)) {
-                Ok(Some(view)) => {
+            match read::view(db, &user, &cid) {
+                Ok(Some(view)) if view.user.created == created => {
                     if tag == Tag::ByName && !name_matches(&key, view.user.name.as_deref()) {
                         report.problem(format!("{show}: name index entry disagrees with the record"));
                     }
@@ -223,6 +214,24 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
         if tally.iter().any(|n| *n != 0) {
             report.problem(format!("{}: pins without a counter", String::from_utf8_lossy(&user)));
         }
+    }
+    // Each user's newest `created` is at least that of every pin they hold.
+    for (user, created) in newest {
+        let stored = keys::decode_user(&user)
+            .map(|u| keys::newest(&u))
+            .transpose()?
+            .map(|key| read::counter(db, &key))
+            .transpose()?
+            .unwrap_or(0);
+        if stored < created {
+            report.problem(format!(
+                "{}: newest created is {stored}, a pin has {created}",
+                String::from_utf8_lossy(&user)
+            ));
+        }
+    }
+    if db.scan_prefix([Tag::LegacyRecord as u8]).next().is_some() {
+        report.problem("schema 3 listing records are left".into());
     }
     Ok(report)
 }

@@ -29,6 +29,10 @@ pub enum StateError {
     /// The writer has stopped (the pinset is shutting down or failed).
     #[error("the pinset is closed")]
     Closed,
+    /// The command contradicts the pinset (a rule of the state machine said no);
+    /// the text says why and what to do.
+    #[error("{0}")]
+    Refused(String),
     /// The request would not fit in a storage key or record.
     #[error("invalid pin: {0}")]
     Invalid(#[from] ValidationError),

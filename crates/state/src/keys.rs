@@ -13,28 +13,37 @@ use crate::StateError;
 
 /// The key holding the schema version (a big-endian `u32`).
 pub(crate) const SCHEMA_KEY: &[u8] = b"\x00schema";
+/// The key holding the index of the last applied log entry (a big-endian `u64`).
+pub(crate) const APPLIED_KEY: &[u8] = b"\x00applied";
 
 /// The first byte of every key except [`SCHEMA_KEY`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum Tag {
-    /// `c | cid` → cluster record, with every holder and the `created` of
-    /// their pin (which locates their listing record).
+    /// `c | cid` → the shared cluster record: options, allocations, every
+    /// holder and the `created` of their pin (which locates their listing record).
     Cluster = b'c',
-    /// `q | status | cid` → empty: cluster pins by status.
+    /// `l | cid` → this peer's local record of the CID: status, error,
+    /// attempts, progress. Absent until the tracker first writes it (`queued`).
+    Local = b'l',
+    /// `q | status | created | cid` → empty: cluster pins by listing status,
+    /// oldest first, so that a new pin appends.
     ClusterStatus = b'q',
     /// `k | status` → `u64`: number of cluster pins in that status.
     ClusterCount = b'k',
-    /// `r | len(user) | user | !created` → listing record: a user's pin with a
-    /// copy of its cluster record, newest first.
-    Record = b'r',
-    /// `s | len(user) | user | status | !created` → the same listing record:
-    /// a user's pins by cluster status, newest first.
+    /// `r | len(user) | user | !created`: schema 3's listing records, which
+    /// the migration to schema 4 deletes; nothing else reads or writes them.
+    LegacyRecord = b'r',
+    /// `s | len(user) | user | status | !created` → listing record: a user's
+    /// pin with a copy of its cluster pin, by listing status, newest first.
     ByStatus = b's',
     /// `n | len(user) | user | len16(lowercase name) | name | !created` → cid.
     ByName = b'n',
     /// `m | len(user) | user | status` → `u64`: a user's pins in that status.
     UserCount = b'm',
+    /// `t | len(user) | user` → `u64`: the newest `created` ever given to the
+    /// user's pins, so that applying a command finds the next one in the state.
+    Newest = b't',
 }
 
 /// Appends a byte string with a one-byte length prefix.
@@ -60,24 +69,44 @@ pub(crate) fn cluster(cid: &Cid) -> Vec<u8> {
     key
 }
 
+pub(crate) fn local(cid: &Cid) -> Vec<u8> {
+    let mut key = vec![Tag::Local as u8];
+    key.extend_from_slice(&cid.to_bytes());
+    key
+}
+
 pub(crate) fn cluster_status_prefix(status: PinStatus) -> Vec<u8> {
     vec![Tag::ClusterStatus as u8, status.code()]
 }
 
-pub(crate) fn cluster_status(status: PinStatus, cid: &Cid) -> Vec<u8> {
+pub(crate) fn cluster_status(status: PinStatus, created: Timestamp, cid: &Cid) -> Vec<u8> {
+    let mut key = cluster_status_prefix(status);
+    key.extend_from_slice(&created.0.to_be_bytes());
+    key.extend_from_slice(&cid.to_bytes());
+    key
+}
+
+/// Splits `q | status | created | cid` into its parts.
+pub(crate) fn split_cluster_status(key: &[u8]) -> Option<(PinStatus, Timestamp, Cid)> {
+    let status = PinStatus::from_code(*key.get(1)?)?;
+    let created = Timestamp(decode_u64(key.get(2..10)?)?);
+    let cid = decode_cid(key.get(10..)?)?;
+    Some((status, created, cid))
+}
+
+/// Schema 3's `q | status | cid`, deleted by the migration.
+pub(crate) fn legacy_cluster_status(status: PinStatus, cid: &Cid) -> Vec<u8> {
     let mut key = cluster_status_prefix(status);
     key.extend_from_slice(&cid.to_bytes());
     key
 }
 
-pub(crate) fn cluster_count(status: PinStatus) -> Vec<u8> {
-    vec![Tag::ClusterCount as u8, status.code()]
+pub(crate) fn newest(user: &UserName) -> Result<Vec<u8>, StateError> {
+    user_prefix(Tag::Newest, user)
 }
 
-pub(crate) fn record(user: &UserName, created: Timestamp) -> Result<Vec<u8>, StateError> {
-    let mut key = user_prefix(Tag::Record, user)?;
-    key.extend_from_slice(&invert(created));
-    Ok(key)
+pub(crate) fn cluster_count(status: PinStatus) -> Vec<u8> {
+    vec![Tag::ClusterCount as u8, status.code()]
 }
 
 pub(crate) fn by_status_prefix(user: &UserName, status: PinStatus) -> Result<Vec<u8>, StateError> {
@@ -174,8 +203,8 @@ mod tests {
     fn user_prefixes_do_not_overlap() {
         let a = UserName::new("ab").unwrap();
         let b = UserName::new("abc").unwrap();
-        let pa = user_prefix(Tag::Record, &a).unwrap();
-        let kb = record(&b, Timestamp(1)).unwrap();
+        let pa = user_prefix(Tag::ByStatus, &a).unwrap();
+        let kb = by_status(&b, PinStatus::Queued, Timestamp(1)).unwrap();
         assert!(!kb.starts_with(&pa));
     }
 
@@ -184,5 +213,15 @@ mod tests {
         let u = UserName::new("u").unwrap();
         let k = by_status(&u, PinStatus::Pinned, Timestamp(1234)).unwrap();
         assert_eq!(trailing_created(&k), Some(Timestamp(1234)));
+    }
+
+    #[test]
+    fn status_index_keys_split_back() {
+        let c = Cid::try_from("bafkqaaa").unwrap();
+        let k = cluster_status(PinStatus::Failed, Timestamp(77), &c);
+        assert_eq!(split_cluster_status(&k), Some((PinStatus::Failed, Timestamp(77), c)));
+        assert!(
+            cluster_status(PinStatus::Queued, Timestamp(1), &c) < cluster_status(PinStatus::Queued, Timestamp(2), &c)
+        );
     }
 }

@@ -1,66 +1,83 @@
 //! The pinset: every pin of every user and the one cluster record per CID, in
-//! sled. Read [`Pinset`] first. This is the only crate that imports sled.
+//! sled. Read [`Pinset`] and [`Command`] first. This is the only crate that
+//! imports sled.
 //!
-//! # Model
+//! # Model: a replicated state machine and this peer's view
 //!
-//! A CID has at most one *cluster record* ([`ClusterPin`]: options, status,
-//! progress), and each user who pinned it has their own *user pin*
-//! ([`UserPin`]: name, meta, origins, `created`). The cluster record exists
-//! while at least one user holds the CID. `created` is in milliseconds and
-//! strictly increases per user (now, or one past the user's newest), so it is
-//! unique per user and paging by `before` never skips or repeats.
+//! The pinset has two halves. The *shared* half is what users asked for: a
+//! cluster record per CID ([`ClusterPin`]'s options, allocations and
+//! `created`) and each holder's own *user pin* ([`UserPin`]: name, meta,
+//! origins, `created`). It changes only by [`Command`]s, applied in log order
+//! ([`Pinset::apply_entry`], or [`Pinset::propose`] for a single peer's own
+//! log); applying one is a pure function of the stored state and the command,
+//! so replicas that apply the same log hold the same shared records, byte for
+//! byte. The index of the last applied entry is stored in the same batch.
+//!
+//! The *local* half is what this peer's node did about each CID: status,
+//! error, attempts, progress, DAG size ([`Pinset::update_status`],
+//! [`Pinset::update_progress`]), written by the tracker alone. Progress is not
+//! fsynced on its own.
+//!
+//! `created` is in milliseconds and strictly increases per user:
+//! `max(proposer's clock, newest of the user + 1)`, computed in apply from the
+//! stored newest, so it is unique per user and paging by `before` never skips
+//! or repeats.
+//!
+//! # The listing status
+//!
+//! Listings filter, order and count by status at page cost, so each user pin
+//! is indexed under one status: the *listing status* of its CID. While the
+//! cluster is one peer, that is this peer's local status; local updates move
+//! the index entries and counters of every holder in the same batch. (Once
+//! peers report their statuses through the log, it becomes the aggregate
+//! defined in `docs/ARCHITECTURE.md`.)
 //!
 //! # Writes and durability
 //!
-//! All writes go to one writer thread (see `writer.rs`). It takes every request
-//! waiting and applies them in order to an overlay: one *group*. A committer
-//! thread writes each group as one atomic sled batch, fsyncs once for all the
-//! groups it holds and only then answers their callers, while the writer
-//! prepares the next group. A write whose future resolved with `Ok` survives
-//! `kill -9` and power loss, and records, indexes and counters always move
-//! together. Reads go straight to sled and never wait for the writer; they may
-//! see a group that is applied but whose fsync is still running.
+//! All writes go to one writer thread (see `writer.rs`; what each operation
+//! writes is in `apply.rs`). It takes every request waiting and applies them in
+//! order to an overlay: one *group*. A committer thread writes each group as
+//! one atomic sled batch, fsyncs once for all the groups it holds and only then
+//! answers their callers, while the writer prepares the next group. A write
+//! whose future resolved with `Ok` survives `kill -9` and power loss, and
+//! records, indexes and counters always move together. Reads go straight to
+//! sled and never wait for the writer; they may see a group that is applied
+//! but whose fsync is still running.
 //!
-//! # Key layout
+//! # Key layout (schema 4)
 //!
 //! One sled tree (the default one). Every key starts with a tag byte.
 //! `len` is a one-byte length prefix, `len16` a two-byte big-endian one;
 //! `!created` is the bitwise complement of the milliseconds, big-endian, so
 //! that a forward scan yields the newest pin first; `status` is
-//! [`PinStatus::code`]. A CID at the end of a key is its raw binary form, so the
-//! `c` and `q` keyspaces are in CID byte order.
+//! [`PinStatus::code`]. A CID at the end of a key is its raw binary form.
 //!
-//! | key | value | purpose |
-//! |-----|-------|---------|
-//! | `\0schema` | `u32` BE | schema version ([`SCHEMA_VERSION`]) |
-//! | `c` cid | cluster record | one per pinned CID, listing every holder with the `created` of their pin, and a copy of the first holder's pin object |
-//! | `q` status cid | empty | cluster pins by status ([`Pinset::cluster_pins`]) |
-//! | `k` status | `u64` BE | cluster pins per status ([`Pinset::cluster_count`]) |
-//! | `r` len user !created | listing record | a user's pin object with a copy of its cluster record, newest first |
-//! | `s` len user status !created | listing record | the same record, by cluster status |
-//! | `n` len user len16 lowercase(name) !created | cid | a user's pins by name |
-//! | `m` len user status | `u64` BE | a user's pins per status |
+//! | key | value | half | purpose |
+//! |-----|-------|------|---------|
+//! | `\0schema` | `u32` BE | | schema version ([`SCHEMA_VERSION`]) |
+//! | `\0applied` | `u64` BE | shared | index of the last applied log entry |
+//! | `c` cid | cluster record | shared | options, allocations, every holder with the `created` of their pin, a copy of the first holder's pin object |
+//! | `t` len user | `u64` BE | shared | the newest `created` given to the user |
+//! | `n` len user len16 lowercase(name) !created | cid | shared | a user's pins by name |
+//! | `l` cid | local record | local | status, error, attempts, progress, DAG size |
+//! | `s` len user status !created | listing record | view | a user's pin object with a copy of its joined cluster pin, by listing status |
+//! | `m` len user status | `u64` BE | view | a user's pins per listing status |
+//! | `q` status created cid | empty | view | cluster pins by listing status, oldest first ([`Pinset::cluster_pins`]) |
+//! | `k` status | `u64` BE | view | cluster pins per listing status ([`Pinset::cluster_count`]) |
 //!
 //! Counters at zero are removed. Records are postcard-encoded structs behind a
 //! one-byte format version (see `records.rs`); the domain types are never
-//! stored directly.
+//! stored directly. A CID without a local record is `queued`.
 //!
-//! A new pin costs five keys (`c`, `q`, `r`, `s`, `n`; counters are written
-//! once per group commit): sled's work per key is most of a write's cost.
-//! The user's pin object lives in the `r` keyspace, ordered by time, together
-//! with a copy of the CID's cluster record, and the same record is stored in
-//! the `s` range of its status: a page of the default listing or of a status
-//! filter is then one range scan, with no point lookups, so its cost hardly
-//! depends on how large the pinset is or how much of it is cached. The copies
-//! are rewritten for every holder, in the same batch, whenever the cluster
-//! record changes (the cluster record lists the holders), so they never
-//! disagree with `c`. A user's pin of a CID is found through the holder list
-//! of the CID's cluster record.
-//!
-//! The cluster record also carries a copy of the pin object of its first
-//! holder in user-name order, rewritten in the same batch whenever the holders
-//! or that pin change, so that [`Pinset::cluster_summaries`] streams every CID
-//! with a holder's name and metadata in one sequential scan of `c`.
+//! A new pin costs three keys (`c`, `q`, `s`), four with a name; counters and
+//! `t` are written once per group commit: sled's work per key is most of a
+//! write's cost. `q` is ordered by `created`, so new pins append to one leaf.
+//! The listing record holds everything a listing shows, so a page is one
+//! range scan per status with no point lookups, and its cost hardly depends
+//! on how large the pinset is. The copies are rewritten for every holder, in
+//! the same batch, whenever the cluster pin or its local record changes, so
+//! they never disagree. A user's pin of a CID is found through the holder
+//! list of the CID's cluster record.
 //!
 //! # Opening fast
 //!
@@ -73,17 +90,20 @@
 //!
 //! # Listing
 //!
-//! [`Pinset::list`] walks one range newest first, bounded by `after`/`before`
-//! in the key: `n` for `exact`/`iexact` names (each entry leads to the listing
-//! record by `created`), a merge of the `s` ranges of the selected statuses
-//! for a status filter, else `r`; `cids` are direct lookups. The first page
-//! costs the page plus the entries the other filters skip. `count` comes from
-//! the `m` counters when only `statuses` filters, else from continuing the
-//! same walk (decoding nothing when the key decides).
+//! [`Pinset::list`] walks newest first, bounded by `after`/`before` in the
+//! key: `n` for `exact`/`iexact` names (each entry leads to the listing record
+//! through the cluster record), else a merge of the `s` ranges of the selected
+//! statuses; `cids` are direct lookups. The first page costs the page plus the
+//! entries the other filters skip. `count` comes from the `m` counters when
+//! only `statuses` filters, else from continuing the same walk (decoding
+//! nothing when the key decides).
 
+mod apply;
 mod check;
+mod command;
 mod error;
 mod keys;
+mod migrate;
 mod query;
 mod read;
 mod records;
@@ -103,15 +123,15 @@ use pincluster_model::{
 use tokio::sync::oneshot;
 
 pub use check::IntegrityReport;
+pub use command::{Applied, Command};
 pub use error::{StateError, StorageError};
 pub use scan::{ClusterPins, ClusterSummaries, ClusterSummary};
 
-use writer::{Done, Op, Request};
+use writer::{Done, Entry, Op, Request};
 
-/// The schema version this build writes and the only one it opens. Version 1
-/// (separate holder and creation indexes) and version 2 (cluster records
-/// without a copy of the first holder's pin) only existed in development builds.
-pub const SCHEMA_VERSION: u32 = 3;
+/// The schema version this build writes. Opening a schema-3 pinset migrates
+/// it (see `migrate.rs`); versions 1 and 2 only existed in development builds.
+pub const SCHEMA_VERSION: u32 = 4;
 /// The largest page [`Pinset::list`] returns; larger limits are clamped.
 pub const MAX_LIMIT: usize = 1000;
 /// The default sled cache size: 16 MiB (see `state.cache_capacity` in the
@@ -329,17 +349,20 @@ fn sled_config(options: &StateOptions) -> sled::Config {
 }
 
 impl Pinset {
-    /// Opens (or creates) the database and starts the writer thread.
+    /// Opens (or creates) the database and starts the writer thread. A
+    /// schema-3 database is migrated first (see `migrate.rs`).
     ///
     /// Fails with [`StateError::NewerSchema`] when a newer pincluster wrote it.
     pub fn open(options: &StateOptions) -> Result<Pinset, StateError> {
         let db = sled_config(options).open()?;
-        check_schema(&db)?;
-        let (requests, rx) = mpsc::channel();
         // sled's data file, opened again so that the syncer can fsync it (see writer.rs).
         let log_file =
             std::fs::File::open(options.path.join("db")).map_err(|e| StateError::from(sled::Error::Io(e)))?;
-        let thread = writer::spawn(db.clone(), rx, log_file).map_err(|e| StateError::from(sled::Error::Io(e)))?;
+        migrate::prepare(&db, &log_file)?;
+        let applied = read::counter(&db, keys::APPLIED_KEY)?;
+        let (requests, rx) = mpsc::channel();
+        let thread =
+            writer::spawn(db.clone(), rx, log_file, applied).map_err(|e| StateError::from(sled::Error::Io(e)))?;
         Ok(Pinset {
             inner: Arc::new(Inner {
                 db,
@@ -368,76 +391,139 @@ impl Pinset {
         Ok(true)
     }
 
-    async fn submit(&self, ops: Vec<Op>) -> Result<Vec<Result<Done, StateError>>, StateError> {
+    async fn submit(
+        &self,
+        entry: Entry,
+        ops: Vec<Op>,
+        durable: bool,
+    ) -> Result<Vec<Result<Done, StateError>>, StateError> {
         let (reply, answer) = oneshot::channel();
         let sender = self.inner.writer.requests.as_ref().ok_or(StateError::Closed)?;
-        sender.send(Request { ops, reply }).map_err(|_| StateError::Closed)?;
+        sender.send(Request { entry, ops, durable, reply }).map_err(|_| StateError::Closed)?;
         answer.await.map_err(|_| StateError::Closed)?
     }
 
-    async fn submit_one(&self, op: Op) -> Result<Done, StateError> {
-        self.submit(vec![op]).await?.pop().unwrap_or(Err(StateError::Closed))
+    async fn commands(
+        &self,
+        entry: Entry,
+        commands: Vec<Command>,
+    ) -> Result<Vec<Result<Applied, StateError>>, StateError> {
+        let ops = commands.into_iter().map(Op::Command).collect();
+        let results = self.submit(entry, ops, true).await?;
+        Ok(results
+            .into_iter()
+            .map(|r| match r {
+                Ok(Done::Command(applied)) => Ok(applied),
+                Ok(Done::Local) => Err(StateError::Closed),
+                Err(error) => Err(error),
+            })
+            .collect())
     }
 
-    /// Pins `pin.cid` for `user`, durably.
+    /// Applies `commands` as the log entry after the last applied one (a
+    /// single peer's own log), durably, in one group commit. One result per
+    /// command, in order; a command that fails leaves no trace and does not
+    /// stop the others.
+    pub async fn propose(&self, commands: Vec<Command>) -> Result<Vec<Result<Applied, StateError>>, StateError> {
+        self.commands(Entry::Next, commands).await
+    }
+
+    /// Applies `commands` as the log entry at `index`, durably, storing the
+    /// index in the same batch. An index at or below the last applied one is
+    /// a no-op that answers no results (what a Raft state machine needs when
+    /// entries are replayed).
+    pub async fn apply_entry(
+        &self,
+        index: u64,
+        commands: Vec<Command>,
+    ) -> Result<Vec<Result<Applied, StateError>>, StateError> {
+        self.commands(Entry::At(index), commands).await
+    }
+
+    /// The index of the last applied log entry (0 for none), as on disk or about to be.
+    pub fn applied_index(&self) -> Result<u64, StateError> {
+        read::counter(&self.inner.db, keys::APPLIED_KEY)
+    }
+
+    async fn propose_one(&self, command: Command) -> Result<Applied, StateError> {
+        self.propose(vec![command]).await?.pop().unwrap_or(Err(StateError::Closed))
+    }
+
+    /// Proposes [`Command::Pin`] for `user`, stamped with this peer's clock.
     ///
     /// A new user pin gets `created` = now (or one past the user's newest pin);
     /// if the user already holds the CID, its name, meta and origins are
-    /// replaced and `created` is kept. The cluster record is created in status
-    /// `Queued` when missing, else its options are replaced.
+    /// replaced and `created` is kept. The cluster record is created when
+    /// missing (`queued` here), else its options are replaced.
     pub async fn pin(&self, user: &UserName, pin: NewPin) -> Result<PinOutcome, StateError> {
-        match self.submit_one(Op::Pin { user: user.clone(), pin }).await? {
-            Done::Pin(outcome) => Ok(outcome),
+        let command = Command::Pin { user: user.clone(), pin, at: Timestamp::now(), update_from: None };
+        match self.propose_one(command).await? {
+            Applied::Pin(outcome) => Ok(outcome),
             _ => Err(StateError::Closed),
         }
     }
 
-    /// Pins many at once in one group commit (bulk import). One result per item,
+    /// Pins many at once in one log entry (bulk import). One result per item,
     /// in order; an item that fails does not stop the others.
     pub async fn pin_many(
         &self,
         items: Vec<(UserName, NewPin)>,
     ) -> Result<Vec<Result<PinOutcome, StateError>>, StateError> {
-        let ops = items.into_iter().map(|(user, pin)| Op::Pin { user, pin }).collect();
-        let results = self.submit(ops).await?;
+        let at = Timestamp::now();
+        let commands = items.into_iter().map(|(user, pin)| Command::Pin { user, pin, at, update_from: None }).collect();
+        let results = self.propose(commands).await?;
         Ok(results
             .into_iter()
             .map(|r| match r {
-                Ok(Done::Pin(outcome)) => Ok(outcome),
+                Ok(Applied::Pin(outcome)) => Ok(outcome),
                 Ok(_) => Err(StateError::Closed),
                 Err(error) => Err(error),
             })
             .collect())
     }
 
-    /// Replaces the user's pin `old` by `pin`, durably.
+    /// Proposes [`Command::Replace`]: the user's pin `old` becomes `pin`.
     ///
     /// [`StateError::NotFound`] when the user does not hold `old`. The same CID
     /// updates in place; another CID creates the new pin and removes the old one
     /// in one atomic step.
     pub async fn replace(&self, user: &UserName, old: &Cid, pin: NewPin) -> Result<ReplaceOutcome, StateError> {
-        match self.submit_one(Op::Replace { user: user.clone(), old: *old, pin }).await? {
-            Done::Replace(outcome) => Ok(outcome),
+        let command = Command::Replace { user: user.clone(), old: *old, pin, at: Timestamp::now() };
+        match self.propose_one(command).await? {
+            Applied::Replace(outcome) => Ok(outcome),
             _ => Err(StateError::Closed),
         }
     }
 
-    /// Removes the user's pin of `cid`, durably; [`StateError::NotFound`] when absent.
+    /// Proposes [`Command::Unpin`]; [`StateError::NotFound`] when absent.
     pub async fn unpin(&self, user: &UserName, cid: &Cid) -> Result<UnpinOutcome, StateError> {
-        match self.submit_one(Op::Unpin { user: user.clone(), cid: *cid }).await? {
-            Done::Unpin(outcome) => Ok(outcome),
+        match self.propose_one(Command::Unpin { user: user.clone(), cid: *cid }).await? {
+            Applied::Unpin(outcome) => Ok(outcome),
             _ => Err(StateError::Closed),
         }
     }
 
-    /// Changes the cluster record of `cid` and moves every holder's index
-    /// entries and counters with it, durably; sets `updated` to now.
+    async fn local(&self, cid: &Cid, update: StatusUpdate, durable: bool) -> Result<(), StateError> {
+        let op = Op::Local { cid: *cid, update, at: Timestamp::now() };
+        match self.submit(Entry::Local, vec![op], durable).await?.pop() {
+            Some(Ok(_)) => Ok(()),
+            Some(Err(error)) => Err(error),
+            None => Err(StateError::Closed),
+        }
+    }
+
+    /// Changes this peer's local record of `cid` and moves every holder's
+    /// index entries and counters with it, durably; sets `updated` to now.
     /// [`StateError::NotFound`] when the CID has no record.
     pub async fn update_status(&self, cid: &Cid, update: StatusUpdate) -> Result<(), StateError> {
-        match self.submit_one(Op::Status { cid: *cid, update }).await? {
-            Done::Status => Ok(()),
-            _ => Err(StateError::Closed),
-        }
+        self.local(cid, update, true).await
+    }
+
+    /// Records the progress of a pin being fetched, without waiting for the
+    /// disk: it reaches it with the next durable write (or at close).
+    pub async fn update_progress(&self, cid: &Cid, progress: Progress) -> Result<(), StateError> {
+        let update = StatusUpdate { progress: Some(progress), ..StatusUpdate::status(PinStatus::Pinning) };
+        self.local(cid, update, false).await
     }
 
     /// The user's pin of `cid` with its cluster status.
@@ -459,21 +545,32 @@ impl Pinset {
     /// The cluster record of `cid` and every user who holds it.
     pub fn cluster_pin(&self, cid: &Cid) -> Result<Option<ClusterEntry>, StateError> {
         let db = &self.inner.db;
-        let Some(rec) = read::cluster(db, cid)? else {
+        let Some((rec, pin)) = read::joined(db, cid)? else {
             return Ok(None);
         };
         let mut holders = Vec::with_capacity(rec.holders.len());
         for (user, created) in rec.holders {
             // A holder removed since the record was read is simply left out.
-            if let Some(view) = read::listing(db, &user, created, Some(cid))? {
+            if let Some(view) = read::listing(db, &user, pin.status, created, cid)? {
                 holders.push((user, view.user));
             }
         }
-        Ok(Some(ClusterEntry { pin: rec.pin, holders }))
+        Ok(Some(ClusterEntry { pin, holders }))
     }
 
-    /// Every cluster pin whose status is in `filter`, lazily, in CID byte order.
-    /// Memory use does not grow with the pinset.
+    /// Every cluster entry with all its holders, in CID byte order, lazily:
+    /// the shared pinset as [`Command::Restore`] takes it back (an export).
+    pub fn entries(&self) -> impl Iterator<Item = Result<ClusterEntry, StateError>> + '_ {
+        // A CID removed since the scan read it is skipped.
+        self.cluster_pins(StatusSet::ALL).filter_map(move |pin| match pin {
+            Ok(pin) => self.cluster_pin(&pin.cid).transpose(),
+            Err(error) => Some(Err(error)),
+        })
+    }
+
+    /// Every cluster pin whose status is in `filter`, lazily: in CID byte order
+    /// without a filter, else oldest `created` first. Memory use does not grow
+    /// with the pinset.
     pub fn cluster_pins(&self, filter: StatusSet) -> ClusterPins {
         ClusterPins::new(&self.inner.db, filter)
     }
@@ -504,33 +601,5 @@ impl Pinset {
     /// Bytes the database uses on disk.
     pub fn size_on_disk(&self) -> Result<u64, StateError> {
         Ok(self.inner.db.size_on_disk()?)
-    }
-}
-
-/// Writes the schema version into a new database, or checks the stored one.
-fn check_schema(db: &sled::Db) -> Result<(), StateError> {
-    let corrupt = |reason: &str| StateError::Corrupt { key: keys::display(keys::SCHEMA_KEY), reason: reason.into() };
-    match db.get(keys::SCHEMA_KEY)? {
-        Some(bytes) => {
-            let raw: [u8; 4] = bytes.as_ref().try_into().map_err(|_| corrupt("schema version is not 4 bytes"))?;
-            let found = u32::from_be_bytes(raw);
-            if found > SCHEMA_VERSION {
-                return Err(StateError::NewerSchema { found, supported: SCHEMA_VERSION });
-            }
-            if found < SCHEMA_VERSION {
-                // No release ever wrote an older schema; development databases are not migrated.
-                return Err(corrupt(&format!(
-                    "schema version {found} predates this build's {SCHEMA_VERSION} and is not migrated; \
-                     move the pinset folder away to start afresh"
-                )));
-            }
-            Ok(())
-        }
-        None if db.is_empty() => {
-            db.insert(keys::SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
-            db.flush()?;
-            Ok(())
-        }
-        None => Err(corrupt("the database has data but no schema version")),
     }
 }

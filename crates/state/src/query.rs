@@ -3,18 +3,18 @@
 //!
 //! The driving index is chosen so that the first page costs the page plus the
 //! entries that the remaining filters skip: the name index for `exact`/`iexact`,
-//! a merge of the status ranges for a status filter, else the listing records
-//! themselves. All of them are walked newest first (a forward scan: `created`
-//! is inverted in keys), bounded by `after`/`before` in the key. The `r` and
-//! `s` ranges hold whole listing records, so a page is one range scan per
-//! walked range and no point lookups; only the name index leads to records
-//! by key.
+//! else a newest-first merge of the `s` ranges of the selected statuses (all
+//! four without a status filter). All of them are walked newest first (a
+//! forward scan: `created` is inverted in keys), bounded by `after`/`before`
+//! in the key. The `s` ranges hold whole listing records, so a page is one
+//! range scan per status and no point lookups; only the name index leads to
+//! records by key.
 
 use std::collections::BTreeSet;
 
 use pincluster_model::{Cid, NameMatch, PinView, StatusSet, Timestamp, UserName, UserPin};
 
-use crate::keys::{self, Tag};
+use crate::keys;
 use crate::read;
 use crate::records;
 use crate::{Page, Query, StateError, MAX_LIMIT};
@@ -22,7 +22,6 @@ use crate::{Page, Query, StateError, MAX_LIMIT};
 /// Which index a query walks.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Driver {
-    Created,
     Status,
     Name,
 }
@@ -41,12 +40,10 @@ pub(crate) fn list(db: &sled::Db, user: &UserName, query: &Query) -> Result<Page
 
     let driver = match &query.name {
         Some((_, NameMatch::Exact | NameMatch::IExact)) => Driver::Name,
-        _ if !query.statuses.is_all() => Driver::Status,
-        _ => Driver::Created,
+        _ => Driver::Status,
     };
     let mut prefixes = Vec::new();
     match driver {
-        Driver::Created => prefixes.push(keys::user_prefix(Tag::Record, user)?),
         Driver::Status => {
             for status in query.statuses.iter() {
                 prefixes.push(keys::by_status_prefix(user, status)?);
@@ -62,7 +59,6 @@ pub(crate) fn list(db: &sled::Db, user: &UserName, query: &Query) -> Result<Page
     // Whether the index entry alone proves a match, so counting needs no record.
     let index_decides = query.meta.is_empty()
         && match driver {
-            Driver::Created => query.name.is_none() && query.statuses.is_all(),
             Driver::Status => query.name.is_none(),
             Driver::Name => matches!(query.name, Some((_, NameMatch::IExact))) && query.statuses.is_all(),
         };
@@ -124,9 +120,9 @@ fn load_view(db: &sled::Db, user: &UserName, cid: &Cid) -> Option<PinView> {
     }
 }
 
-/// The pin behind an index entry. The `r` and `s` entries hold the listing
-/// record itself; a name entry holds the CID and leads to the listing record
-/// by `created`. Unreadable pins and pins removed meanwhile are skipped.
+/// The pin behind an index entry. An `s` entry holds the listing record
+/// itself; a name entry holds the CID and leads to the listing record
+/// through the cluster record. Unreadable pins and pins removed meanwhile are skipped.
 fn candidate_view(
     db: &sled::Db,
     user: &UserName,
@@ -136,9 +132,9 @@ fn candidate_view(
     value: &[u8],
 ) -> Option<PinView> {
     let loaded = match driver {
-        Driver::Created | Driver::Status => records::decode_listing(key, value).map(Some),
+        Driver::Status => records::decode_listing(key, value).map(Some),
         Driver::Name => match keys::decode_cid(value) {
-            Some(cid) => read::listing(db, user, created, Some(&cid)),
+            Some(cid) => read::view(db, user, &cid).map(|view| view.filter(|v| v.user.created == created)),
             None => Err(StateError::Corrupt {
                 key: format!("name index entry of {user} at {}", created.0),
                 reason: "malformed CID".into(),

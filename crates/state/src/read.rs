@@ -1,10 +1,10 @@
 //! Point reads shared by the public read methods and the query engine; read
 //! [`view`] first. Reads go straight to sled and never wait for the writer.
 
-use pincluster_model::{Cid, PinView, Timestamp, UserName};
+use pincluster_model::{Cid, ClusterPin, PinStatus, PinView, Timestamp, UserName};
 
 use crate::keys;
-use crate::records::{self, ClusterRecord};
+use crate::records::{self, ClusterRecord, LocalRecord};
 use crate::StateError;
 
 pub(crate) fn cluster(db: &sled::Db, cid: &Cid) -> Result<Option<ClusterRecord>, StateError> {
@@ -12,35 +12,55 @@ pub(crate) fn cluster(db: &sled::Db, cid: &Cid) -> Result<Option<ClusterRecord>,
     db.get(&key)?.map(|bytes| records::decode_cluster(&key, *cid, &bytes)).transpose()
 }
 
-/// The `created` of the user's pin of `cid`, when the user holds it: the
-/// cluster record lists every holder.
-pub(crate) fn created(db: &sled::Db, user: &UserName, cid: &Cid) -> Result<Option<Timestamp>, StateError> {
-    Ok(cluster(db, cid)?.and_then(|rec| rec.holder(user)))
+/// This peer's record of `rec`'s CID; a fresh one (`queued`) when it has none yet.
+pub(crate) fn local(db: &sled::Db, rec: &ClusterRecord) -> Result<LocalRecord, StateError> {
+    let key = keys::local(&rec.cid);
+    match db.get(&key)? {
+        Some(bytes) => records::decode_local(&key, &bytes),
+        None => Ok(LocalRecord::fresh(rec.created)),
+    }
 }
 
-/// The listing record of the user's pin created at `created`; `None` when
-/// absent or when it is not the pin of `cid` (both only after a concurrent write).
+/// The joined cluster pin of `cid`, with its shared record.
+pub(crate) fn joined(db: &sled::Db, cid: &Cid) -> Result<Option<(ClusterRecord, ClusterPin)>, StateError> {
+    let Some(rec) = cluster(db, cid)? else {
+        return Ok(None);
+    };
+    let pin = rec.joined(&local(db, &rec)?);
+    Ok(Some((rec, pin)))
+}
+
+/// The listing record of the user's pin of `cid` created at `created`, looked
+/// for in the `s` range of `status` first and then in the others (the status
+/// may have moved since it was read); `None` when the user holds no such pin.
 pub(crate) fn listing(
     db: &sled::Db,
     user: &UserName,
+    status: PinStatus,
     created: Timestamp,
-    cid: Option<&Cid>,
+    cid: &Cid,
 ) -> Result<Option<PinView>, StateError> {
-    let key = keys::record(user, created)?;
-    let Some(bytes) = db.get(&key)? else {
-        return Ok(None);
-    };
-    let view = records::decode_listing(&key, &bytes)?;
-    Ok(cid.is_none_or(|cid| view.user.cid == *cid).then_some(view))
+    let others = PinStatus::ALL.into_iter().filter(|s| *s != status);
+    for status in std::iter::once(status).chain(others) {
+        let key = keys::by_status(user, status, created)?;
+        if let Some(bytes) = db.get(&key)? {
+            let view = records::decode_listing(&key, &bytes)?;
+            return Ok((view.user.cid == *cid).then_some(view));
+        }
+    }
+    Ok(None)
 }
 
 /// A user's pin with its cluster status; `None` when the user does not hold `cid`.
 pub(crate) fn view(db: &sled::Db, user: &UserName, cid: &Cid) -> Result<Option<PinView>, StateError> {
-    let Some(created) = created(db, user, cid)? else {
+    let Some((rec, pin)) = joined(db, cid)? else {
         return Ok(None);
     };
-    // Between the two reads the pin may have been removed (then `None`).
-    listing(db, user, created, Some(cid))
+    let Some(created) = rec.holder(user) else {
+        return Ok(None);
+    };
+    // Between the reads the pin may have been removed (then `None`).
+    listing(db, user, pin.status, created, cid)
 }
 
 /// A counter's value; missing counters are zero.

@@ -1,16 +1,16 @@
-//! Stored forms of the domain types, each behind a leading format-version
-//! byte; read [`encode_listing`] and [`ClusterRecord`] first.
+//! Stored forms of the pinset's records, each behind a leading format-version
+//! byte; read [`ClusterRecord`], [`LocalRecord`] and [`encode_listing`] first.
 //!
 //! These structs are private to the crate and independent of `pincluster-model`,
 //! so the domain types can change without changing what is on disk. A new
 //! format adds a new struct and a new version byte; decoding keeps reading the
-//! old ones. Format 2 (schema 2) moved the holders of a CID into its cluster
-//! record; format 1 only existed in development databases of schema 1, which
-//! this build refuses to open. Cluster record format 3 (schema 3) adds a copy
-//! of the first holder's pin object, so that streaming cluster pins with their
-//! representative holder is one sequential scan; cluster records of format 2
-//! only existed in schema 2 databases, which this build refuses to open too.
-//! Listing records are still format 2.
+//! old ones.
+//!
+//! Schema 4 splits what schema 3 kept in one cluster record (format 3, still
+//! decoded, for the migration) into the shared record (format 4: options,
+//! allocations, holders; the same on every peer) and this peer's local record
+//! (format 1: status, error, attempts, progress). Listing records join both:
+//! format 3 adds the allocations to format 2, which is still read.
 
 use std::collections::BTreeMap;
 
@@ -22,14 +22,19 @@ use serde::{Deserialize, Serialize};
 use crate::keys;
 use crate::StateError;
 
-/// The format version written for listing records.
-const FORMAT_V2: u8 = 2;
-/// The format version written for cluster records.
-const FORMAT_V3: u8 = 3;
+/// Listing records of schema 3, still read.
+const LISTING_V2: u8 = 2;
+/// Listing records written by schema 4.
+const LISTING_V3: u8 = 3;
+/// Cluster records of schema 3, read by the migration only.
+const CLUSTER_V3: u8 = 3;
+/// Shared cluster records of schema 4.
+const CLUSTER_V4: u8 = 4;
+/// Local records of schema 4.
+const LOCAL_V1: u8 = 1;
 
-/// A user's pin object with a copy of its cluster record, as stored under
-/// `r | user | !created` and `s | user | status | !created` (format 2):
-/// everything a listing shows.
+/// A user's pin object with a copy of its cluster pin, as stored under
+/// `s | user | status | !created` (format 2).
 #[derive(Serialize, Deserialize)]
 struct ListingRecordV2 {
     cid: Vec<u8>,
@@ -37,7 +42,16 @@ struct ListingRecordV2 {
     cluster: ClusterPinV2,
 }
 
-/// A user's own pin object (inside a listing record).
+/// Format 3: format 2 with the allocations of the cluster pin.
+#[derive(Serialize, Deserialize)]
+struct ListingRecordV3 {
+    cid: Vec<u8>,
+    user: UserRecordV2,
+    cluster: ClusterPinV2,
+    allocations: Vec<String>,
+}
+
+/// A user's own pin object (inside listing and cluster records).
 #[derive(Serialize, Deserialize)]
 struct UserRecordV2 {
     name: Option<String>,
@@ -47,19 +61,49 @@ struct UserRecordV2 {
     created: u64,
 }
 
-/// The cluster record of a CID as stored under `c | cid` (format 3).
+/// Schema 3's cluster record under `c | cid` (format 3), shared and local in one.
 #[derive(Serialize, Deserialize)]
 struct ClusterRecordV3 {
     pin: ClusterPinV2,
-    /// Every user holding the CID, in user-name byte order, with the
-    /// `created` of their pin (which locates their listing record).
     holders: Vec<(String, u64)>,
-    /// A copy of the pin object of the first holder (`holders[0]`); `None`
-    /// only when there are no holders.
     first: Option<UserRecordV2>,
 }
 
-/// The cluster pin itself: in the cluster record, and copied into listing records.
+/// The shared cluster record under `c | cid` (format 4).
+#[derive(Serialize, Deserialize)]
+struct ClusterRecordV4 {
+    options: OptionsV1,
+    allocations: Vec<String>,
+    created: u64,
+    /// Every user holding the CID, in user-name byte order, with the
+    /// `created` of their pin (which locates their listing record).
+    holders: Vec<(String, u64)>,
+    /// A copy of the pin object of the first holder; `None` only without holders.
+    first: Option<UserRecordV2>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OptionsV1 {
+    mode: u8,
+    replication_min: i32,
+    replication_max: i32,
+    user_allocations: Vec<String>,
+    expire_at: Option<u64>,
+}
+
+/// This peer's record of a CID under `l | cid` (format 1).
+#[derive(Serialize, Deserialize)]
+struct LocalRecordV1 {
+    status: u8,
+    error: Option<String>,
+    attempts: u32,
+    blocks: u64,
+    bytes: u64,
+    dag_size: Option<u64>,
+    updated: u64,
+}
+
+/// The joined cluster pin inside listing records (and schema 3's cluster records).
 #[derive(Serialize, Deserialize)]
 struct ClusterPinV2 {
     mode: u8,
@@ -77,16 +121,45 @@ struct ClusterPinV2 {
     updated: u64,
 }
 
-/// The cluster pin together with the users who hold it.
-#[derive(Clone, Debug)]
+/// The shared record of a CID: identical on every peer that applied the same commands.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ClusterRecord {
-    pub(crate) pin: ClusterPin,
+    pub(crate) cid: Cid,
+    pub(crate) options: PinOptions,
+    pub(crate) allocations: Vec<String>,
+    /// The proposer's time of the command that created it.
+    pub(crate) created: Timestamp,
     /// Every holder with the `created` of their pin, in user-name byte order.
     pub(crate) holders: Vec<(UserName, Timestamp)>,
     /// The first holder with a copy of their pin object. The writer keeps it
     /// equal to that holder's listing record (see `Staged::put_cluster`);
     /// decoding checks that it belongs to the first holder.
     pub(crate) first: Option<(UserName, UserPin)>,
+}
+
+/// This peer's record of a CID: what its node did about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct LocalRecord {
+    pub(crate) status: PinStatus,
+    pub(crate) error: Option<String>,
+    pub(crate) attempts: u32,
+    pub(crate) progress: Progress,
+    pub(crate) dag_size: Option<u64>,
+    pub(crate) updated: Timestamp,
+}
+
+impl LocalRecord {
+    /// The local record of a CID the tracker has not touched yet.
+    pub(crate) fn fresh(created: Timestamp) -> LocalRecord {
+        LocalRecord {
+            status: PinStatus::Queued,
+            error: None,
+            attempts: 0,
+            progress: Progress::default(),
+            dag_size: None,
+            updated: created,
+        }
+    }
 }
 
 impl ClusterRecord {
@@ -124,6 +197,22 @@ impl ClusterRecord {
             self.holders.remove(i);
         }
     }
+
+    /// The cluster pin as the APIs show it: this record joined with the local one.
+    pub(crate) fn joined(&self, local: &LocalRecord) -> ClusterPin {
+        ClusterPin {
+            cid: self.cid,
+            options: self.options.clone(),
+            allocations: self.allocations.clone(),
+            status: local.status,
+            error: local.error.clone(),
+            attempts: local.attempts,
+            progress: local.progress,
+            dag_size: local.dag_size,
+            created: self.created,
+            updated: local.updated,
+        }
+    }
 }
 
 fn corrupt(key: &[u8], reason: impl Into<String>) -> StateError {
@@ -136,9 +225,21 @@ fn with_version<T: Serialize>(version: u8, record: &T) -> Result<Vec<u8>, StateE
     postcard::to_extend(record, bytes).map_err(|e| StateError::Encode(e.to_string()))
 }
 
-/// Encodes a user's pin together with a copy of its cluster record.
+fn body<'a, T: Deserialize<'a>>(key: &[u8], body: &'a [u8]) -> Result<T, StateError> {
+    postcard::from_bytes(body).map_err(|e| corrupt(key, e.to_string()))
+}
+
+/// Encodes a user's pin together with a copy of its joined cluster pin.
 pub(crate) fn encode_listing(pin: &UserPin, cluster: &ClusterPin) -> Result<Vec<u8>, StateError> {
-    with_version(FORMAT_V2, &ListingRecordV2 { cid: pin.cid.to_bytes(), user: user_v2(pin), cluster: pin_v2(cluster) })
+    with_version(
+        LISTING_V3,
+        &ListingRecordV3 {
+            cid: pin.cid.to_bytes(),
+            user: user_v2(pin),
+            cluster: pin_v2(cluster),
+            allocations: cluster.allocations.clone(),
+        },
+    )
 }
 
 fn user_v2(pin: &UserPin) -> UserRecordV2 {
@@ -168,19 +269,25 @@ fn user_from_v2(key: &[u8], cid: Cid, rec: UserRecordV2) -> Result<UserPin, Stat
 }
 
 /// Decodes a listing record into the user's pin and the copy of its cluster
-/// record; `key` is only used in the error.
+/// pin; `key` is only used in the error.
 pub(crate) fn decode_listing(key: &[u8], bytes: &[u8]) -> Result<PinView, StateError> {
-    let (&version, body) = bytes.split_first().ok_or_else(|| corrupt(key, "empty record"))?;
-    match version {
-        FORMAT_V2 => {
-            let rec: ListingRecordV2 = postcard::from_bytes(body).map_err(|e| corrupt(key, e.to_string()))?;
-            let cid = keys::decode_cid(&rec.cid).ok_or_else(|| corrupt(key, "malformed CID"))?;
-            let user = user_from_v2(key, cid, rec.user)?;
-            let cluster = pin_from_v2(key, cid, rec.cluster)?;
-            Ok(PinView { user, cluster })
+    let (&version, rest) = bytes.split_first().ok_or_else(|| corrupt(key, "empty record"))?;
+    let (cid, user, cluster, allocations) = match version {
+        LISTING_V2 => {
+            let rec: ListingRecordV2 = body(key, rest)?;
+            (rec.cid, rec.user, rec.cluster, Vec::new())
         }
-        other => Err(corrupt(key, format!("unknown listing record format {other}"))),
-    }
+        LISTING_V3 => {
+            let rec: ListingRecordV3 = body(key, rest)?;
+            (rec.cid, rec.user, rec.cluster, rec.allocations)
+        }
+        other => return Err(corrupt(key, format!("unknown listing record format {other}"))),
+    };
+    let cid = keys::decode_cid(&cid).ok_or_else(|| corrupt(key, "malformed CID"))?;
+    let user = user_from_v2(key, cid, user)?;
+    let mut cluster = pin_from_v2(key, cid, cluster)?;
+    cluster.allocations = allocations;
+    Ok(PinView { user, cluster })
 }
 
 fn mode_code(mode: PinMode) -> u8 {
@@ -190,16 +297,168 @@ fn mode_code(mode: PinMode) -> u8 {
     }
 }
 
-/// Encodes a cluster record (its CID lives in the key).
+fn mode_from(key: &[u8], code: u8) -> Result<PinMode, StateError> {
+    match code {
+        0 => Ok(PinMode::Recursive),
+        1 => Ok(PinMode::Direct),
+        other => Err(corrupt(key, format!("unknown pin mode {other}"))),
+    }
+}
+
+fn status_from(key: &[u8], code: u8) -> Result<PinStatus, StateError> {
+    PinStatus::from_code(code).ok_or_else(|| corrupt(key, format!("unknown status {code}")))
+}
+
+fn options_v1(options: &PinOptions) -> OptionsV1 {
+    OptionsV1 {
+        mode: mode_code(options.mode),
+        replication_min: options.replication_min,
+        replication_max: options.replication_max,
+        user_allocations: options.user_allocations.clone(),
+        expire_at: options.expire_at.map(|t| t.0),
+    }
+}
+
+fn options_from_v1(key: &[u8], options: OptionsV1) -> Result<PinOptions, StateError> {
+    Ok(PinOptions {
+        mode: mode_from(key, options.mode)?,
+        replication_min: options.replication_min,
+        replication_max: options.replication_max,
+        user_allocations: options.user_allocations,
+        expire_at: options.expire_at.map(Timestamp),
+    })
+}
+
+/// Encodes a shared cluster record (its CID lives in the key).
 pub(crate) fn encode_cluster(rec: &ClusterRecord) -> Result<Vec<u8>, StateError> {
     with_version(
-        FORMAT_V3,
-        &ClusterRecordV3 {
-            pin: pin_v2(&rec.pin),
+        CLUSTER_V4,
+        &ClusterRecordV4 {
+            options: options_v1(&rec.options),
+            allocations: rec.allocations.clone(),
+            created: rec.created.0,
             holders: rec.holders.iter().map(|(user, created)| (user.as_str().to_owned(), created.0)).collect(),
             first: rec.first.as_ref().map(|(_, pin)| user_v2(pin)),
         },
     )
+}
+
+/// A decoded `c | cid` record: schema 4's shared record, or schema 3's
+/// record with the local part it still carried (only before the migration).
+pub(crate) enum StoredCluster {
+    Shared(ClusterRecord),
+    Legacy(ClusterRecord, LocalRecord),
+}
+
+impl StoredCluster {
+    pub(crate) fn record(&self) -> &ClusterRecord {
+        match self {
+            StoredCluster::Shared(rec) | StoredCluster::Legacy(rec, _) => rec,
+        }
+    }
+}
+
+/// Decodes a schema-4 cluster record; a schema-3 one is reported as corrupt
+/// (the migration converts them all before the pinset opens).
+pub(crate) fn decode_cluster(key: &[u8], cid: Cid, bytes: &[u8]) -> Result<ClusterRecord, StateError> {
+    match decode_any_cluster(key, cid, bytes)? {
+        StoredCluster::Shared(rec) => Ok(rec),
+        StoredCluster::Legacy(..) => Err(corrupt(key, "a schema 3 cluster record in a schema 4 pinset")),
+    }
+}
+
+/// Decodes a cluster record of either schema; `key` is only used in the error.
+pub(crate) fn decode_any_cluster(key: &[u8], cid: Cid, bytes: &[u8]) -> Result<StoredCluster, StateError> {
+    let (&version, rest) = bytes.split_first().ok_or_else(|| corrupt(key, "empty record"))?;
+    let (rec, local) = match version {
+        CLUSTER_V4 => {
+            let rec: ClusterRecordV4 = body(key, rest)?;
+            let options = options_from_v1(key, rec.options)?;
+            (build_cluster(key, cid, options, rec.allocations, Timestamp(rec.created), rec.holders, rec.first)?, None)
+        }
+        CLUSTER_V3 => {
+            let rec: ClusterRecordV3 = body(key, rest)?;
+            let pin = pin_from_v2(key, cid, rec.pin)?;
+            let local = LocalRecord {
+                status: pin.status,
+                error: pin.error,
+                attempts: pin.attempts,
+                progress: pin.progress,
+                dag_size: pin.dag_size,
+                updated: pin.updated,
+            };
+            (build_cluster(key, cid, pin.options, Vec::new(), pin.created, rec.holders, rec.first)?, Some(local))
+        }
+        other => return Err(corrupt(key, format!("unknown cluster record format {other}"))),
+    };
+    Ok(match local {
+        None => StoredCluster::Shared(rec),
+        Some(local) => StoredCluster::Legacy(rec, local),
+    })
+}
+
+fn build_cluster(
+    key: &[u8],
+    cid: Cid,
+    options: PinOptions,
+    allocations: Vec<String>,
+    created: Timestamp,
+    holders: Vec<(String, u64)>,
+    first: Option<UserRecordV2>,
+) -> Result<ClusterRecord, StateError> {
+    let holders = holders
+        .into_iter()
+        .map(|(user, created)| {
+            let user = UserName::new(user).map_err(|e| corrupt(key, format!("bad holder: {e}")))?;
+            Ok((user, Timestamp(created)))
+        })
+        .collect::<Result<Vec<_>, StateError>>()?;
+    if holders.windows(2).any(|w| matches!(w, [a, b] if a.0 >= b.0)) {
+        return Err(corrupt(key, "holders are not in user-name order"));
+    }
+    let first = match (holders.first(), first) {
+        (None, None) => None,
+        (Some((user, created)), Some(first)) if first.created == created.0 => {
+            Some((user.clone(), user_from_v2(key, cid, first)?))
+        }
+        _ => return Err(corrupt(key, "the copy of the first holder's pin does not match the holders")),
+    };
+    Ok(ClusterRecord { cid, options, allocations, created, holders, first })
+}
+
+/// Encodes this peer's local record of a CID.
+pub(crate) fn encode_local(local: &LocalRecord) -> Result<Vec<u8>, StateError> {
+    with_version(
+        LOCAL_V1,
+        &LocalRecordV1 {
+            status: local.status.code(),
+            error: local.error.clone(),
+            attempts: local.attempts,
+            blocks: local.progress.blocks,
+            bytes: local.progress.bytes,
+            dag_size: local.dag_size,
+            updated: local.updated.0,
+        },
+    )
+}
+
+/// Decodes this peer's local record; `key` is only used in the error.
+pub(crate) fn decode_local(key: &[u8], bytes: &[u8]) -> Result<LocalRecord, StateError> {
+    let (&version, rest) = bytes.split_first().ok_or_else(|| corrupt(key, "empty record"))?;
+    match version {
+        LOCAL_V1 => {
+            let rec: LocalRecordV1 = body(key, rest)?;
+            Ok(LocalRecord {
+                status: status_from(key, rec.status)?,
+                error: rec.error,
+                attempts: rec.attempts,
+                progress: Progress { blocks: rec.blocks, bytes: rec.bytes },
+                dag_size: rec.dag_size,
+                updated: Timestamp(rec.updated),
+            })
+        }
+        other => Err(corrupt(key, format!("unknown local record format {other}"))),
+    }
 }
 
 fn pin_v2(pin: &ClusterPin) -> ClusterPinV2 {
@@ -220,55 +479,18 @@ fn pin_v2(pin: &ClusterPin) -> ClusterPinV2 {
     }
 }
 
-/// Decodes a cluster record; `key` is only used in the error.
-pub(crate) fn decode_cluster(key: &[u8], cid: Cid, bytes: &[u8]) -> Result<ClusterRecord, StateError> {
-    let (&version, body) = bytes.split_first().ok_or_else(|| corrupt(key, "empty record"))?;
-    match version {
-        FORMAT_V3 => {
-            let rec: ClusterRecordV3 = postcard::from_bytes(body).map_err(|e| corrupt(key, e.to_string()))?;
-            let pin = pin_from_v2(key, cid, rec.pin)?;
-            let holders = rec
-                .holders
-                .into_iter()
-                .map(|(user, created)| {
-                    let user = UserName::new(user).map_err(|e| corrupt(key, format!("bad holder: {e}")))?;
-                    Ok((user, Timestamp(created)))
-                })
-                .collect::<Result<Vec<_>, StateError>>()?;
-            if holders.windows(2).any(|w| matches!(w, [a, b] if a.0 >= b.0)) {
-                return Err(corrupt(key, "holders are not in user-name order"));
-            }
-            let first = match (holders.first(), rec.first) {
-                (None, None) => None,
-                (Some((user, created)), Some(first)) if first.created == created.0 => {
-                    Some((user.clone(), user_from_v2(key, cid, first)?))
-                }
-                _ => return Err(corrupt(key, "the copy of the first holder's pin does not match the holders")),
-            };
-            Ok(ClusterRecord { pin, holders, first })
-        }
-        other => Err(corrupt(key, format!("unknown cluster record format {other}"))),
-    }
-}
-
 fn pin_from_v2(key: &[u8], cid: Cid, rec: ClusterPinV2) -> Result<ClusterPin, StateError> {
-    let mode = match rec.mode {
-        0 => PinMode::Recursive,
-        1 => PinMode::Direct,
-        other => return Err(corrupt(key, format!("unknown pin mode {other}"))),
-    };
-    let status =
-        PinStatus::from_code(rec.status).ok_or_else(|| corrupt(key, format!("unknown status {}", rec.status)))?;
     Ok(ClusterPin {
         cid,
         options: PinOptions {
-            mode,
+            mode: mode_from(key, rec.mode)?,
             replication_min: rec.replication_min,
             replication_max: rec.replication_max,
             user_allocations: rec.user_allocations,
             expire_at: rec.expire_at.map(Timestamp),
         },
-        status,
+        allocations: Vec::new(),
+        status: status_from(key, rec.status)?,
         error: rec.error,
         attempts: rec.attempts,
         progress: Progress { blocks: rec.blocks, bytes: rec.bytes },

@@ -1,15 +1,18 @@
-//! Streaming every cluster pin in CID order, optionally by status: read
-//! [`ClusterPins`] and [`ClusterSummaries`] first. Memory stays bounded: sled
-//! iterators are lazy and a status filter merges at most four of them.
+//! Streaming every cluster pin, optionally by status: read [`ClusterPins`] and
+//! [`ClusterSummaries`] first. Without a filter the shared records (`c`) and
+//! this peer's local records (`l`), both in CID byte order, are walked side by
+//! side and joined, with no point lookups; with one, the `q` ranges of the
+//! selected statuses are merged oldest first. Memory stays bounded: sled
+//! iterators are lazy and a filter merges at most four of them.
 
 use pincluster_model::{ClusterPin, StatusSet, UserName, UserPin};
 
 use crate::keys::{self, Tag};
 use crate::read;
-use crate::records::{self, ClusterRecord};
+use crate::records::{self, ClusterRecord, LocalRecord};
 use crate::StateError;
 
-/// A lazy stream of cluster pins in CID byte order; see [`crate::Pinset::cluster_pins`].
+/// A lazy stream of cluster pins; see [`crate::Pinset::cluster_pins`].
 ///
 /// A record that cannot be decoded is yielded as an error; iteration goes on after it.
 pub struct ClusterPins {
@@ -26,9 +29,9 @@ pub struct ClusterSummary {
     pub representative: Option<(UserName, UserPin)>,
 }
 
-/// A lazy stream of cluster pins with their representative holder, in CID
-/// byte order; see [`crate::Pinset::cluster_summaries`]. Reads nothing but the
-/// cluster records (and, with a status filter, the status index).
+/// A lazy stream of cluster pins with their representative holder; see
+/// [`crate::Pinset::cluster_summaries`]. Reads nothing but the cluster and
+/// local records (and, with a status filter, the status index).
 ///
 /// A record that cannot be decoded is yielded as an error; iteration goes on after it.
 pub struct ClusterSummaries {
@@ -44,9 +47,9 @@ struct Records {
 type StatusSource = (sled::Iter, Option<sled::IVec>, bool);
 
 enum Inner {
-    /// Walks the cluster records themselves.
-    All(Box<sled::Iter>),
-    /// Merges the `q | status | cid` ranges of the selected statuses by CID.
+    /// Walks the cluster records and the local records side by side.
+    All { records: Box<sled::Iter>, locals: Box<sled::Iter>, local: Option<(sled::IVec, LocalRecord)> },
+    /// Merges the `q | status | created | cid` ranges of the selected statuses, oldest first.
     ByStatus { db: sled::Db, filter: StatusSet, sources: Vec<StatusSource> },
 }
 
@@ -72,7 +75,7 @@ impl Iterator for ClusterPins {
     type Item = Result<ClusterPin, StateError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        Some(self.records.next()?.map(|rec| rec.pin))
+        Some(self.records.next()?.map(|(_, pin)| pin))
     }
 }
 
@@ -86,14 +89,18 @@ impl Iterator for ClusterSummaries {
     type Item = Result<ClusterSummary, StateError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        Some(self.records.next()?.map(|rec| ClusterSummary { pin: rec.pin, representative: rec.first }))
+        Some(self.records.next()?.map(|(rec, pin)| ClusterSummary { pin, representative: rec.first }))
     }
 }
 
 impl Records {
     fn new(db: &sled::Db, filter: StatusSet) -> Records {
         let inner = if filter.is_all() {
-            Inner::All(Box::new(db.scan_prefix([Tag::Cluster as u8])))
+            Inner::All {
+                records: Box::new(db.scan_prefix([Tag::Cluster as u8])),
+                locals: Box::new(db.scan_prefix([Tag::Local as u8])),
+                local: None,
+            }
         } else {
             let sources = filter
                 .iter()
@@ -106,12 +113,12 @@ impl Records {
 }
 
 impl Iterator for Records {
-    type Item = Result<ClusterRecord, StateError>;
+    type Item = Result<(ClusterRecord, ClusterPin), StateError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         match &mut self.inner {
-            Inner::All(iter) => {
-                let (key, value) = match iter.next()? {
+            Inner::All { records, locals, local } => {
+                let (key, value) = match records.next()? {
                     Ok(entry) => entry,
                     Err(error) => return Some(Err(error.into())),
                 };
@@ -121,7 +128,36 @@ impl Iterator for Records {
                         reason: "malformed CID in key".into(),
                     }));
                 };
-                Some(records::decode_cluster(&key, cid, &value))
+                let rec = match records::decode_cluster(&key, cid, &value) {
+                    Ok(rec) => rec,
+                    Err(error) => return Some(Err(error)),
+                };
+                // Both keyspaces are in CID byte order: advance the local
+                // records up to this CID. A CID without one is still `queued`.
+                let wanted = key.get(1..).unwrap_or_default();
+                loop {
+                    if let Some((at, _)) = local {
+                        if at.get(1..).unwrap_or_default() >= wanted {
+                            break;
+                        }
+                    }
+                    match locals.next() {
+                        None => {
+                            *local = None;
+                            break;
+                        }
+                        Some(Err(error)) => return Some(Err(error.into())),
+                        Some(Ok((at, value))) => match records::decode_local(&at, &value) {
+                            Ok(found) => *local = Some((at, found)),
+                            Err(error) => return Some(Err(error)),
+                        },
+                    }
+                }
+                let pin = match local {
+                    Some((at, found)) if at.get(1..) == Some(wanted) => rec.joined(found),
+                    _ => rec.joined(&LocalRecord::fresh(rec.created)),
+                };
+                Some(Ok((rec, pin)))
             }
             Inner::ByStatus { db, filter, sources } => loop {
                 for (iter, head, done) in sources.iter_mut() {
@@ -133,24 +169,24 @@ impl Iterator for Records {
                         }
                     }
                 }
-                // Keys are `q | status | cid`: compare from the CID on.
+                // Keys are `q | status | created | cid`: compare from `created` on.
                 let (_, head, _) = sources.iter_mut().filter(|(_, head, _)| head.is_some()).min_by(|a, b| {
                     let ka = a.1.as_ref().and_then(|k| k.get(2..));
                     let kb = b.1.as_ref().and_then(|k| k.get(2..));
                     ka.cmp(&kb)
                 })?;
                 let key = head.take()?;
-                let Some(cid) = key.get(2..).and_then(keys::decode_cid) else {
+                let Some((_, _, cid)) = keys::split_cluster_status(&key) else {
                     return Some(Err(StateError::Corrupt {
                         key: keys::display(&key),
-                        reason: "malformed CID in status index key".into(),
+                        reason: "malformed status index key".into(),
                     }));
                 };
-                match read::cluster(db, &cid) {
+                match read::joined(db, &cid) {
                     // Removed, or moved to another status, since the index entry was read.
                     Ok(None) => continue,
-                    Ok(Some(rec)) if !filter.contains(rec.pin.status) => continue,
-                    Ok(Some(rec)) => return Some(Ok(rec)),
+                    Ok(Some((_, pin))) if !filter.contains(pin.status) => continue,
+                    Ok(Some(found)) => return Some(Ok(found)),
                     Err(error) => return Some(Err(error)),
                 }
             },

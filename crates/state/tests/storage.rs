@@ -31,12 +31,12 @@ fn opening_a_newer_schema_fails_cleanly() {
 }
 
 #[test]
-fn an_older_schema_is_refused_with_a_clear_error() {
+fn a_development_schema_is_refused_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     drop(open(dir.path()));
-    raw_insert(dir.path(), b"\x00schema", &(SCHEMA_VERSION - 1).to_be_bytes());
+    raw_insert(dir.path(), b"\x00schema", &2u32.to_be_bytes());
     match Pinset::open(&StateOptions::new(dir.path())) {
-        Err(err @ StateError::Corrupt { .. }) => assert!(err.to_string().contains("predates"), "{err}"),
+        Err(err @ StateError::Corrupt { .. }) => assert!(err.to_string().contains("development"), "{err}"),
         other => panic!("expected Corrupt, got {other:?}"),
     }
 }

@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use pincluster_model::{Cid, NewPin, PinOptions, PinStatus, PinView, StatusSet, Timestamp, UserName, UserPin};
+use pincluster_model::{
+    Cid, ClusterPin, NewPin, PinOptions, PinStatus, PinView, StatusSet, Timestamp, UserName, UserPin,
+};
 use pincluster_state::{Page, Pinset, Query, StateOptions};
 
 /// A CIDv1 (raw codec, sha2-256 multihash) whose digest encodes `n`.
@@ -125,7 +127,7 @@ impl Model {
         for status in PinStatus::ALL {
             let mut filter = StatusSet::only(status);
             filter.insert(PinStatus::Pinned);
-            let got: Vec<Cid> = pinset.cluster_pins(filter).map(|p| p.unwrap().cid).collect();
+            let got = by_cid(filter, pinset.cluster_pins(filter).map(|p| p.unwrap()).collect());
             let want: Vec<Cid> = expected.iter().filter(|(_, s)| filter.contains(*s)).map(|(c, _)| *c).collect();
             assert_eq!(got, want, "cluster_pins({filter:?})");
             assert_eq!(pinset.cluster_count(filter).unwrap(), want.len() as u64);
@@ -133,7 +135,7 @@ impl Model {
         for filter in [StatusSet::ALL, StatusSet::only(PinStatus::Pinned)] {
             let summaries: Vec<_> = pinset.cluster_summaries(filter).map(|s| s.unwrap()).collect();
             let want: Vec<Cid> = expected.iter().filter(|(_, s)| filter.contains(*s)).map(|(c, _)| *c).collect();
-            let got: Vec<Cid> = summaries.iter().map(|s| s.pin.cid).collect();
+            let got = by_cid(filter, summaries.iter().map(|s| s.pin.clone()).collect());
             assert_eq!(got, want, "cluster_summaries({filter:?})");
             for summary in summaries {
                 let entry = pinset.cluster_pin(&summary.pin.cid).unwrap().unwrap();
@@ -173,4 +175,14 @@ pub fn list_all(pinset: &Pinset, user: &UserName, query: &Query) -> Vec<PinView>
 
 pub fn ts(ms: u64) -> Timestamp {
     Timestamp(ms)
+}
+
+/// The CIDs of a cluster stream in CID byte order, after checking the order
+/// the stream promises: CID order without a filter, else oldest `created` first.
+pub fn by_cid(filter: StatusSet, pins: Vec<ClusterPin>) -> Vec<Cid> {
+    let order = |p: &ClusterPin| if filter.is_all() { (0, p.cid.to_bytes()) } else { (p.created.0, p.cid.to_bytes()) };
+    assert!(pins.windows(2).all(|w| order(&w[0]) < order(&w[1])), "stream order for {filter:?}");
+    let mut cids: Vec<Cid> = pins.iter().map(|p| p.cid).collect();
+    cids.sort_by_key(|c| c.to_bytes());
+    cids
 }
