@@ -3,7 +3,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use pincluster_httpcommon::Authenticated;
-use pincluster_model::{Cid, NewPin, PinMode, PinOptions, PinView, StatusSet, Timestamp, UserName};
+use pincluster_model::{Cid, NewPin, PinOptions, PinView, StatusSet, Timestamp, UserName};
 use pincluster_state::ClusterEntry;
 
 use crate::error::ApiError;
@@ -120,7 +120,7 @@ pub(crate) async fn pin_as(
     default_name: Option<&str>,
 ) -> Result<PinView, ApiError> {
     let (rmin, rmax) = options::replication_factors(request.replication, CLUSTER_SIZE)?;
-    let mut pin = NewPin {
+    let pin = NewPin {
         cid,
         name: request.name.clone().or_else(|| default_name.filter(|n| !n.is_empty()).map(str::to_string)),
         meta: request.meta.clone(),
@@ -133,28 +133,10 @@ pub(crate) async fn pin_as(
             expire_at: request.expire_at,
         },
     };
-    if let Some(old) = request.pin_update {
-        // Cluster's pin update: the options, metadata and origins of the old
-        // pin, with the name and expiry of the request. The old pin stays.
-        let old_entry = entry(ctx, old)
-            .await?
-            .ok_or_else(|| ApiError::bad(format!("pin-update: {old} is not part of the pinset")))?;
-        let holder = wire::representative(&old_entry, Some(caller));
-        pin.options = PinOptions { expire_at: request.expire_at, ..old_entry.pin.options.clone() };
-        pin.meta = holder.map(|h| h.meta.clone()).unwrap_or_default();
-        pin.origins = holder.map(|h| h.origins.clone()).unwrap_or_default();
-        if pin.name.is_none() {
-            pin.name = holder.and_then(|h| h.name.clone());
-        }
-    }
-    if let Some(existing) = entry(ctx, cid).await? {
-        if existing.pin.options.mode == PinMode::Recursive && pin.options.mode == PinMode::Direct {
-            return Err(ApiError::bad(format!(
-                "{cid} is already pinned recursively: unpin it before pinning it in direct mode"
-            )));
-        }
-    }
-    let view = ctx.tracker.pin(caller, pin).await?;
+    // Cluster's pin update (the old pin's options, metadata and origins with
+    // the request's name and expiry) and the refusal to pin a recursive pin
+    // in direct mode are rules of the pinset, applied with the command.
+    let view = ctx.tracker.pin_from(caller, pin, request.pin_update).await?;
     if let Some(at) = view.cluster.options.expire_at {
         ctx.expiry.schedule(at);
     }

@@ -29,7 +29,9 @@ pub(crate) fn command(st: &mut Staged<'_>, command: Command) -> Result<Applied, 
             pin_one(st, &user, pin, at).map(Applied::Pin)
         }
         Command::Replace { user, old, pin, at } => replace(st, &user, &old, pin, at).map(Applied::Replace),
-        Command::Unpin { user, cid } => unpin(st, &user, &cid).map(Applied::Unpin),
+        Command::Unpin { user, cid } => {
+            unpin(st, &user, &cid).map(|out| Applied::Unpin { cid, orphaned: out.orphaned })
+        }
         Command::UnpinAll { cid } => unpin_all(st, &cid).map(Applied::UnpinAll),
         Command::SetAllocations { cid, allocations } => {
             set_allocations(st, &cid, allocations).map(|()| Applied::SetAllocations)

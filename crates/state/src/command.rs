@@ -12,7 +12,7 @@
 use pincluster_model::{Cid, ClusterPin, Multiaddr, NewPin, PinMode, PinOptions, Timestamp, UserName, UserPin};
 use serde::{Deserialize, Serialize};
 
-use crate::{ClusterEntry, PinOutcome, ReplaceOutcome, StateError, UnpinOutcome};
+use crate::{ClusterEntry, PinOutcome, ReplaceOutcome, StateError};
 
 /// The format version of [`Command::encode`].
 const COMMAND_V1: u8 = 1;
@@ -50,7 +50,11 @@ pub enum Command {
 pub enum Applied {
     Pin(PinOutcome),
     Replace(ReplaceOutcome),
-    Unpin(UnpinOutcome),
+    /// `user`'s pin of `cid` is gone; `orphaned` when nobody holds `cid` any more.
+    Unpin {
+        cid: Cid,
+        orphaned: bool,
+    },
     /// The entry as it was before it was removed.
     UnpinAll(ClusterEntry),
     SetAllocations,
@@ -73,7 +77,9 @@ impl Applied {
     /// The CIDs that applying this command removed from the pinset (the tracker releases them).
     pub fn removed(&self) -> Vec<Cid> {
         match self {
-            Applied::Replace(ReplaceOutcome { orphaned: Some(cid), .. }) => vec![*cid],
+            Applied::Replace(ReplaceOutcome { orphaned: Some(cid), .. }) | Applied::Unpin { cid, orphaned: true } => {
+                vec![*cid]
+            }
             Applied::UnpinAll(entry) => vec![entry.pin.cid],
             Applied::Expire(cids) => cids.clone(),
             _ => Vec::new(),

@@ -498,7 +498,7 @@ impl Pinset {
     /// Proposes [`Command::Unpin`]; [`StateError::NotFound`] when absent.
     pub async fn unpin(&self, user: &UserName, cid: &Cid) -> Result<UnpinOutcome, StateError> {
         match self.propose_one(Command::Unpin { user: user.clone(), cid: *cid }).await? {
-            Applied::Unpin(outcome) => Ok(outcome),
+            Applied::Unpin { orphaned, .. } => Ok(UnpinOutcome { orphaned }),
             _ => Err(StateError::Closed),
         }
     }

@@ -2,6 +2,11 @@
 //! that every new, replaced or dropped pin reaches the workers that fetch or
 //! release its content in the embedded IPFS node. Read [`Tracker`] first;
 //! the workers are in `worker.rs`.
+//!
+//! The APIs read the pinset directly; every write is a [`Command`] the
+//! tracker proposes, and the local work (fetch, release) follows from what
+//! applying it did ([`Tracker::act_on`]), never from what was asked. The
+//! workers alone write this peer's local records (status, progress).
 
 mod worker;
 
@@ -10,8 +15,8 @@ use std::sync::Arc;
 use pincluster_ipfs::{GcStats, Node, RepoStat};
 
 pub use pincluster_ipfs::{AddedEntry, CarImporter, ImportOptions, Imported, Importer, IpfsError, MAX_CHUNK_SIZE};
-use pincluster_model::{Cid, NewPin, PinStatus, PinView, UserName, ValidationError};
-use pincluster_state::{Pinset, StateError, StatusUpdate};
+use pincluster_model::{Cid, NewPin, PinStatus, PinView, Timestamp, UserName, ValidationError};
+use pincluster_state::{Applied, Command, Pinset, StateError, StatusUpdate};
 
 pub use worker::TrackerOptions;
 use worker::Workers;
@@ -60,12 +65,47 @@ impl Tracker {
         &self.state
     }
 
+    /// Proposes one command and acts on what applying it did: queues the
+    /// CID it added, releases those it removed.
+    async fn propose(&self, command: Command) -> Result<Applied, TrackerError> {
+        let applied = self.state.propose(vec![command]).await?.pop().ok_or(TrackerError::Stopped)??;
+        self.act_on(&applied).await;
+        Ok(applied)
+    }
+
+    /// Schedules the local work that an applied command calls for. Whatever
+    /// applied it (this peer's own proposal today, a replicated log
+    /// tomorrow), the work follows from the outcome alone.
+    pub async fn act_on(&self, applied: &Applied) {
+        if let Some(cid) = applied.added() {
+            self.workers.schedule(cid);
+        }
+        for cid in applied.removed() {
+            self.workers.release(cid).await;
+        }
+    }
+
     /// Pins `pin.cid` for `user`, or updates that user's pin object. Pinning
     /// a CID whose content failed queues it again.
     pub async fn pin(&self, user: &UserName, pin: NewPin) -> Result<PinView, TrackerError> {
+        self.pin_from(user, pin, None).await
+    }
+
+    /// Pins `pin.cid` for `user`; with `update_from`, Cluster's pin update
+    /// (see [`Command::Pin`]): the rules run where the command is applied, so
+    /// they cannot race with other writes.
+    pub async fn pin_from(
+        &self,
+        user: &UserName,
+        pin: NewPin,
+        update_from: Option<Cid>,
+    ) -> Result<PinView, TrackerError> {
         pin.validate()?;
-        let outcome = self.state.pin(user, pin).await?;
-        self.follow(&outcome.view).await
+        let command = Command::Pin { user: user.clone(), pin, at: Timestamp::now(), update_from };
+        match self.propose(command).await? {
+            Applied::Pin(outcome) => self.follow(&outcome.view).await,
+            _ => Err(TrackerError::Stopped),
+        }
     }
 
     /// Replaces `user`'s pin of `old` by `pin` in one step. Blocks the two
@@ -73,21 +113,16 @@ impl Tracker {
     /// in progress.
     pub async fn replace(&self, user: &UserName, old: &Cid, pin: NewPin) -> Result<PinView, TrackerError> {
         pin.validate()?;
-        let outcome = self.state.replace(user, old, pin).await?;
-        let view = self.follow(&outcome.view).await?;
-        if let Some(orphan) = outcome.orphaned {
-            self.workers.release(orphan).await;
+        let command = Command::Replace { user: user.clone(), old: *old, pin, at: Timestamp::now() };
+        match self.propose(command).await? {
+            Applied::Replace(outcome) => self.follow(&outcome.view).await,
+            _ => Err(TrackerError::Stopped),
         }
-        Ok(view)
     }
 
     /// Drops `user`'s pin of `cid`; the content goes when no user holds it.
     pub async fn unpin(&self, user: &UserName, cid: &Cid) -> Result<(), TrackerError> {
-        let outcome = self.state.unpin(user, cid).await?;
-        if outcome.orphaned {
-            self.workers.release(*cid).await;
-        }
-        Ok(())
+        self.propose(Command::Unpin { user: user.clone(), cid: *cid }).await.map(drop)
     }
 
     /// Collects every block no pin reaches, now.
@@ -139,6 +174,9 @@ impl Tracker {
     }
 }
 
+/// How many expired CIDs one command removes.
+const EXPIRE_BATCH: usize = 1000;
+
 /// What [`Tracker::unpin_expired`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExpirySweep {
@@ -150,23 +188,14 @@ pub struct ExpirySweep {
 
 /// Admin operations of the cluster REST API: whole-CID removal, recover and expiry.
 impl Tracker {
-    /// Removes `cid` for every user who holds it, so the cluster record goes
-    /// away, and returns the entry as it was. [`TrackerError::NotFound`] when
-    /// the CID is not in the pinset.
+    /// Removes `cid` for every user who holds it, in one command, and returns
+    /// the entry as it was. [`TrackerError::NotFound`] when the CID is not in
+    /// the pinset.
     pub async fn unpin_all(&self, cid: &Cid) -> Result<pincluster_state::ClusterEntry, TrackerError> {
-        let entry = self.state.cluster_pin(cid)?.ok_or(TrackerError::NotFound)?;
-        // A user who pins the CID meanwhile is removed by a further round.
-        let mut current = Some(entry.clone());
-        while let Some(round) = current {
-            for (user, _) in &round.holders {
-                match self.unpin(user, cid).await {
-                    Ok(()) | Err(TrackerError::NotFound) => {}
-                    Err(other) => return Err(other),
-                }
-            }
-            current = self.state.cluster_pin(cid)?;
+        match self.propose(Command::UnpinAll { cid: *cid }).await? {
+            Applied::UnpinAll(entry) => Ok(entry),
+            _ => Err(TrackerError::Stopped),
         }
-        Ok(entry)
     }
 
     /// Queues a failed pin again. `Ok(true)` when it was `Failed` and is now
@@ -211,11 +240,10 @@ impl Tracker {
         });
         let (due, next) = scan.await.map_err(|_| TrackerError::State(StateError::Closed))?;
         let mut removed = Vec::with_capacity(due.len());
-        for cid in due {
-            match self.unpin_all(&cid).await {
-                Ok(_) => removed.push(cid),
-                Err(TrackerError::NotFound) => {}
-                Err(error) => return Err(error),
+        // Applying checks each `expire_at` again, so a pin renewed meanwhile stays.
+        for chunk in due.chunks(EXPIRE_BATCH) {
+            if let Applied::Expire(cids) = self.propose(Command::Expire { cids: chunk.to_vec(), at: now }).await? {
+                removed.extend(cids);
             }
         }
         Ok(ExpirySweep { removed, next })

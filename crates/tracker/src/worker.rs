@@ -1,6 +1,6 @@
 //! The pin workers: a bounded queue of CIDs, `concurrent_pins` workers that
 //! fetch each DAG into the embedded node and record every status change in
-//! the pinset, retries with backoff, resume after a restart, and garbage
+//! this peer's local records of the pinset, retries with backoff, resume after a restart, and garbage
 //! collection when content is no longer held. Read [`Workers`] first.
 
 use std::collections::{HashMap, HashSet};
@@ -218,9 +218,11 @@ impl Workers {
                 result = &mut fetch_job => break result,
                 _ = ticker.tick() => {
                     let progress = Progress { blocks: blocks.load(Ordering::Relaxed), bytes: bytes.load(Ordering::Relaxed) };
-                    let update = StatusUpdate { progress: Some(progress), ..StatusUpdate::status(PinStatus::Pinning) };
-                    if !self.record(&cid, update).await {
-                        return;
+                    // Informational: not fsynced on its own.
+                    match self.state.update_progress(&cid, progress).await {
+                        Ok(()) => {}
+                        Err(StateError::NotFound) => return,
+                        Err(error) => tracing::warn!(%cid, %error, "cannot record the pin's progress"),
                     }
                     tracing::info!(%cid, blocks = progress.blocks, bytes = progress.bytes, "pinning progress");
                 }
