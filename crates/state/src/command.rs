@@ -122,8 +122,17 @@ struct EntryV1 {
     options: OptionsV1,
     allocations: Vec<String>,
     created: u64,
-    /// Each holder with name, meta, origins and `created`.
-    holders: Vec<(String, Option<String>, Vec<(String, String)>, Vec<Vec<u8>>, u64)>,
+    holders: Vec<HolderV1>,
+}
+
+/// A holder of an [`EntryV1`]: the user and their pin object.
+#[derive(Serialize, Deserialize)]
+struct HolderV1 {
+    user: String,
+    name: Option<String>,
+    meta: Vec<(String, String)>,
+    origins: Vec<Vec<u8>>,
+    created: u64,
 }
 
 fn bad(reason: impl std::fmt::Display) -> StateError {
@@ -198,14 +207,12 @@ fn entry_v1(entry: &ClusterEntry) -> EntryV1 {
         holders: entry
             .holders
             .iter()
-            .map(|(user, pin)| {
-                (
-                    user.as_str().to_owned(),
-                    pin.name.clone(),
-                    pin.meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                    pin.origins.iter().map(|o| o.to_vec()).collect(),
-                    pin.created.0,
-                )
+            .map(|(user, pin)| HolderV1 {
+                user: user.as_str().to_owned(),
+                name: pin.name.clone(),
+                meta: pin.meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                origins: pin.origins.iter().map(|o| o.to_vec()).collect(),
+                created: pin.created.0,
             })
             .collect(),
     }
@@ -217,15 +224,15 @@ fn entry_from(entry: EntryV1) -> Result<ClusterEntry, StateError> {
     let holders = entry
         .holders
         .into_iter()
-        .map(|(user, name, meta, origins, pin_created)| {
+        .map(|h| {
             let pin = UserPin {
                 cid,
-                name,
-                meta: meta.into_iter().collect(),
-                origins: origins_from(origins)?,
-                created: Timestamp(pin_created),
+                name: h.name,
+                meta: h.meta.into_iter().collect(),
+                origins: origins_from(h.origins)?,
+                created: Timestamp(h.created),
             };
-            Ok((user_from(user)?, pin))
+            Ok((user_from(h.user)?, pin))
         })
         .collect::<Result<Vec<_>, StateError>>()?;
     Ok(ClusterEntry { pin: ClusterPin::shared(cid, options_from(entry.options)?, entry.allocations, created), holders })

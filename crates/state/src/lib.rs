@@ -413,7 +413,7 @@ impl Pinset {
         Ok(results
             .into_iter()
             .map(|r| match r {
-                Ok(Done::Command(applied)) => Ok(applied),
+                Ok(Done::Command(applied)) => Ok(*applied),
                 Ok(Done::Local) => Err(StateError::Closed),
                 Err(error) => Err(error),
             })

@@ -74,7 +74,7 @@ pub(crate) enum Op {
 
 /// The result of one successful operation.
 pub(crate) enum Done {
-    Command(Applied),
+    Command(Box<Applied>),
     Local,
 }
 
@@ -167,7 +167,7 @@ impl<'a> Staged<'a> {
     /// Applies one operation; its writes are kept only when it succeeds.
     fn apply(&mut self, op: Op) -> Result<Done, StateError> {
         let result = match op {
-            Op::Command(command) => apply::command(self, command).map(Done::Command),
+            Op::Command(command) => apply::command(self, command).map(|applied| Done::Command(Box::new(applied))),
             Op::Local { cid, update, at } => apply::local(self, &cid, update, at).map(|()| Done::Local),
         };
         match result {
