@@ -14,7 +14,7 @@ use crate::StateError;
 /// The most problems a report lists.
 const MAX_PROBLEMS: usize = 100;
 
-/// What [`crate::Pinset::check_integrity`] found.
+/// What [`crate::Reader::check_integrity`] found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IntegrityReport {
     /// User pin objects seen.

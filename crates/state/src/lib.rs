@@ -62,8 +62,8 @@
 //! | `l` cid | local record | local | status, error, attempts, progress, DAG size |
 //! | `s` len user status !created | listing record | view | a user's pin object with a copy of its joined cluster pin, by listing status |
 //! | `m` len user status | `u64` BE | view | a user's pins per listing status |
-//! | `q` status created cid | empty | view | cluster pins by listing status, oldest first ([`Pinset::cluster_pins`]) |
-//! | `k` status | `u64` BE | view | cluster pins per listing status ([`Pinset::cluster_count`]) |
+//! | `q` status created cid | empty | view | cluster pins by listing status, oldest first ([`Reader::cluster_pins`]) |
+//! | `k` status | `u64` BE | view | cluster pins per listing status ([`Reader::cluster_count`]) |
 //!
 //! Counters at zero are removed. Records are postcard-encoded structs behind a
 //! one-byte format version (see `records.rs`); the domain types are never
@@ -90,7 +90,7 @@
 //!
 //! # Listing
 //!
-//! [`Pinset::list`] walks newest first, bounded by `after`/`before` in the
+//! [`Reader::list`] walks newest first, bounded by `after`/`before` in the
 //! key: `n` for `exact`/`iexact` names (each entry leads to the listing record
 //! through the cluster record), else a merge of the `s` ranges of the selected
 //! statuses; `cids` are direct lookups. The first page costs the page plus the
@@ -132,7 +132,7 @@ use writer::{Done, Entry, Op, Request};
 /// The schema version this build writes. Opening a schema-3 pinset migrates
 /// it (see `migrate.rs`); versions 1 and 2 only existed in development builds.
 pub const SCHEMA_VERSION: u32 = 4;
-/// The largest page [`Pinset::list`] returns; larger limits are clamped.
+/// The largest page [`Reader::list`] returns; larger limits are clamped.
 pub const MAX_LIMIT: usize = 1000;
 /// The default sled cache size: 16 MiB (see `state.cache_capacity` in the
 /// service configuration for why it is small).
@@ -259,7 +259,30 @@ pub struct Page {
 /// The pinset. Cheap to clone; every clone shares one database and one writer.
 #[derive(Clone)]
 pub struct Pinset {
+    reader: Reader,
+}
+
+/// The read-only side of the pinset, which the APIs get: every query and
+/// none of the writes. Cheap to clone; a clone is a handle like a
+/// [`Pinset`] clone (see [`Pinset::close`]).
+#[derive(Clone)]
+pub struct Reader {
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader").finish_non_exhaustive()
+    }
+}
+
+/// A pinset reads like its reader.
+impl std::ops::Deref for Pinset {
+    type Target = Reader;
+
+    fn deref(&self) -> &Reader {
+        &self.reader
+    }
 }
 
 impl std::fmt::Debug for Pinset {
@@ -364,12 +387,19 @@ impl Pinset {
         let thread =
             writer::spawn(db.clone(), rx, log_file, applied).map_err(|e| StateError::from(sled::Error::Io(e)))?;
         Ok(Pinset {
-            inner: Arc::new(Inner {
-                db,
-                writer: WriterHandle { requests: Some(requests), thread: Some(thread) },
-                checkpoint: Checkpoint { options: options.clone(), armed: true },
-            }),
+            reader: Reader {
+                inner: Arc::new(Inner {
+                    db,
+                    writer: WriterHandle { requests: Some(requests), thread: Some(thread) },
+                    checkpoint: Checkpoint { options: options.clone(), armed: true },
+                }),
+            },
         })
+    }
+
+    /// The read-only side, for those who must not write (the APIs).
+    pub fn reader(&self) -> Reader {
+        self.reader.clone()
     }
 
     /// Closes the pinset when this is its last handle: waits for the writes in
@@ -378,10 +408,11 @@ impl Pinset {
     /// fast (this takes about as long as an open after the same writes).
     /// Dropping the last handle does the same but can only log errors.
     ///
-    /// Returns `Ok(false)` and does nothing else when other handles (clones, or
-    /// streams from [`Pinset::cluster_pins`]) are still alive; they keep working.
+    /// Returns `Ok(false)` and does nothing else when other handles (clones,
+    /// readers, or streams from [`Reader::cluster_pins`]) are still alive;
+    /// they keep working.
     pub fn close(self) -> Result<bool, StateError> {
-        let Ok(inner) = Arc::try_unwrap(self.inner) else {
+        let Ok(inner) = Arc::try_unwrap(self.reader.inner) else {
             return Ok(false);
         };
         let Inner { db, writer, mut checkpoint } = inner;
@@ -398,7 +429,7 @@ impl Pinset {
         durable: bool,
     ) -> Result<Vec<Result<Done, StateError>>, StateError> {
         let (reply, answer) = oneshot::channel();
-        let sender = self.inner.writer.requests.as_ref().ok_or(StateError::Closed)?;
+        let sender = self.reader.inner.writer.requests.as_ref().ok_or(StateError::Closed)?;
         sender.send(Request { entry, ops, durable, reply }).map_err(|_| StateError::Closed)?;
         answer.await.map_err(|_| StateError::Closed)?
     }
@@ -438,11 +469,6 @@ impl Pinset {
         commands: Vec<Command>,
     ) -> Result<Vec<Result<Applied, StateError>>, StateError> {
         self.commands(Entry::At(index), commands).await
-    }
-
-    /// The index of the last applied log entry (0 for none), as on disk or about to be.
-    pub fn applied_index(&self) -> Result<u64, StateError> {
-        read::counter(&self.inner.db, keys::APPLIED_KEY)
     }
 
     async fn propose_one(&self, command: Command) -> Result<Applied, StateError> {
@@ -525,6 +551,13 @@ impl Pinset {
         let update = StatusUpdate { progress: Some(progress), ..StatusUpdate::status(PinStatus::Pinning) };
         self.local(cid, update, false).await
     }
+}
+
+impl Reader {
+    /// The index of the last applied log entry (0 for none), as on disk or about to be.
+    pub fn applied_index(&self) -> Result<u64, StateError> {
+        read::counter(&self.inner.db, keys::APPLIED_KEY)
+    }
 
     /// The user's pin of `cid` with its cluster status.
     pub fn get(&self, user: &UserName, cid: &Cid) -> Result<Option<PinView>, StateError> {
@@ -575,7 +608,7 @@ impl Pinset {
         ClusterPins::new(&self.inner.db, filter)
     }
 
-    /// Like [`Pinset::cluster_pins`], with each CID's representative holder:
+    /// Like [`Reader::cluster_pins`], with each CID's representative holder:
     /// the first in user-name byte order, with their pin object (the first of
     /// [`ClusterEntry::holders`]). One sequential scan of the cluster records,
     /// which carry a copy of that pin, so it costs no per-pin lookups.

@@ -26,7 +26,7 @@ enum Driver {
     Name,
 }
 
-/// Lists one user's pins newest first; see [`crate::Pinset::list`].
+/// Lists one user's pins newest first; see [`crate::Reader::list`].
 pub(crate) fn list(db: &sled::Db, user: &UserName, query: &Query) -> Result<Page, StateError> {
     let limit = query.limit.min(MAX_LIMIT);
     let lo = query.after.map_or(0, |t| t.0.saturating_add(1));

@@ -12,7 +12,7 @@ use crate::read;
 use crate::records::{self, ClusterRecord, LocalRecord};
 use crate::StateError;
 
-/// A lazy stream of cluster pins; see [`crate::Pinset::cluster_pins`].
+/// A lazy stream of cluster pins; see [`crate::Reader::cluster_pins`].
 ///
 /// A record that cannot be decoded is yielded as an error; iteration goes on after it.
 pub struct ClusterPins {
@@ -30,7 +30,7 @@ pub struct ClusterSummary {
 }
 
 /// A lazy stream of cluster pins with their representative holder; see
-/// [`crate::Pinset::cluster_summaries`]. Reads nothing but the cluster and
+/// [`crate::Reader::cluster_summaries`]. Reads nothing but the cluster and
 /// local records (and, with a status filter, the status index).
 ///
 /// A record that cannot be decoded is yielded as an error; iteration goes on after it.

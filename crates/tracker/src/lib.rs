@@ -16,7 +16,7 @@ use pincluster_ipfs::{GcStats, Node, RepoStat};
 
 pub use pincluster_ipfs::{AddedEntry, CarImporter, ImportOptions, Imported, Importer, IpfsError, MAX_CHUNK_SIZE};
 use pincluster_model::{Cid, NewPin, PinStatus, PinView, Timestamp, UserName, ValidationError};
-use pincluster_state::{Applied, Command, Pinset, StateError, StatusUpdate};
+use pincluster_state::{Applied, Command, Pinset, Reader, StateError, StatusUpdate};
 
 pub use worker::TrackerOptions;
 use worker::Workers;
@@ -49,6 +49,7 @@ impl From<StateError> for TrackerError {
 #[derive(Clone)]
 pub struct Tracker {
     state: Pinset,
+    reader: Reader,
     workers: Arc<Workers>,
 }
 
@@ -57,12 +58,12 @@ impl Tracker {
     /// resumes every pin a previous run left unfinished.
     pub fn start(state: Pinset, node: Node, options: TrackerOptions) -> Tracker {
         let workers = Workers::start(state.clone(), node, options);
-        Tracker { state, workers }
+        Tracker { reader: state.reader(), state, workers }
     }
 
-    /// The pinset, for reads.
-    pub fn state(&self) -> &Pinset {
-        &self.state
+    /// The pinset, read-only: every write goes through the tracker.
+    pub fn state(&self) -> &Reader {
+        &self.reader
     }
 
     /// Proposes one command and acts on what applying it did: queues the
