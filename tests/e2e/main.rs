@@ -8,3 +8,4 @@ mod foundation;
 mod pinning;
 mod psa;
 mod rest;
+mod statefile;

@@ -76,18 +76,24 @@ pub struct Daemon {
 impl Daemon {
     /// Initialises a temp config folder with `config` and starts the daemon.
     pub fn start(config: Value) -> Daemon {
+        let mut daemon = Daemon::init(config);
+        daemon.spawn();
+        daemon
+    }
+
+    /// Initialises a temp config folder with `config` without starting the
+    /// daemon: [`Daemon::spawn`] starts it.
+    pub fn init(config: Value) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         init_dir(dir.path(), &config);
-        let mut daemon = Daemon {
+        Daemon {
             child: None,
             dir,
             rest: String::new(),
             pinsvc: String::new(),
             peer_id: String::new(),
             stderr: Default::default(),
-        };
-        daemon.spawn();
-        daemon
+        }
     }
 
     pub fn dir(&self) -> &Path {

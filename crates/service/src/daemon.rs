@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use pincluster_auth::{Authenticator, TokenOptions};
@@ -62,11 +62,7 @@ pub fn run(dir: &Path, args: DaemonArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the IPFS runtime")?;
-    let state = Pinset::open(&StateOptions {
-        path: dir.join("data").join("pinset"),
-        cache_capacity_bytes: config.state.cache_capacity,
-    })
-    .context("cannot open the pinset")?;
+    let state = Pinset::open(&state_options(dir, &config)).context("cannot open the pinset")?;
     let node = node_runtime
         .block_on(Node::start(node_options(dir, &config, &identity)))
         .context("cannot start the IPFS node")?;
@@ -114,17 +110,32 @@ fn tracker_options(config: &ServiceConfig) -> TrackerOptions {
     }
 }
 
+/// Where the pinset of the config folder `dir` lives and how to open it.
+pub(crate) fn state_options(dir: &Path, config: &ServiceConfig) -> StateOptions {
+    StateOptions { path: dir.join("data").join("pinset"), cache_capacity_bytes: config.state.cache_capacity }
+}
+
 /// Takes the folder lock; the OS releases it when the process ends, even on `kill -9`.
 fn lock(dir: &Path) -> anyhow::Result<File> {
-    let path = dir.join(LOCK_FILE);
+    try_lock(dir)?.with_context(|| {
+        format!("another pincluster-service is running on {} (it holds {})", dir.display(), lock_path(dir).display())
+    })
+}
+
+/// Takes the folder lock, or `None` when another process holds it.
+pub(crate) fn try_lock(dir: &Path) -> anyhow::Result<Option<File>> {
+    let path = lock_path(dir);
     let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            anyhow::bail!("another pincluster-service is running on {} (it holds {})", dir.display(), path.display())
-        }
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
         Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
     }
+}
+
+/// The file [`lock`] locks.
+pub(crate) fn lock_path(dir: &Path) -> PathBuf {
+    dir.join(LOCK_FILE)
 }
 
 fn authenticator(api: &ApiConfig) -> Authenticator {

@@ -1,8 +1,10 @@
 //! `pincluster-service`: the daemon binary. `init` writes a config folder,
-//! `daemon` (the default) runs the APIs over the pinset. Read [`Command`] first.
+//! `daemon` (the default) runs the APIs over the pinset, `state export` and
+//! `state import` back up and restore the shared pinset. Read [`Command`] first.
 
 mod daemon;
 mod reload;
+mod statefile;
 
 use std::path::PathBuf;
 
@@ -32,6 +34,9 @@ enum Command {
     },
     /// Run the peer; initialises the config folder first when it is empty.
     Daemon(daemon::DaemonArgs),
+    /// Back up or restore the shared pinset as newline-delimited JSON (the daemon must be stopped).
+    #[command(subcommand)]
+    State(statefile::StateCommand),
 }
 
 fn config_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -58,6 +63,7 @@ fn main() {
     let result = config_dir(cli.config_dir).and_then(|dir| match cli.command {
         Some(Command::Init { force }) => init(&dir, force),
         Some(Command::Daemon(args)) => daemon::run(&dir, args),
+        Some(Command::State(command)) => statefile::run(&dir, command),
         None => daemon::run(&dir, daemon::DaemonArgs::default()),
     });
     if let Err(error) = result {
