@@ -9,9 +9,10 @@
 //! types are private mirrors, like the stored records, so the domain types can
 //! change without changing the log.
 
-use pincluster_model::{Cid, ClusterPin, Multiaddr, NewPin, PinMode, PinOptions, Timestamp, UserName, UserPin};
+use pincluster_model::{Cid, ClusterPin, Multiaddr, NewPin, PinOptions, Timestamp, UserName, UserPin};
 use serde::{Deserialize, Serialize};
 
+use crate::records::{self, options_v1, OptionsV1};
 use crate::{ClusterEntry, PinOutcome, ReplaceOutcome, StateError};
 
 /// The format version of [`Command::encode`].
@@ -108,15 +109,6 @@ struct NewPinV1 {
 }
 
 #[derive(Serialize, Deserialize)]
-struct OptionsV1 {
-    mode: u8,
-    replication_min: i32,
-    replication_max: i32,
-    user_allocations: Vec<String>,
-    expire_at: Option<u64>,
-}
-
-#[derive(Serialize, Deserialize)]
 struct EntryV1 {
     cid: Vec<u8>,
     options: OptionsV1,
@@ -151,31 +143,8 @@ fn origins_from(origins: Vec<Vec<u8>>) -> Result<Vec<Multiaddr>, StateError> {
     origins.into_iter().map(|o| Multiaddr::try_from(o).map_err(|e| bad(format!("bad origin: {e}")))).collect()
 }
 
-fn options_v1(options: &PinOptions) -> OptionsV1 {
-    OptionsV1 {
-        mode: match options.mode {
-            PinMode::Recursive => 0,
-            PinMode::Direct => 1,
-        },
-        replication_min: options.replication_min,
-        replication_max: options.replication_max,
-        user_allocations: options.user_allocations.clone(),
-        expire_at: options.expire_at.map(|t| t.0),
-    }
-}
-
 fn options_from(options: OptionsV1) -> Result<PinOptions, StateError> {
-    Ok(PinOptions {
-        mode: match options.mode {
-            0 => PinMode::Recursive,
-            1 => PinMode::Direct,
-            other => return Err(bad(format!("unknown pin mode {other}"))),
-        },
-        replication_min: options.replication_min,
-        replication_max: options.replication_max,
-        user_allocations: options.user_allocations,
-        expire_at: options.expire_at.map(Timestamp),
-    })
+    records::options_from_v1(b"command", options)
 }
 
 fn new_pin_v1(pin: &NewPin) -> NewPinV1 {
@@ -314,7 +283,11 @@ mod tests {
             name: Some("n".into()),
             meta: [("k".to_string(), "v".to_string())].into_iter().collect(),
             origins: vec!["/ip4/127.0.0.1/tcp/4001".parse().unwrap()],
-            options: PinOptions { mode: PinMode::Direct, expire_at: Some(Timestamp(9)), ..PinOptions::everywhere() },
+            options: PinOptions {
+                mode: pincluster_model::PinMode::Direct,
+                expire_at: Some(Timestamp(9)),
+                ..PinOptions::everywhere()
+            },
         };
         let entry = ClusterEntry {
             pin: ClusterPin::shared(cid, PinOptions::everywhere(), vec!["peer".into()], Timestamp(5)),

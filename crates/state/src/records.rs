@@ -82,8 +82,10 @@ struct ClusterRecordV4 {
     first: Option<UserRecordV2>,
 }
 
+/// A pin's options, in the stored records and in the command format alike
+/// (a change to either needs a new version of both).
 #[derive(Serialize, Deserialize)]
-struct OptionsV1 {
+pub(crate) struct OptionsV1 {
     mode: u8,
     replication_min: i32,
     replication_max: i32,
@@ -309,7 +311,7 @@ fn status_from(key: &[u8], code: u8) -> Result<PinStatus, StateError> {
     PinStatus::from_code(code).ok_or_else(|| corrupt(key, format!("unknown status {code}")))
 }
 
-fn options_v1(options: &PinOptions) -> OptionsV1 {
+pub(crate) fn options_v1(options: &PinOptions) -> OptionsV1 {
     OptionsV1 {
         mode: mode_code(options.mode),
         replication_min: options.replication_min,
@@ -319,7 +321,7 @@ fn options_v1(options: &PinOptions) -> OptionsV1 {
     }
 }
 
-fn options_from_v1(key: &[u8], options: OptionsV1) -> Result<PinOptions, StateError> {
+pub(crate) fn options_from_v1(key: &[u8], options: OptionsV1) -> Result<PinOptions, StateError> {
     Ok(PinOptions {
         mode: mode_from(key, options.mode)?,
         replication_min: options.replication_min,
