@@ -124,7 +124,7 @@ def main():
     if not self_test():
         return 1
     raw = subprocess.run(
-        ["cargo", "metadata", "--format-version", "1", "--no-deps", "--offline"],
+        ["cargo", "metadata", "--format-version", "1", "--no-deps"],
         cwd=ROOT,
         check=True,
         capture_output=True,
