@@ -244,7 +244,9 @@ fn pin_one(st: &mut Staged<'_>, user: &UserName, new: NewPin, at: Timestamp) -> 
         }
         None => (new_cluster(st, cid, new.options, Vec::new(), at)?, true, false),
     };
-    let local = local_of(st, &rec)?;
+    // A local record never outlives its cluster record, so a new CID has none:
+    // skipping the lookup spares a random leaf read per new pin.
+    let local = if new_cluster_pin { LocalRecord::fresh(rec.created) } else { local_of(st, &rec)? };
     let status = local.status;
     let user_pin = match rec.holder(user) {
         Some(created) => {
