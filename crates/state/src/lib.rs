@@ -577,28 +577,17 @@ impl Reader {
 
     /// The cluster record of `cid` and every user who holds it.
     pub fn cluster_pin(&self, cid: &Cid) -> Result<Option<ClusterEntry>, StateError> {
-        let db = &self.inner.db;
-        let Some((rec, pin)) = read::joined(db, cid)? else {
-            return Ok(None);
-        };
-        let mut holders = Vec::with_capacity(rec.holders.len());
-        for (user, created) in rec.holders {
-            // A holder removed since the record was read is simply left out.
-            if let Some(view) = read::listing(db, &user, pin.status, created, cid)? {
-                holders.push((user, view.user));
-            }
-        }
-        Ok(Some(ClusterEntry { pin, holders }))
+        read::joined(&self.inner.db, cid)?.map(|(rec, pin)| read::entry(&self.inner.db, rec, pin)).transpose()
     }
 
     /// Every cluster entry with all its holders, in CID byte order, lazily:
     /// the shared pinset as [`Command::Restore`] takes it back (an export).
     pub fn entries(&self) -> impl Iterator<Item = Result<ClusterEntry, StateError>> + '_ {
-        // A CID removed since the scan read it is skipped.
-        self.cluster_pins(StatusSet::ALL).filter_map(move |pin| match pin {
-            Ok(pin) => self.cluster_pin(&pin.cid).transpose(),
-            Err(error) => Some(Err(error)),
-        })
+        let db = &self.inner.db;
+        scan::Records::new(db, StatusSet::ALL)
+            .map(move |item| item.and_then(|(rec, pin)| read::entry(db, rec, pin)))
+            // A CID whose holders all left since the scan read it is skipped.
+            .filter(|entry| entry.as_ref().map_or(true, |e| !e.holders.is_empty()))
     }
 
     /// Every cluster pin whose status is in `filter`, lazily: in CID byte order

@@ -5,7 +5,7 @@ use pincluster_model::{Cid, ClusterPin, PinStatus, PinView, Timestamp, UserName}
 
 use crate::keys;
 use crate::records::{self, ClusterRecord, LocalRecord};
-use crate::StateError;
+use crate::{ClusterEntry, StateError};
 
 pub(crate) fn cluster(db: &sled::Db, cid: &Cid) -> Result<Option<ClusterRecord>, StateError> {
     let key = keys::cluster(cid);
@@ -49,6 +49,18 @@ pub(crate) fn listing(
         }
     }
     Ok(None)
+}
+
+/// The entry of a cluster record: its joined pin with every holder's pin
+/// object (a holder removed since the record was read is left out).
+pub(crate) fn entry(db: &sled::Db, rec: ClusterRecord, pin: ClusterPin) -> Result<ClusterEntry, StateError> {
+    let mut holders = Vec::with_capacity(rec.holders.len());
+    for (user, created) in rec.holders {
+        if let Some(view) = listing(db, &user, pin.status, created, &rec.cid)? {
+            holders.push((user, view.user));
+        }
+    }
+    Ok(ClusterEntry { pin, holders })
 }
 
 /// A user's pin with its cluster status; `None` when the user does not hold `cid`.

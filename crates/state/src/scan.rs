@@ -38,8 +38,8 @@ pub struct ClusterSummaries {
     records: Records,
 }
 
-/// The cluster records behind both streams.
-struct Records {
+/// The cluster records behind both streams (and the export), joined with the local records.
+pub(crate) struct Records {
     inner: Inner,
 }
 
@@ -94,7 +94,7 @@ impl Iterator for ClusterSummaries {
 }
 
 impl Records {
-    fn new(db: &sled::Db, filter: StatusSet) -> Records {
+    pub(crate) fn new(db: &sled::Db, filter: StatusSet) -> Records {
         let inner = if filter.is_all() {
             Inner::All {
                 records: Box::new(db.scan_prefix([Tag::Cluster as u8])),
