@@ -23,15 +23,24 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # libp2p-identity is key material and peer IDs (no networking): the config crate
-# reads and writes identity.json with it. Every other libp2p crate, and the
-# node crates built on libp2p, belong to the embedded node alone.
-NETWORKING = re.compile(r"^(libp2p(-(?!identity$).+)?|rust-ipfs|connexa)$")
+# reads and writes identity.json with it. Every other libp2p crate belongs to
+# the two crates that open sockets: the embedded IPFS node and the cluster's
+# private transport; the IPFS node crates built on libp2p to the node alone.
+NETWORKING = re.compile(r"^libp2p(-(?!identity$).+)?$")
+IPFS_NODE = re.compile(r"^(rust-ipfs|connexa)$")
 
 RULES = [
     # (description, matches a dependency name, crates allowed to declare it, dependency kinds checked)
     ("sled", re.compile(r"^sled$"), {"pincluster-state"}, {None}),
-    ("the networking stack (libp2p*, rust-ipfs, connexa)", NETWORKING, {"pincluster-ipfs"}, {None, "dev", "build"}),
-    ("libp2p-identity", re.compile(r"^libp2p-identity$"), {"pincluster-ipfs", "pincluster-config"}, {None, "dev", "build"}),
+    ("the networking stack (libp2p*)", NETWORKING, {"pincluster-ipfs", "pincluster-p2p"}, {None, "dev", "build"}),
+    ("the IPFS node stack (rust-ipfs, connexa)", IPFS_NODE, {"pincluster-ipfs"}, {None, "dev", "build"}),
+    (
+        "libp2p-identity",
+        re.compile(r"^libp2p-identity$"),
+        {"pincluster-ipfs", "pincluster-config", "pincluster-p2p"},
+        {None, "dev", "build"},
+    ),
+    ("openraft", re.compile(r"^openraft$"), {"pincluster-consensus"}, {None, "dev", "build"}),
     (
         "actix-web",
         re.compile(r"^actix-web$"),
@@ -97,11 +106,16 @@ def self_test():
         metadata("pincluster-service", "connexa"),
         metadata("pincluster-model", "libp2p-identity"),
         metadata("pincluster-auth", "actix-web"),
+        metadata("pincluster-p2p", "rust-ipfs"),
+        metadata("pincluster-tracker", "openraft"),
+        metadata("pincluster-state", "openraft", "dev"),
     ]
     must_pass = [
         metadata("pincluster-config", "libp2p-identity"),
         metadata("pincluster-ipfs", "libp2p"),
         metadata("pincluster-ipfs", "rust-ipfs"),
+        metadata("pincluster-p2p", "libp2p"),
+        metadata("pincluster-consensus", "openraft"),
         metadata("pincluster-state", "sled"),
         metadata("pincluster-tests", "sled", "dev"),
     ]

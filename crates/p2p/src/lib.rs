@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use libp2p::{identity::Keypair, Multiaddr, PeerId};
+pub use libp2p::{identity::Keypair, Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::task::Command;

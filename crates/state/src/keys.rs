@@ -15,6 +15,12 @@ use crate::StateError;
 pub(crate) const SCHEMA_KEY: &[u8] = b"\x00schema";
 /// The key holding the index of the last applied log entry (a big-endian `u64`).
 pub(crate) const APPLIED_KEY: &[u8] = b"\x00applied";
+/// The key holding the log's own record of the last applied entry (opaque
+/// bytes the consensus layer gives with each entry), written with [`APPLIED_KEY`].
+pub(crate) const APPLIED_META_KEY: &[u8] = b"\x00applied_meta";
+/// Present while a snapshot is being installed: the shared half is partial
+/// and is wiped at the next open.
+pub(crate) const INSTALLING_KEY: &[u8] = b"\x00installing";
 
 /// The first byte of every key except [`SCHEMA_KEY`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

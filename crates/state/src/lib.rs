@@ -105,9 +105,11 @@ mod error;
 mod keys;
 mod migrate;
 mod query;
+mod raftlog;
 mod read;
 mod records;
 mod scan;
+mod snapshot;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -125,6 +127,7 @@ use tokio::sync::oneshot;
 pub use check::IntegrityReport;
 pub use command::{Applied, Command};
 pub use error::{StateError, StorageError};
+pub use raftlog::LogStore;
 pub use scan::{ClusterPins, ClusterSummaries, ClusterSummary};
 
 use writer::{Done, Entry, Op, Request};
@@ -382,6 +385,7 @@ impl Pinset {
         let log_file =
             std::fs::File::open(options.path.join("db")).map_err(|e| StateError::from(sled::Error::Io(e)))?;
         migrate::prepare(&db, &log_file)?;
+        snapshot::recover(&db)?;
         let applied = read::counter(&db, keys::APPLIED_KEY)?;
         let (requests, rx) = mpsc::channel();
         let thread =
@@ -422,25 +426,53 @@ impl Pinset {
         Ok(true)
     }
 
+    fn send(
+        &self,
+        entry: Entry,
+        ops: Vec<Op>,
+        meta: Option<Vec<u8>>,
+        durable: bool,
+    ) -> Result<oneshot::Receiver<writer::Answer>, StateError> {
+        let (reply, answer) = oneshot::channel();
+        let sender = self.reader.inner.writer.requests.as_ref().ok_or(StateError::Closed)?;
+        sender.send(Request { entry, ops, meta, durable, reply }).map_err(|_| StateError::Closed)?;
+        Ok(answer)
+    }
+
     async fn submit(
         &self,
         entry: Entry,
         ops: Vec<Op>,
         durable: bool,
     ) -> Result<Vec<Result<Done, StateError>>, StateError> {
-        let (reply, answer) = oneshot::channel();
-        let sender = self.reader.inner.writer.requests.as_ref().ok_or(StateError::Closed)?;
-        sender.send(Request { entry, ops, durable, reply }).map_err(|_| StateError::Closed)?;
-        answer.await.map_err(|_| StateError::Closed)?
+        self.send(entry, ops, None, durable)?.await.map_err(|_| StateError::Closed)?
+    }
+
+    /// [`Pinset::submit`] for threads that may block.
+    fn submit_blocking(
+        &self,
+        entry: Entry,
+        ops: Vec<Op>,
+        meta: Option<Vec<u8>>,
+        durable: bool,
+    ) -> Result<Vec<Result<Done, StateError>>, StateError> {
+        self.send(entry, ops, meta, durable)?.blocking_recv().map_err(|_| StateError::Closed)?
+    }
+
+    /// The database, for the modules that scan it while writing through the writer.
+    fn db(&self) -> &sled::Db {
+        &self.reader.inner.db
     }
 
     async fn commands(
         &self,
         entry: Entry,
         commands: Vec<Command>,
+        meta: Option<Vec<u8>>,
+        durable: bool,
     ) -> Result<Vec<Result<Applied, StateError>>, StateError> {
         let ops = commands.into_iter().map(Op::Command).collect();
-        let results = self.submit(entry, ops, true).await?;
+        let results = self.send(entry, ops, meta, durable)?.await.map_err(|_| StateError::Closed)??;
         Ok(results
             .into_iter()
             .map(|r| match r {
@@ -456,19 +488,34 @@ impl Pinset {
     /// command, in order; a command that fails leaves no trace and does not
     /// stop the others.
     pub async fn propose(&self, commands: Vec<Command>) -> Result<Vec<Result<Applied, StateError>>, StateError> {
-        self.commands(Entry::Next, commands).await
+        self.commands(Entry::Next, commands, None, true).await
     }
 
-    /// Applies `commands` as the log entry at `index`, durably, storing the
-    /// index in the same batch. An index at or below the last applied one is
-    /// a no-op that answers no results (what a Raft state machine needs when
-    /// entries are replayed).
+    /// Applies `commands` as the log entry at `index`, storing the index and
+    /// the log's own `meta` in the same batch. An index at or below the last
+    /// applied one is a no-op that answers no results (what a Raft state
+    /// machine needs when entries are replayed).
+    ///
+    /// With `durable`, answered once on disk; else once in the tree (a
+    /// replicated log that holds the entry durably replays it after a crash).
     pub async fn apply_entry(
         &self,
         index: u64,
         commands: Vec<Command>,
+        meta: Option<Vec<u8>>,
+        durable: bool,
     ) -> Result<Vec<Result<Applied, StateError>>, StateError> {
-        self.commands(Entry::At(index), commands).await
+        self.commands(Entry::At(index), commands, meta, durable).await
+    }
+
+    /// The log of a replicated pinset, stored beside it (see [`LogStore`]).
+    pub fn log_store(&self) -> Result<LogStore, StateError> {
+        LogStore::open(&self.reader.inner.db, &self.reader.inner.checkpoint.options.path)
+    }
+
+    /// Makes everything written so far durable.
+    pub async fn sync(&self) -> Result<(), StateError> {
+        self.submit(Entry::Local, Vec::new(), true).await.map(drop)
     }
 
     async fn propose_one(&self, command: Command) -> Result<Applied, StateError> {
@@ -557,6 +604,11 @@ impl Reader {
     /// The index of the last applied log entry (0 for none), as on disk or about to be.
     pub fn applied_index(&self) -> Result<u64, StateError> {
         read::counter(&self.inner.db, keys::APPLIED_KEY)
+    }
+
+    /// The log's own record of the last applied entry, as given to [`Pinset::apply_entry`].
+    pub fn applied_meta(&self) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(self.inner.db.get(keys::APPLIED_META_KEY)?.map(|v| v.to_vec()))
     }
 
     /// The user's pin of `cid` with its cluster status.

@@ -70,6 +70,8 @@ pub(crate) enum Op {
     Command(Command),
     /// A change to this peer's local record of a CID, at this peer's `at`.
     Local { cid: Cid, update: StatusUpdate, at: Timestamp },
+    /// Raw writes by key (`None` removes): installing a snapshot.
+    Raw(Vec<(Vec<u8>, Option<Vec<u8>>)>),
 }
 
 /// The result of one successful operation.
@@ -87,6 +89,9 @@ pub(crate) enum Entry {
     Next,
     /// A log entry at this index; a no-op when the index is already applied.
     At(u64),
+    /// The end of a snapshot install: the applied index becomes this one,
+    /// whatever it was.
+    Install(u64),
 }
 
 /// Results of each operation of a request, or the error that failed the whole group.
@@ -97,6 +102,8 @@ pub(crate) type Answer = Result<Vec<Result<Done, StateError>>, StateError>;
 pub(crate) struct Request {
     pub(crate) entry: Entry,
     pub(crate) ops: Vec<Op>,
+    /// The log's own record of this entry, stored with the index (log entries only).
+    pub(crate) meta: Option<Vec<u8>>,
     pub(crate) durable: bool,
     pub(crate) reply: oneshot::Sender<Answer>,
 }
@@ -169,6 +176,10 @@ impl<'a> Staged<'a> {
         let result = match op {
             Op::Command(command) => apply::command(self, command).map(|applied| Done::Command(Box::new(applied))),
             Op::Local { cid, update, at } => apply::local(self, &cid, update, at).map(|()| Done::Local),
+            Op::Raw(writes) => {
+                self.pending.extend(writes);
+                Ok(Done::Local)
+            }
         };
         match result {
             Ok(_) => self.commit(),
@@ -241,8 +252,8 @@ impl Writer {
             let db = self.db.clone();
             let mut staged = Staged::new(&db, &in_flight);
             let (mut durable, mut quick) = (Vec::new(), Vec::new());
-            for request in requests {
-                let results = self.apply_request(&mut staged, request.entry, request.ops);
+            for mut request in requests {
+                let results = self.apply_request(&mut staged, &mut request);
                 if request.durable {
                     durable.push((request.reply, results));
                 } else {
@@ -279,17 +290,20 @@ impl Writer {
 
     /// Applies one request's operations; a log entry at or below the applied
     /// index is skipped (it was applied before), others advance the index.
-    fn apply_request(&mut self, staged: &mut Staged<'_>, entry: Entry, ops: Vec<Op>) -> Results {
-        let index = match entry {
+    fn apply_request(&mut self, staged: &mut Staged<'_>, request: &mut Request) -> Results {
+        let index = match request.entry {
             Entry::Local => None,
             Entry::Next => Some(self.applied + 1),
             Entry::At(index) if index <= self.applied => return Vec::new(),
-            Entry::At(index) => Some(index),
+            Entry::At(index) | Entry::Install(index) => Some(index),
         };
-        let results = ops.into_iter().map(|op| staged.apply(op)).collect();
+        let results = std::mem::take(&mut request.ops).into_iter().map(|op| staged.apply(op)).collect();
         if let Some(index) = index {
             self.applied = index;
             staged.put(keys::APPLIED_KEY.to_vec(), keys::encode_u64(index).to_vec());
+            if let Some(meta) = request.meta.take() {
+                staged.put(keys::APPLIED_META_KEY.to_vec(), meta);
+            }
             staged.commit();
         }
         results

@@ -64,7 +64,7 @@ fn apply(pinset: &Pinset, log: &[Vec<Command>], first: u64) -> usize {
     let mut answered = 0;
     for (i, entry) in log.iter().enumerate() {
         let decoded = entry.iter().map(|c| Command::decode(&c.encode().unwrap()).unwrap()).collect();
-        answered += rt.block_on(pinset.apply_entry(first + i as u64, decoded)).unwrap().len();
+        answered += rt.block_on(pinset.apply_entry(first + i as u64, decoded, None, true)).unwrap().len();
     }
     answered
 }
