@@ -1,0 +1,611 @@
+//! A running cluster peer: openraft over the private transport, proposals
+//! batched into log entries, writes forwarded to the leader, and the RPCs
+//! other peers send. Read [`Consensus`] first.
+//!
+//! # Proposing
+//!
+//! Callers hand [`Consensus::propose`] their commands; a batcher puts every
+//! proposal waiting into one log entry (up to [`MAX_BATCH_COMMANDS`]), so
+//! Raft's per-entry cost is paid once for many pins. The entry carries this
+//! peer's ID and a sequence number; the leader appends it (a follower sends
+//! it to the leader first), and the caller is answered when *this* peer's
+//! state machine applies it, with this peer's own results: a write is
+//! visible on the peer that answered it (read-your-writes).
+//!
+//! # Who is answered
+//!
+//! Only peers holding the cluster secret reach us at all (the transport's
+//! private network). Of those, Raft RPCs and proposals are answered only from
+//! members of the current membership (or from anyone while this peer has
+//! none yet: it is waiting to be added); a join request from any of them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::{ChangeMembers, Raft, ServerState};
+use pincluster_p2p::{Inbound, InboundRequest, NetError, PeerId, PeerNet};
+use pincluster_state::{Applied, Command, Pinset, StateError};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::machine::{Results, Waiters};
+use crate::{decode, encode, AppliedBatch, Batch, LogStorage, Member, NodeId, StateMachine, TypeConfig};
+
+/// The most commands one log entry carries.
+pub const MAX_BATCH_COMMANDS: usize = 1000;
+/// Proposals waiting for the batcher, at most.
+const PROPOSAL_QUEUE: usize = 4096;
+/// Entries this peer has proposed and not yet seen applied, at most.
+const ENTRIES_IN_FLIGHT: usize = 16;
+
+/// Why a cluster operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsensusError {
+    /// No leader is known, or it did not answer in time: retry.
+    #[error("the cluster has no reachable leader: {0}")]
+    NoLeader(String),
+    /// The write was sent but its outcome is unknown (it may still be applied).
+    #[error("the write was not confirmed in time; it may still be applied")]
+    Timeout,
+    /// The request was refused (not a member, bad membership change...).
+    #[error("{0}")]
+    Refused(String),
+    /// This peer is shutting down.
+    #[error("the consensus is shut down")]
+    Closed,
+    /// Storage failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Starting Raft failed.
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// Timing and limits of one peer's Raft.
+#[derive(Clone, Debug)]
+pub struct ConsensusOptions {
+    /// How often the leader sends heartbeats.
+    pub heartbeat: Duration,
+    /// A follower starts an election after hearing nothing for a random time
+    /// between this and twice this.
+    pub election_timeout: Duration,
+    /// A snapshot is built after this many entries since the last one.
+    pub snapshot_every: u64,
+    /// Entries kept in the log behind a snapshot (for followers slightly behind).
+    pub keep_behind_snapshot: u64,
+    /// How long a proposal waits to be applied here before it gives up.
+    pub propose_timeout: Duration,
+}
+
+impl Default for ConsensusOptions {
+    fn default() -> Self {
+        ConsensusOptions {
+            heartbeat: Duration::from_millis(200),
+            election_timeout: Duration::from_millis(1000),
+            snapshot_every: 5000,
+            keep_behind_snapshot: 1000,
+            propose_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The Raft node ID of a peer: the last 8 bytes of its peer ID, which for
+/// every key type end in key material (an ed25519 peer ID is its public key).
+pub fn node_id(peer: &PeerId) -> NodeId {
+    let bytes = peer.to_bytes();
+    let mut id = [0u8; 8];
+    let tail = &bytes[bytes.len().saturating_sub(8)..];
+    id[8 - tail.len()..].copy_from_slice(tail);
+    u64::from_be_bytes(id)
+}
+
+/// A peer's role, as `peers ls` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    Leader,
+    Voter,
+    Learner,
+}
+
+/// A member of the cluster as this peer sees it.
+#[derive(Clone, Debug)]
+pub struct PeerView {
+    pub id: NodeId,
+    pub member: Member,
+    pub role: Role,
+}
+
+/// What peers send each other.
+#[derive(Serialize, Deserialize)]
+enum Rpc {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A follower's batch for the leader to append.
+    Propose(Batch),
+    /// A peer asks to be added (as a voter or a learner).
+    Join {
+        member: Member,
+        voter: bool,
+    },
+}
+
+/// The answers. Errors travel as text: the caller only needs to know it failed.
+#[derive(Serialize, Deserialize)]
+enum Reply {
+    Append(Result<AppendEntriesResponse<NodeId>, String>),
+    Vote(Result<VoteResponse<NodeId>, String>),
+    Snapshot(Result<InstallSnapshotResponse<NodeId>, String>),
+    Proposed(Result<(), String>),
+    Joined(Result<(), String>),
+    /// Not answered: not a member, or the request did not decode.
+    Refused(String),
+}
+
+/// One caller's commands on their way to a log entry.
+struct Proposal {
+    commands: Vec<Command>,
+    reply: oneshot::Sender<Result<Vec<Result<Applied, StateError>>, ConsensusError>>,
+}
+
+struct Shared {
+    raft: Raft<TypeConfig>,
+    id: NodeId,
+    member: Member,
+    net: PeerNet,
+    waiters: Waiters,
+    seq: AtomicU64,
+    options: ConsensusOptions,
+}
+
+/// A running cluster peer. Cheap to clone.
+#[derive(Clone)]
+pub struct Consensus {
+    shared: Arc<Shared>,
+    proposals: mpsc::Sender<Proposal>,
+}
+
+impl std::fmt::Debug for Consensus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consensus").field("id", &self.shared.id).finish_non_exhaustive()
+    }
+}
+
+impl Consensus {
+    /// Starts Raft for this peer over `pinset`, talking through `net` and
+    /// answering `inbound`. `member` is how others reach this peer;
+    /// snapshots go to `snapshot_dir`; `events` receives what every applied
+    /// entry did. The peer is idle until [`Consensus::initialize`] (a new
+    /// cluster) or a leader adds it ([`Consensus::join`]).
+    pub async fn start(
+        pinset: Pinset,
+        net: PeerNet,
+        inbound: Inbound,
+        member: Member,
+        snapshot_dir: impl Into<std::path::PathBuf>,
+        events: Option<mpsc::Sender<AppliedBatch>>,
+        options: ConsensusOptions,
+    ) -> Result<Consensus, ConsensusError> {
+        let id = node_id(&net.local_peer_id());
+        let log = LogStorage::new(pinset.log_store()?);
+        let sm =
+            StateMachine::open(pinset, id, snapshot_dir, events).map_err(|e| ConsensusError::Raft(e.to_string()))?;
+        let waiters = sm.waiters();
+        let election = options.election_timeout.as_millis() as u64;
+        let config = openraft::Config {
+            cluster_name: "pincluster".into(),
+            heartbeat_interval: options.heartbeat.as_millis() as u64,
+            election_timeout_min: election,
+            election_timeout_max: election * 2,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(options.snapshot_every),
+            max_in_snapshot_log_to_keep: options.keep_behind_snapshot,
+            // Entries hold up to MAX_BATCH_COMMANDS commands: keep one RPC well under the transport's limit.
+            max_payload_entries: 8,
+            snapshot_max_chunk_size: 1024 * 1024,
+            ..Default::default()
+        };
+        let config = Arc::new(config.validate().map_err(|e| ConsensusError::Raft(e.to_string()))?);
+        let network = Network { net: net.clone() };
+        let raft = Raft::new(id, config, network, log, sm).await.map_err(|e| ConsensusError::Raft(e.to_string()))?;
+        let shared = Arc::new(Shared {
+            raft,
+            id,
+            member,
+            net,
+            waiters,
+            seq: AtomicU64::new(rand::random::<u64>() >> 1),
+            options,
+        });
+        let (proposals, queue) = mpsc::channel(PROPOSAL_QUEUE);
+        tokio::spawn(batcher(Arc::clone(&shared), queue));
+        tokio::spawn(serve(Arc::clone(&shared), inbound));
+        Ok(Consensus { shared, proposals })
+    }
+
+    /// This peer's node ID.
+    pub fn id(&self) -> NodeId {
+        self.shared.id
+    }
+
+    /// Starts a new cluster of `members` (this peer among them) when this
+    /// peer has no log yet; does nothing when it has one.
+    pub async fn initialize(&self, members: BTreeMap<NodeId, Member>) -> Result<(), ConsensusError> {
+        let raft = &self.shared.raft;
+        if raft.is_initialized().await.map_err(|e| ConsensusError::Raft(e.to_string()))? {
+            return Ok(());
+        }
+        for (id, member) in &members {
+            if *id != self.shared.id {
+                add_addresses(&self.shared.net, member).await;
+            }
+        }
+        match raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(ConsensusError::Raft(e.to_string())),
+        }
+    }
+
+    /// Asks the cluster peer reachable at `peer` (dialled at `addr`) to add
+    /// this peer, as a voter or as a learner, and returns once it is added.
+    pub async fn join(&self, peer: PeerId, addr: pincluster_p2p::Multiaddr, voter: bool) -> Result<(), ConsensusError> {
+        self.shared.net.add_address(peer, addr).await;
+        let rpc = Rpc::Join { member: self.shared.member.clone(), voter };
+        match call(&self.shared.net, peer, &rpc).await {
+            Ok(Reply::Joined(Ok(()))) => Ok(()),
+            Ok(Reply::Joined(Err(e))) | Ok(Reply::Refused(e)) => Err(ConsensusError::Refused(e)),
+            Ok(_) => Err(ConsensusError::Refused("unexpected reply".into())),
+            Err(e) => Err(ConsensusError::NoLeader(e.to_string())),
+        }
+    }
+
+    /// Proposes `commands` as part of one log entry and answers with this
+    /// peer's results of applying them, in order, once applied here.
+    pub async fn propose(&self, commands: Vec<Command>) -> Result<Vec<Result<Applied, StateError>>, ConsensusError> {
+        let (reply, answer) = oneshot::channel();
+        self.proposals.send(Proposal { commands, reply }).await.map_err(|_| ConsensusError::Closed)?;
+        answer.await.map_err(|_| ConsensusError::Closed)?
+    }
+
+    /// Every member with its role, from this peer's view of the membership.
+    pub fn peers(&self) -> Vec<PeerView> {
+        let metrics = self.shared.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader;
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, member)| PeerView {
+                id: *id,
+                member: member.clone(),
+                role: if Some(*id) == leader {
+                    Role::Leader
+                } else if voters.contains(id) {
+                    Role::Voter
+                } else {
+                    Role::Learner
+                },
+            })
+            .collect()
+    }
+
+    /// The current leader, when known.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.shared.raft.metrics().borrow().current_leader
+    }
+
+    /// Raft's metrics, to watch.
+    pub fn metrics(&self) -> watch::Receiver<openraft::RaftMetrics<NodeId, Member>> {
+        self.shared.raft.metrics()
+    }
+
+    /// Removes `id` from the membership (the leader does it; others forward).
+    pub async fn remove(&self, id: NodeId) -> Result<(), ConsensusError> {
+        let change = ChangeMembers::RemoveVoters(BTreeSet::from([id]));
+        let raft = &self.shared.raft;
+        raft.change_membership(change, false).await.map_err(|e| ConsensusError::Refused(e.to_string()))?;
+        raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| ConsensusError::Refused(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Stops Raft and the transport.
+    pub async fn shutdown(&self) {
+        if let Err(error) = self.shared.raft.shutdown().await {
+            tracing::warn!(%error, "raft did not shut down cleanly");
+        }
+        self.shared.net.shutdown().await;
+    }
+}
+
+/// Takes every proposal waiting, up to [`MAX_BATCH_COMMANDS`] commands, into
+/// one entry; up to [`ENTRIES_IN_FLIGHT`] entries are in flight at once.
+async fn batcher(shared: Arc<Shared>, mut queue: mpsc::Receiver<Proposal>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(ENTRIES_IN_FLIGHT));
+    while let Some(first) = queue.recv().await {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
+        let mut proposals = vec![first];
+        let mut count = proposals[0].commands.len();
+        while count < MAX_BATCH_COMMANDS {
+            match queue.try_recv() {
+                Ok(p) => {
+                    count += p.commands.len();
+                    proposals.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let commands: Vec<Command> = proposals.iter().flat_map(|p| p.commands.iter().cloned()).collect();
+            let outcome = submit(&shared, &commands).await;
+            drop(slot);
+            let mut results = match outcome {
+                Ok(results) => results.iter().cloned().collect::<Vec<_>>().into_iter(),
+                Err(error) => {
+                    let text = error.to_string();
+                    for p in proposals {
+                        let _ = p.reply.send(Err(match &error {
+                            ConsensusError::Timeout => ConsensusError::Timeout,
+                            ConsensusError::Closed => ConsensusError::Closed,
+                            ConsensusError::NoLeader(_) => ConsensusError::NoLeader(text.clone()),
+                            _ => ConsensusError::Refused(text.clone()),
+                        }));
+                    }
+                    return;
+                }
+            };
+            for p in proposals {
+                let mine: Vec<_> = results.by_ref().take(p.commands.len()).collect();
+                let _ = p.reply.send(Ok(mine));
+            }
+        });
+    }
+}
+
+/// Proposes one batch and waits for this peer to apply it.
+async fn submit(shared: &Shared, commands: &[Command]) -> Result<Results, ConsensusError> {
+    let seq = shared.seq.fetch_add(1, Ordering::Relaxed);
+    let batch = Batch::new(shared.id, seq, commands)?;
+    let (tx, rx) = oneshot::channel();
+    if let Ok(mut waiters) = shared.waiters.lock() {
+        waiters.insert(seq, tx);
+    }
+    let forget = || {
+        if let Ok(mut waiters) = shared.waiters.lock() {
+            waiters.remove(&seq);
+        }
+    };
+    let deadline = tokio::time::Instant::now() + shared.options.propose_timeout;
+    if let Err(error) = append_on_leader(shared, batch, deadline).await {
+        forget();
+        return Err(error);
+    }
+    match tokio::time::timeout_at(deadline, rx).await {
+        Ok(Ok(results)) => Ok(results),
+        Ok(Err(_)) => Err(ConsensusError::Closed),
+        Err(_) => {
+            forget();
+            Err(ConsensusError::Timeout)
+        }
+    }
+}
+
+/// Has the leader append `batch`: this peer when it leads, else the leader
+/// it knows, retried until `deadline` while there is none.
+async fn append_on_leader(shared: &Shared, batch: Batch, deadline: tokio::time::Instant) -> Result<(), ConsensusError> {
+    loop {
+        let last_error = match shared.raft.client_write(batch.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(RaftError::APIError(openraft::error::ClientWriteError::ForwardToLeader(forward))) => {
+                match (forward.leader_id, forward.leader_node) {
+                    (Some(leader), Some(node)) if leader != shared.id => match peer_of(&node) {
+                        Some(peer) => {
+                            add_addresses(&shared.net, &node).await;
+                            match call(&shared.net, peer, &Rpc::Propose(batch.clone())).await {
+                                Ok(Reply::Proposed(Ok(()))) => return Ok(()),
+                                Ok(Reply::Proposed(Err(e))) | Ok(Reply::Refused(e)) => e,
+                                Ok(_) => "unexpected reply".into(),
+                                Err(e) => e.to_string(),
+                            }
+                        }
+                        None => format!("the leader's peer ID {} is invalid", node.peer_id),
+                    },
+                    _ => "no leader elected yet".into(),
+                }
+            }
+            Err(RaftError::APIError(e)) => return Err(ConsensusError::Refused(e.to_string())),
+            Err(RaftError::Fatal(_)) => return Err(ConsensusError::Closed),
+        };
+        if tokio::time::Instant::now() + Duration::from_millis(100) >= deadline {
+            return Err(ConsensusError::NoLeader(last_error));
+        }
+        tracing::debug!(error = %last_error, "no leader to append to yet; retrying");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn peer_of(member: &Member) -> Option<PeerId> {
+    member.peer_id.parse().ok()
+}
+
+async fn add_addresses(net: &PeerNet, member: &Member) {
+    let Some(peer) = peer_of(member) else { return };
+    for addr in &member.addrs {
+        match addr.parse() {
+            Ok(addr) => net.add_address(peer, addr).await,
+            Err(error) => tracing::warn!(%error, member = %member, "a member's address does not parse"),
+        }
+    }
+}
+
+async fn call(net: &PeerNet, peer: PeerId, rpc: &Rpc) -> Result<Reply, NetError> {
+    let body = encode(rpc).map_err(|e| NetError::Remote(e.to_string()))?;
+    let answer = net.request(peer, body).await?;
+    decode(&answer).map_err(|e| NetError::Remote(format!("undecodable reply: {e}")))
+}
+
+/// Answers every inbound request on a task of its own.
+async fn serve(shared: Arc<Shared>, mut inbound: Inbound) {
+    while let Some(request) = inbound.next().await {
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move { answer(&shared, request).await });
+    }
+}
+
+async fn answer(shared: &Shared, request: InboundRequest) {
+    let reply = match decode::<Rpc>(&request.body) {
+        Err(error) => Reply::Refused(format!("undecodable request: {error}")),
+        Ok(Rpc::Join { member, voter }) => Reply::Joined(admit(shared, &request.peer, member, voter).await),
+        Ok(_) if !may_talk(shared, &request.peer) => {
+            tracing::warn!(peer = %request.peer, "refused a request from a peer that is not a member");
+            Reply::Refused("not a member of this cluster".into())
+        }
+        Ok(Rpc::Append(rpc)) => Reply::Append(shared.raft.append_entries(rpc).await.map_err(|e| e.to_string())),
+        Ok(Rpc::Vote(rpc)) => Reply::Vote(shared.raft.vote(rpc).await.map_err(|e| e.to_string())),
+        Ok(Rpc::Snapshot(rpc)) => Reply::Snapshot(shared.raft.install_snapshot(rpc).await.map_err(|e| e.to_string())),
+        Ok(Rpc::Propose(batch)) => {
+            Reply::Proposed(shared.raft.client_write(batch).await.map(drop).map_err(|e| e.to_string()))
+        }
+    };
+    match encode(&reply) {
+        Ok(body) => request.respond(body),
+        Err(error) => tracing::warn!(%error, "cannot encode a reply"),
+    }
+}
+
+/// Whether `peer` may send Raft RPCs and proposals: a member, or anyone
+/// while this peer belongs to no membership yet.
+fn may_talk(shared: &Shared, peer: &PeerId) -> bool {
+    let metrics = shared.raft.metrics();
+    let metrics = metrics.borrow();
+    let membership = metrics.membership_config.membership();
+    let id = node_id(peer);
+    membership.nodes().next().is_none() || membership.get_node(&id).is_some_and(|m| m.peer_id == peer.to_string())
+}
+
+/// Adds `member` (which must be the peer asking) on the leader: first as a
+/// learner, caught up, then as a voter if asked.
+async fn admit(shared: &Shared, asker: &PeerId, member: Member, voter: bool) -> Result<(), String> {
+    if member.peer_id != asker.to_string() {
+        return Err("a peer may only ask to add itself".into());
+    }
+    let id = node_id(asker);
+    let raft = &shared.raft;
+    if raft.metrics().borrow().state != ServerState::Leader {
+        let leader = raft.metrics().borrow().current_leader;
+        let node = leader.and_then(|l| raft.metrics().borrow().membership_config.membership().get_node(&l).cloned());
+        let Some(peer) = node.as_ref().and_then(peer_of) else {
+            return Err("no leader elected yet".into());
+        };
+        if let Some(node) = &node {
+            add_addresses(&shared.net, node).await;
+        }
+        return match call(&shared.net, peer, &Rpc::Join { member, voter }).await {
+            Ok(Reply::Joined(result)) => result,
+            Ok(Reply::Refused(e)) => Err(e),
+            Ok(_) => Err("unexpected reply".into()),
+            Err(e) => Err(e.to_string()),
+        };
+    }
+    add_addresses(&shared.net, &member).await;
+    raft.add_learner(id, member, true).await.map_err(|e| e.to_string())?;
+    if voter {
+        raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    tracing::info!(peer = %asker, voter, "peer added to the cluster");
+    Ok(())
+}
+
+/// openraft's network: one client per target, over the shared transport.
+struct Network {
+    net: PeerNet,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Client;
+
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> Client {
+        add_addresses(&self.net, node).await;
+        Client { net: self.net.clone(), target, peer: peer_of(node) }
+    }
+}
+
+struct Client {
+    net: PeerNet,
+    target: NodeId,
+    peer: Option<PeerId>,
+}
+
+type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<NodeId, Member, RaftError<NodeId, E>>>;
+
+impl Client {
+    async fn send<E: std::error::Error>(&self, rpc: &Rpc) -> RpcResult<Reply, E> {
+        let Some(peer) = self.peer else {
+            return Err(RPCError::Unreachable(Unreachable::new(&std::io::Error::other("invalid peer ID"))));
+        };
+        match call(&self.net, peer, rpc).await {
+            Ok(reply) => Ok(reply),
+            Err(error @ (NetError::Unreachable(_) | NetError::Timeout | NetError::Closed)) => {
+                Err(RPCError::Unreachable(Unreachable::new(&error)))
+            }
+            Err(error) => Err(RPCError::Network(NetworkError::new(&error))),
+        }
+    }
+
+    fn remote<T, E: std::error::Error>(&self, result: Result<T, String>) -> RpcResult<T, E> {
+        result.map_err(|text| {
+            RPCError::Network(NetworkError::new(&std::io::Error::other(format!("peer {}: {text}", self.target))))
+        })
+    }
+}
+
+fn unexpected<T, E: std::error::Error>(reply: Reply) -> RpcResult<T, E> {
+    let text = match reply {
+        Reply::Refused(text) => text,
+        _ => "unexpected reply".into(),
+    };
+    Err(RPCError::Network(NetworkError::new(&std::io::Error::other(text))))
+}
+
+impl RaftNetwork<TypeConfig> for Client {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        match self.send(&Rpc::Append(rpc)).await? {
+            Reply::Append(result) => self.remote(result),
+            other => unexpected(other),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        match self.send(&Rpc::Snapshot(rpc)).await? {
+            Reply::Snapshot(result) => self.remote(result),
+            other => unexpected(other),
+        }
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest<NodeId>, _option: RPCOption) -> RpcResult<VoteResponse<NodeId>> {
+        match self.send(&Rpc::Vote(rpc)).await? {
+            Reply::Vote(result) => self.remote(result),
+            other => unexpected(other),
+        }
+    }
+}
