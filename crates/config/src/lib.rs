@@ -10,7 +10,7 @@ mod schema;
 
 pub use duration::Duration;
 pub use identity::{Identity, IDENTITY_FILE};
-pub use load::{init, load, ConfigError, InitReport, Overrides, CONFIG_FILE};
+pub use load::{init, init_with, load, ConfigError, InitReport, Overrides, CONFIG_FILE};
 pub use schema::{
     ApiConfig, ApiSections, ClusterConfig, IpfsConfig, ListenAddresses, ServiceConfig, StateConfig, TrackerConfig,
 };

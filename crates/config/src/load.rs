@@ -99,6 +99,43 @@ fn validate(config: &ServiceConfig) -> Result<(), (String, String)> {
     if config.pin_tracker.concurrent_pins == 0 {
         return Err(("pin_tracker.concurrent_pins".into(), "must be at least 1".into()));
     }
+    validate_cluster(&config.cluster).map_err(|(key, reason)| (format!("cluster.{key}"), reason))
+}
+
+fn validate_cluster(cluster: &crate::ClusterConfig) -> Result<(), (String, String)> {
+    if !cluster.secret.is_empty() && cluster.secret_bytes().is_none() {
+        return Err(("secret".into(), "must be 64 hexadecimal characters (32 bytes), the same on every peer".into()));
+    }
+    for (i, addr) in cluster.listen_multiaddress.iter().enumerate() {
+        if !socket_parts(addr).0 || !addr.iter().any(|p| matches!(p, Protocol::Tcp(_))) {
+            return Err((format!("listen_multiaddress[{i}]"), format!("{addr} is not /ip4|ip6/HOST/tcp/PORT")));
+        }
+    }
+    for (name, list) in [("peers", &cluster.peers), ("bootstrap", &cluster.bootstrap)] {
+        for (i, addr) in list.iter().enumerate() {
+            if !matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+                return Err((format!("{name}[{i}]"), format!("{addr} must end with /p2p/<peer id>")));
+            }
+        }
+    }
+    for (name, value) in [
+        ("replication_factor_min", cluster.replication_factor_min),
+        ("replication_factor_max", cluster.replication_factor_max),
+    ] {
+        if value == 0 || value < -1 {
+            return Err((name.into(), "must be -1 (every peer) or at least 1".into()));
+        }
+    }
+    let (min, max) = (cluster.replication_factor_min, cluster.replication_factor_max);
+    if max != -1 && (min == -1 || min > max) {
+        return Err((
+            "replication_factor_min".into(),
+            format!("{min} does not fit under replication_factor_max {max}"),
+        ));
+    }
+    if cluster.monitor_ping_interval.0.is_zero() || cluster.metric_ttl.0 < cluster.monitor_ping_interval.0 {
+        return Err(("metric_ttl".into(), "must be at least monitor_ping_interval, which must not be 0s".into()));
+    }
     Ok(())
 }
 
@@ -174,11 +211,19 @@ pub struct InitReport {
 /// password for user `admin` (rewritten only with `force`), and `identity.json`
 /// (never overwritten).
 pub fn init(dir: &Path, force: bool) -> Result<InitReport, ConfigError> {
+    init_with(dir, force, &[])
+}
+
+/// [`init`], with the cluster's first members (`init --peers`).
+pub fn init_with(dir: &Path, force: bool, peers: &[Multiaddr]) -> Result<InitReport, ConfigError> {
     std::fs::create_dir_all(dir).map_err(|e| ConfigError::Io { file: dir.to_path_buf(), reason: e.to_string() })?;
     let config_path = dir.join(CONFIG_FILE);
     let config_written = force || !config_path.exists();
     if config_written {
         let mut config = ServiceConfig::default();
+        let secret: [u8; 32] = rand::random();
+        config.cluster.secret = secret.iter().map(|b| format!("{b:02x}")).collect();
+        config.cluster.peers = peers.to_vec();
         let password = Alphanumeric.sample_string(&mut rand::thread_rng(), 32);
         let users = BTreeMap::from([("admin".to_string(), password)]);
         for api in [&mut config.api.restapi, &mut config.api.pinsvcapi].into_iter().flatten() {

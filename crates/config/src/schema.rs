@@ -25,20 +25,90 @@ pub struct ServiceConfig {
     pub state: StateConfig,
 }
 
-/// The `cluster` section.
+/// The `cluster` section: this peer among the others.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
-    /// A human name for this peer, shown by `/id` and in statuses.
+    /// A human name for this peer, shown by `/id`, `/peers` and in statuses.
     pub peername: String,
+    /// The cluster's shared secret: 64 hex characters (32 bytes), the same on
+    /// every peer. It keys the private network of the cluster port: a peer
+    /// without it cannot even open a connection. `init` generates one; empty
+    /// means a random one for this run (no other peer can join).
+    pub secret: String,
+    /// Where peers reach this one (Raft, forwarded writes, metrics).
+    pub listen_multiaddress: Vec<Multiaddr>,
+    /// The addresses other peers are told to dial; empty = the listen
+    /// addresses, an unspecified IP (`0.0.0.0`) replaced by loopback, which
+    /// only suits peers on the same host.
+    pub announce_multiaddress: Vec<Multiaddr>,
+    /// The cluster's first members (each with `/p2p/<peer id>`), written by
+    /// `init --peers`: a peer that has no log yet starts a cluster of these
+    /// and itself. Ignored once the peer has a log.
+    pub peers: Vec<Multiaddr>,
+    /// Members to ask to join through (with `/p2p/<peer id>`), tried in
+    /// order, when this peer has no log yet. Ignored once it has one.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Join as a learner: replicate the pinset and pin what is allocated
+    /// here, without a vote (like `ipfs-cluster-follow`).
+    pub learner: bool,
+    /// Peers that must hold a new pin, unless the pin says otherwise; -1 = every peer.
+    pub replication_factor_min: i32,
+    /// Peers that should hold a new pin, at most; -1 = every peer.
+    pub replication_factor_max: i32,
+    /// How often this peer reports its metrics to the others.
+    pub monitor_ping_interval: Duration,
+    /// A peer whose last report is older than this is down (alert).
+    pub metric_ttl: Duration,
+    /// How long a peer stays down before the leader re-allocates its pins; "0s" = never.
+    pub repin_delay: Duration,
+    /// Tags of this peer, reported as `tag:<name>` metrics (e.g. `group`).
+    pub tags: BTreeMap<String, String>,
+    /// Metrics the allocator partitions peers by, in order (Cluster's `allocate_by`).
+    pub allocate_by: Vec<String>,
 }
 
 impl Default for ClusterConfig {
     fn default() -> Self {
         let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
         let host = host.trim();
-        ClusterConfig { peername: if host.is_empty() { "pincluster".into() } else { host.into() } }
+        ClusterConfig {
+            peername: if host.is_empty() { "pincluster".into() } else { host.into() },
+            secret: String::new(),
+            listen_multiaddress: ["/ip4/0.0.0.0/tcp/9096"].iter().filter_map(|a| a.parse().ok()).collect(),
+            announce_multiaddress: Vec::new(),
+            peers: Vec::new(),
+            bootstrap: Vec::new(),
+            learner: false,
+            replication_factor_min: -1,
+            replication_factor_max: -1,
+            monitor_ping_interval: Duration::from_secs(15),
+            metric_ttl: Duration::from_secs(30),
+            repin_delay: Duration::from_secs(60),
+            tags: BTreeMap::new(),
+            allocate_by: vec!["tag:group".into(), "freespace".into()],
+        }
     }
+}
+
+impl ClusterConfig {
+    /// The secret's 32 bytes; `None` when it is empty.
+    pub fn secret_bytes(&self) -> Option<[u8; 32]> {
+        decode_secret(&self.secret)
+    }
+}
+
+/// The 32 bytes of a 64-hex-character secret.
+pub(crate) fn decode_secret(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 /// The `api` section.
