@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 mod add;
+mod cluster;
 mod foundation;
 mod pinning;
 mod psa;

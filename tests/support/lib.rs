@@ -44,7 +44,7 @@ pub fn test_config(extra: Value) -> Value {
     let users: serde_json::Map<String, Value> = USERS.iter().map(|(u, p)| (u.to_string(), json!(p))).collect();
     let api = json!({ "http_listen_multiaddress": "/ip4/127.0.0.1/tcp/0", "basic_auth_credentials": users });
     let mut base = json!({
-        "cluster": { "peername": "test-peer" },
+        "cluster": { "peername": "test-peer", "listen_multiaddress": ["/ip4/127.0.0.1/tcp/0"] },
         "api": { "restapi": api.clone(), "pinsvcapi": api },
         "ipfs": { "listen_multiaddress": ["/ip4/127.0.0.1/tcp/0"] },
     });
@@ -70,6 +70,8 @@ pub struct Daemon {
     pub rest: String,
     pub pinsvc: String,
     pub peer_id: String,
+    /// The cluster port's address, with `/p2p/<peer id>`: what others bootstrap from.
+    pub cluster: String,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
@@ -92,6 +94,7 @@ impl Daemon {
             rest: String::new(),
             pinsvc: String::new(),
             peer_id: String::new(),
+            cluster: String::new(),
             stderr: Default::default(),
         }
     }
@@ -140,6 +143,8 @@ impl Daemon {
                         self.rest = url.to_string();
                     } else if let Some(url) = line.strip_prefix("pinsvcapi listening on ") {
                         self.pinsvc = url.to_string();
+                    } else if let Some(addr) = line.strip_prefix("cluster listening on ") {
+                        self.cluster = addr.to_string();
                     } else if let Some(peer) = line.strip_prefix("ready: peer ") {
                         self.peer_id = peer.to_string();
                         break;

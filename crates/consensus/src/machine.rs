@@ -98,6 +98,12 @@ impl StateMachine {
         Arc::clone(&self.waiters)
     }
 
+    /// Whether the pinset holds entries from before this log began and the
+    /// log has applied nothing since: a snapshot must carry them to new peers.
+    pub(crate) fn holds_history(&self) -> bool {
+        self.meta.base > 0 && self.meta.last_applied.is_none()
+    }
+
     /// The pinset index of a Raft log index.
     fn pinset_index(&self, log_index: u64) -> u64 {
         self.meta.base + log_index + 1
@@ -156,6 +162,28 @@ impl StateMachine {
 
     fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
+    }
+}
+
+/// Detaches `pinset` from its cluster log so that it can be changed offline
+/// (`state import`): the log and its snapshots are forgotten, and the next
+/// start begins a new log with the pinset as its history. Refused when the
+/// peer is one of several members: the others would not see the change.
+pub fn detach(pinset: &Pinset, snapshot_dir: &Path) -> Result<(), crate::ConsensusError> {
+    let Some(bytes) = pinset.applied_meta()? else { return Ok(()) };
+    let meta: Meta = decode(&bytes).map_err(|e| crate::ConsensusError::Raft(e.to_string()))?;
+    let members = meta.membership.membership().nodes().count();
+    if members > 1 {
+        return Err(crate::ConsensusError::Refused(format!(
+            "this peer is one of {members} cluster peers, which would not see an offline change; \
+             restore on a new single peer and let the others join it"
+        )));
+    }
+    pinset.forget_log()?;
+    match std::fs::remove_dir_all(snapshot_dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(crate::ConsensusError::Raft(format!("cannot remove {}: {e}", snapshot_dir.display()))),
     }
 }
 

@@ -121,6 +121,25 @@ pub struct PeerView {
     pub id: NodeId,
     pub member: Member,
     pub role: Role,
+    /// Its last metrics and how long ago they arrived (this peer's own: now).
+    pub metrics: Option<(Duration, PeerMetrics)>,
+}
+
+/// What a peer reports about itself at an interval, for allocation and health.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerMetrics {
+    /// Bytes free where it stores blocks.
+    pub freespace: u64,
+    /// Bytes of blocks it stores.
+    pub reposize: u64,
+    /// Pins it holds (pinned).
+    pub pinned: u64,
+    /// Pins waiting or being fetched here.
+    pub pinqueue: u64,
+    /// Its configured tags (`cluster.tags`).
+    pub tags: BTreeMap<String, String>,
+    /// Its IPFS node's addresses, so that peers can fetch from each other.
+    pub ipfs_addrs: Vec<String>,
 }
 
 /// What peers send each other.
@@ -131,6 +150,14 @@ enum Rpc {
     Snapshot(InstallSnapshotRequest<TypeConfig>),
     /// A follower's batch for the leader to append.
     Propose(Batch),
+    /// A member's latest metrics, sent to every other member at an interval.
+    Metrics(PeerMetrics),
+    /// A question for the application on the peer (e.g. its local status of some CIDs).
+    Query(Vec<u8>),
+    /// A member asks the leader to remove a peer from the membership.
+    Remove(NodeId),
+    /// The leader is leaving: a voter is asked to start an election.
+    Elect,
     /// A peer asks to be added (as a voter or a learner).
     Join {
         member: Member,
@@ -146,6 +173,10 @@ enum Reply {
     Snapshot(Result<InstallSnapshotResponse<NodeId>, String>),
     Proposed(Result<(), String>),
     Joined(Result<(), String>),
+    /// Metrics received.
+    Noted,
+    /// The application's answer to a query.
+    Answer(Vec<u8>),
     /// Not answered: not a member, or the request did not decode.
     Refused(String),
 }
@@ -156,14 +187,22 @@ struct Proposal {
     reply: oneshot::Sender<Result<Vec<Result<Applied, StateError>>, ConsensusError>>,
 }
 
+/// Answers the queries other members send ([`Consensus::query`]); it may block.
+pub type QueryHandler = Arc<dyn Fn(Vec<u8>) -> Vec<u8> + Send + Sync>;
+
 struct Shared {
     raft: Raft<TypeConfig>,
+    query: std::sync::OnceLock<QueryHandler>,
+    /// The latest metrics of every peer, with when they arrived.
+    metrics: std::sync::Mutex<BTreeMap<NodeId, (tokio::time::Instant, PeerMetrics)>>,
     id: NodeId,
     member: Member,
     net: PeerNet,
     waiters: Waiters,
     seq: AtomicU64,
     options: ConsensusOptions,
+    /// The pinset held entries before this log began (a single peer's own log).
+    history: bool,
 }
 
 /// A running cluster peer. Cheap to clone.
@@ -199,6 +238,7 @@ impl Consensus {
         let sm =
             StateMachine::open(pinset, id, snapshot_dir, events).map_err(|e| ConsensusError::Raft(e.to_string()))?;
         let waiters = sm.waiters();
+        let history = sm.holds_history();
         let election = options.election_timeout.as_millis() as u64;
         let config = openraft::Config {
             cluster_name: "pincluster".into(),
@@ -217,12 +257,15 @@ impl Consensus {
         let raft = Raft::new(id, config, network, log, sm).await.map_err(|e| ConsensusError::Raft(e.to_string()))?;
         let shared = Arc::new(Shared {
             raft,
+            query: std::sync::OnceLock::new(),
+            metrics: Default::default(),
             id,
             member,
             net,
             waiters,
             seq: AtomicU64::new(rand::random::<u64>() >> 1),
             options,
+            history,
         });
         let (proposals, queue) = mpsc::channel(PROPOSAL_QUEUE);
         tokio::spawn(batcher(Arc::clone(&shared), queue));
@@ -235,11 +278,20 @@ impl Consensus {
         self.shared.id
     }
 
+    /// Whether this peer has a log (it started or joined a cluster before).
+    pub async fn is_initialized(&self) -> Result<bool, ConsensusError> {
+        self.shared.raft.is_initialized().await.map_err(|e| ConsensusError::Raft(e.to_string()))
+    }
+
     /// Starts a new cluster of `members` (this peer among them) when this
     /// peer has no log yet; does nothing when it has one.
+    ///
+    /// When the pinset already holds pins from before (a single peer's own
+    /// log), a snapshot is taken and the log purged up to it as soon as this
+    /// peer leads, so that peers joining later receive those pins too.
     pub async fn initialize(&self, members: BTreeMap<NodeId, Member>) -> Result<(), ConsensusError> {
         let raft = &self.shared.raft;
-        if raft.is_initialized().await.map_err(|e| ConsensusError::Raft(e.to_string()))? {
+        if self.is_initialized().await? {
             return Ok(());
         }
         for (id, member) in &members {
@@ -248,10 +300,15 @@ impl Consensus {
             }
         }
         match raft.initialize(members).await {
-            Ok(()) => Ok(()),
-            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
-            Err(e) => Err(ConsensusError::Raft(e.to_string())),
+            Ok(()) => {}
+            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => return Ok(()),
+            Err(e) => return Err(ConsensusError::Raft(e.to_string())),
         }
+        if self.shared.history {
+            let shared = Arc::clone(&self.shared);
+            tokio::spawn(async move { snapshot_history(&shared).await });
+        }
+        Ok(())
     }
 
     /// Asks the cluster peer reachable at `peer` (dialled at `addr`) to add
@@ -281,11 +338,13 @@ impl Consensus {
         let leader = metrics.current_leader;
         let membership = metrics.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let metrics = self.shared.metrics.lock().map(|m| m.clone()).unwrap_or_default();
         membership
             .nodes()
             .map(|(id, member)| PeerView {
                 id: *id,
                 member: member.clone(),
+                metrics: metrics.get(id).map(|(at, m)| (at.elapsed(), m.clone())),
                 role: if Some(*id) == leader {
                     Role::Leader
                 } else if voters.contains(id) {
@@ -295,6 +354,51 @@ impl Consensus {
                 },
             })
             .collect()
+    }
+
+    /// Records this peer's own metrics and sends them to every other member
+    /// (each send on its own task, so that a dead peer does not hold back the others).
+    pub async fn report(&self, metrics: PeerMetrics) {
+        note(&self.shared, self.shared.id, metrics.clone());
+        let members: Vec<Member> = {
+            let m = self.shared.raft.metrics();
+            let m = m.borrow();
+            m.membership_config
+                .membership()
+                .nodes()
+                .filter(|(id, _)| **id != self.shared.id)
+                .map(|(_, n)| n.clone())
+                .collect()
+        };
+        for member in members {
+            let Some(peer) = peer_of(&member) else { continue };
+            let (net, metrics) = (self.shared.net.clone(), metrics.clone());
+            tokio::spawn(async move {
+                add_addresses(&net, &member).await;
+                if let Err(error) = call(&net, peer, &Rpc::Metrics(metrics)).await {
+                    tracing::debug!(peer = %member, %error, "cannot send metrics");
+                }
+            });
+        }
+    }
+
+    /// Sets how this peer answers other members' queries (once).
+    pub fn answer_queries(&self, handler: QueryHandler) {
+        if self.shared.query.set(handler).is_err() {
+            tracing::warn!("the query handler was already set");
+        }
+    }
+
+    /// Asks member `peer_id` a question its query handler answers.
+    pub async fn query(&self, peer_id: &str, body: Vec<u8>) -> Result<Vec<u8>, ConsensusError> {
+        let peer: PeerId =
+            peer_id.parse().map_err(|_| ConsensusError::Refused(format!("invalid peer ID {peer_id}")))?;
+        match call(&self.shared.net, peer, &Rpc::Query(body)).await {
+            Ok(Reply::Answer(answer)) => Ok(answer),
+            Ok(Reply::Refused(e)) => Err(ConsensusError::Refused(e)),
+            Ok(_) => Err(ConsensusError::Refused("unexpected reply".into())),
+            Err(e) => Err(ConsensusError::NoLeader(e.to_string())),
+        }
     }
 
     /// The current leader, when known.
@@ -307,15 +411,9 @@ impl Consensus {
         self.shared.raft.metrics()
     }
 
-    /// Removes `id` from the membership (the leader does it; others forward).
+    /// Removes `id` from the membership (the leader does it; others ask it).
     pub async fn remove(&self, id: NodeId) -> Result<(), ConsensusError> {
-        let change = ChangeMembers::RemoveVoters(BTreeSet::from([id]));
-        let raft = &self.shared.raft;
-        raft.change_membership(change, false).await.map_err(|e| ConsensusError::Refused(e.to_string()))?;
-        raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
-            .await
-            .map_err(|e| ConsensusError::Refused(e.to_string()))?;
-        Ok(())
+        remove(&self.shared, id).await.map_err(ConsensusError::Refused)
     }
 
     /// Stops Raft and the transport.
@@ -324,6 +422,28 @@ impl Consensus {
             tracing::warn!(%error, "raft did not shut down cleanly");
         }
         self.shared.net.shutdown().await;
+    }
+}
+
+/// Snapshots the pins a pinset held before its log began, once this peer
+/// has applied a first entry, and purges the log up to the snapshot.
+async fn snapshot_history(shared: &Shared) {
+    let mut metrics = shared.raft.metrics();
+    if metrics.wait_for(|m| m.last_applied.is_some()).await.is_err() {
+        return;
+    }
+    if let Err(error) = shared.raft.trigger().snapshot().await {
+        tracing::warn!(%error, "cannot snapshot the pins from before the cluster log");
+        return;
+    }
+    let upto = match metrics.wait_for(|m| m.snapshot.is_some()).await {
+        Ok(m) => m.snapshot,
+        Err(_) => return,
+    };
+    let Some(upto) = upto else { return };
+    match shared.raft.trigger().purge_log(upto.index).await {
+        Ok(()) => tracing::info!(index = upto.index, "the pins from before the cluster log are in a snapshot"),
+        Err(error) => tracing::warn!(%error, "cannot purge the log behind the first snapshot"),
     }
 }
 
@@ -473,6 +593,19 @@ async fn answer(shared: &Shared, request: InboundRequest) {
         Ok(Rpc::Append(rpc)) => Reply::Append(shared.raft.append_entries(rpc).await.map_err(|e| e.to_string())),
         Ok(Rpc::Vote(rpc)) => Reply::Vote(shared.raft.vote(rpc).await.map_err(|e| e.to_string())),
         Ok(Rpc::Snapshot(rpc)) => Reply::Snapshot(shared.raft.install_snapshot(rpc).await.map_err(|e| e.to_string())),
+        Ok(Rpc::Metrics(metrics)) => {
+            note(shared, node_id(&request.peer), metrics);
+            Reply::Noted
+        }
+        Ok(Rpc::Query(body)) => match shared.query.get().cloned() {
+            Some(handler) => match tokio::task::spawn_blocking(move || handler(body)).await {
+                Ok(answer) => Reply::Answer(answer),
+                Err(error) => Reply::Refused(format!("the query failed: {error}")),
+            },
+            None => Reply::Refused("this peer answers no queries".into()),
+        },
+        Ok(Rpc::Remove(id)) => Reply::Proposed(remove(shared, id).await),
+        Ok(Rpc::Elect) => Reply::Proposed(shared.raft.trigger().elect().await.map_err(|e| e.to_string())),
         Ok(Rpc::Propose(batch)) => {
             Reply::Proposed(shared.raft.client_write(batch).await.map(drop).map_err(|e| e.to_string()))
         }
@@ -480,6 +613,12 @@ async fn answer(shared: &Shared, request: InboundRequest) {
     match encode(&reply) {
         Ok(body) => request.respond(body),
         Err(error) => tracing::warn!(%error, "cannot encode a reply"),
+    }
+}
+
+fn note(shared: &Shared, id: NodeId, metrics: PeerMetrics) {
+    if let Ok(mut all) = shared.metrics.lock() {
+        all.insert(id, (tokio::time::Instant::now(), metrics));
     }
 }
 
@@ -493,6 +632,115 @@ fn may_talk(shared: &Shared, peer: &PeerId) -> bool {
     membership.nodes().next().is_none() || membership.get_node(&id).is_some_and(|m| m.peer_id == peer.to_string())
 }
 
+/// Removes `id` from the membership: on the leader when this peer leads,
+/// else through the leader it knows. openraft 0.9 cannot remove its own
+/// leader (it panics) and has no leadership transfer, so a leader that is
+/// asked to remove itself steps down first ([`step_down_then_leave`]).
+async fn remove(shared: &Shared, id: NodeId) -> Result<(), String> {
+    let raft = &shared.raft;
+    let deadline = tokio::time::Instant::now() + shared.options.propose_timeout;
+    loop {
+        if tokio::time::Instant::now() >= deadline {
+            return Err("no leader could make the change in time".into());
+        }
+        let (leader, voters) = {
+            let metrics = raft.metrics();
+            let metrics = metrics.borrow();
+            let voters: BTreeSet<NodeId> = metrics.membership_config.membership().voter_ids().collect();
+            (metrics.current_leader, voters)
+        };
+        match leader {
+            None => tokio::time::sleep(Duration::from_millis(100)).await,
+            Some(leader) if leader == shared.id && id == shared.id => {
+                return step_down_then_leave(shared, &voters, deadline).await;
+            }
+            Some(leader) if leader == shared.id => {
+                let change = if voters.contains(&id) {
+                    ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+                } else {
+                    ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+                };
+                return raft.change_membership(change, false).await.map(drop).map_err(|e| e.to_string());
+            }
+            Some(_) => {
+                let Some((peer, node)) = leader_of(shared) else { continue };
+                add_addresses(&shared.net, &node).await;
+                return match call(&shared.net, peer, &Rpc::Remove(id)).await {
+                    Ok(Reply::Proposed(result)) => result,
+                    Ok(Reply::Refused(e)) => Err(e),
+                    Ok(_) => Err("unexpected reply".into()),
+                    Err(e) => Err(e.to_string()),
+                };
+            }
+        }
+    }
+}
+
+/// This leader leaves: it stops sending heartbeats and standing for
+/// election, asks another voter to stand until one leads (the followers
+/// grant votes once the leader's lease ran out), then asks the new leader
+/// to remove it. Heartbeats and elections come back on if that fails.
+async fn step_down_then_leave(
+    shared: &Shared,
+    voters: &BTreeSet<NodeId>,
+    deadline: tokio::time::Instant,
+) -> Result<(), String> {
+    let successors: Vec<Member> = {
+        let metrics = shared.raft.metrics();
+        let metrics = metrics.borrow();
+        let membership = metrics.membership_config.membership();
+        voters.iter().filter(|v| **v != shared.id).filter_map(|v| membership.get_node(v).cloned()).collect()
+    };
+    if successors.is_empty() {
+        return Err("it is the only voter of the cluster".into());
+    }
+    let config = shared.raft.runtime_config();
+    config.heartbeat(false);
+    config.elect(false);
+    let result = async {
+        let mut metrics = shared.raft.metrics();
+        for successor in successors.iter().cycle() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err("no other voter took over the leadership in time".to_string());
+            }
+            if let Some(peer) = peer_of(successor) {
+                add_addresses(&shared.net, successor).await;
+                if let Err(error) = call(&shared.net, peer, &Rpc::Elect).await {
+                    tracing::debug!(%error, successor = %successor, "cannot ask a voter to stand for election");
+                }
+            }
+            let until = deadline.min(tokio::time::Instant::now() + 2 * shared.options.election_timeout);
+            let took_over =
+                tokio::time::timeout_at(until, metrics.wait_for(|m| m.current_leader.is_some_and(|l| l != shared.id)))
+                    .await
+                    .is_ok_and(|r| r.is_ok());
+            if took_over {
+                break;
+            }
+        }
+        let Some((peer, node)) = leader_of(shared) else { return Err("the new leader is unknown".to_string()) };
+        add_addresses(&shared.net, &node).await;
+        match call(&shared.net, peer, &Rpc::Remove(shared.id)).await {
+            Ok(Reply::Proposed(result)) => result,
+            Ok(Reply::Refused(e)) => Err(e),
+            Ok(_) => Err("unexpected reply".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+    .await;
+    config.heartbeat(true);
+    config.elect(true);
+    result
+}
+
+/// The leader this peer knows, with its membership record.
+fn leader_of(shared: &Shared) -> Option<(PeerId, Member)> {
+    let metrics = shared.raft.metrics();
+    let metrics = metrics.borrow();
+    let node = metrics.membership_config.membership().get_node(&metrics.current_leader?)?.clone();
+    Some((peer_of(&node)?, node))
+}
+
 /// Adds `member` (which must be the peer asking) on the leader: first as a
 /// learner, caught up, then as a voter if asked.
 async fn admit(shared: &Shared, asker: &PeerId, member: Member, voter: bool) -> Result<(), String> {
@@ -502,14 +750,8 @@ async fn admit(shared: &Shared, asker: &PeerId, member: Member, voter: bool) -> 
     let id = node_id(asker);
     let raft = &shared.raft;
     if raft.metrics().borrow().state != ServerState::Leader {
-        let leader = raft.metrics().borrow().current_leader;
-        let node = leader.and_then(|l| raft.metrics().borrow().membership_config.membership().get_node(&l).cloned());
-        let Some(peer) = node.as_ref().and_then(peer_of) else {
-            return Err("no leader elected yet".into());
-        };
-        if let Some(node) = &node {
-            add_addresses(&shared.net, node).await;
-        }
+        let Some((peer, node)) = leader_of(shared) else { return Err("no leader elected yet".into()) };
+        add_addresses(&shared.net, &node).await;
         return match call(&shared.net, peer, &Rpc::Join { member, voter }).await {
             Ok(Reply::Joined(result)) => result,
             Ok(Reply::Refused(e)) => Err(e),

@@ -88,8 +88,13 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PeersCommand {
-    /// Lists the peers of the cluster.
+    /// Lists the peers of the cluster: name, addresses, role and health.
     Ls,
+    /// Moves a peer's pins to the other peers, then removes it from the cluster.
+    Rm {
+        /// The peer ID.
+        peer: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -300,6 +305,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             v["version"].as_str().unwrap_or_default().to_string()
         }),
         Command::Peers(PeersCommand::Ls) => show_stream(&client, enc, Method::GET, "/peers", none, text::id),
+        Command::Peers(PeersCommand::Rm { peer }) => {
+            client.call(Method::DELETE, &format!("/peers/{peer}"), none, None)?;
+            eprintln!("peer {peer}: its pins moved to other peers, and it left the cluster");
+            Ok(())
+        }
         Command::Pin(PinCommand::Add { cid, replication_short, wait_short, mut flags }) => {
             flags.replication = flags.replication.or(replication_short);
             flags.wait |= wait_short;

@@ -21,6 +21,10 @@ fn strings(value: &Value, key: &str) -> Vec<String> {
 pub(crate) fn id(v: &Value) -> String {
     let others = strings(v, "cluster_peers").len().saturating_sub(1);
     let mut out = format!("{} | {} | Sees {others} other peers", s(v, "id"), s(v, "peername"));
+    if !s(v, "role").is_empty() {
+        let health = if s(v, "error").is_empty() { "up" } else { "down" };
+        let _ = write!(out, "\n  > Role: {}, {health}", s(v, "role"));
+    }
     let _ = write!(out, "\n  > Addresses:");
     for a in strings(v, "addresses") {
         let _ = write!(out, "\n    - {a}");

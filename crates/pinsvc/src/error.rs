@@ -82,6 +82,9 @@ impl From<TrackerError> for ApiError {
                 ApiError::Internal(format!("IPFS node error: {e}"))
             }
             TrackerError::Stopped => ApiError::Unavailable("the IPFS node is shutting down".into()),
+            TrackerError::Unavailable(text) => {
+                ApiError::Unavailable(format!("the cluster cannot take writes now: {text}"))
+            }
         }
     }
 }

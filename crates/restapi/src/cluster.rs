@@ -1,9 +1,9 @@
 //! The routes about the cluster itself: `/id`, `/version`, `/peers…`,
-//! `/ipfs/gc`, `/health/…` and `/monitor/metrics…`, answered truthfully for a
-//! cluster of one peer whose IPFS node is embedded.
+//! `/ipfs/gc`, `/health/…` and `/monitor/metrics…`, answered for the whole
+//! membership from the Raft membership and the metrics every peer reports.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use pincluster_model::{PinStatus, StatusSet};
@@ -16,48 +16,79 @@ use crate::Context;
 
 /// The metrics this peer publishes.
 const METRIC_NAMES: [&str; 4] = ["freespace", "ping", "pinqueue", "reposize"];
-/// How long a metric is valid, as Cluster's informers default to.
-const METRIC_TTL: Duration = Duration::from_secs(30);
 
 pub(crate) async fn id(ctx: web::Data<Context>) -> HttpResponse {
-    HttpResponse::Ok().json(wire::Id::of_this_peer(&ctx.options))
+    HttpResponse::Ok().json(wire::Id::of_this_peer(&ctx.options, &ctx.members()))
 }
 
 pub(crate) async fn version() -> HttpResponse {
     HttpResponse::Ok().json(wire::Version::current())
 }
 
-/// `GET /peers`: the one peer, as an NDJSON stream.
+/// `GET /peers`: every member, as an NDJSON stream; one that is down carries an `error`.
 pub(crate) async fn peers(req: HttpRequest, ctx: web::Data<Context>) -> HttpResponse {
-    let id = wire::Id::of_this_peer(&ctx.options);
+    let members = ctx.members();
+    let ids: Vec<wire::Id> = members
+        .peers
+        .iter()
+        .map(|p| {
+            if p.member.peer_id == members.me {
+                wire::Id::of_this_peer(&ctx.options, &members)
+            } else {
+                wire::Id::of_member(p, &members)
+            }
+        })
+        .collect();
     stream::ndjson(&req, move |sink| {
-        sink.send(&id);
+        for id in &ids {
+            if !sink.send(id) {
+                break;
+            }
+        }
         Ok(())
     })
     .await
 }
 
-/// `POST /peers`: adding ourselves is a no-op; other peers cannot join yet.
+/// `POST /peers`: adding ourselves is a no-op; other peers join themselves.
 pub(crate) async fn add_peer(
     ctx: web::Data<Context>,
     body: web::Json<wire::AddPeerBody>,
 ) -> Result<HttpResponse, ApiError> {
     let peer = options::parse_peer_id(body.peer_id.trim()).map_err(ApiError::bad)?;
+    let members = ctx.members();
     if peer == ctx.options.peer_id {
-        return Ok(HttpResponse::Ok().json(wire::Id::of_this_peer(&ctx.options)));
+        return Ok(HttpResponse::Ok().json(wire::Id::of_this_peer(&ctx.options, &members)));
+    }
+    if let Some(member) = members.peers.iter().find(|p| p.member.peer_id == peer) {
+        return Ok(HttpResponse::Ok().json(wire::Id::of_member(member, &members)));
     }
     Err(ApiError::NotImplemented(format!(
-        "cannot add peer {peer}: pincluster runs as a cluster of one peer and does not support adding peers yet"
+        "cannot add peer {peer} from here: a peer joins by itself, with `pincluster-service daemon --bootstrap \
+         <the cluster address of a member>/p2p/<its peer id>`"
     )))
 }
 
-/// `DELETE /peers/{peer}`: we are the only peer, and we do not remove ourselves.
+/// `DELETE /peers/{peer}`: moves the peer's pins to others, then removes it
+/// from the membership.
 pub(crate) async fn remove_peer(ctx: web::Data<Context>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let peer = options::parse_peer_id(path.trim()).map_err(ApiError::bad)?;
-    if peer == ctx.options.peer_id {
-        return Err(ApiError::bad(format!("cannot remove peer {peer}: it is this peer, the only one of the cluster")));
+    let members = ctx.members();
+    let Some(member) = members.peers.iter().find(|p| p.member.peer_id == peer) else {
+        return Err(ApiError::NotFound(format!("peer {peer} is not part of the cluster")));
+    };
+    if members.peers.len() == 1 {
+        return Err(ApiError::bad(format!("cannot remove peer {peer}: it is the only one of the cluster")));
     }
-    Err(ApiError::NotFound(format!("peer {peer} is not part of the cluster")))
+    let moved = ctx.tracker.vacate(&peer).await?;
+    tracing::info!(%peer, pins = moved, "re-allocated the pins of a peer being removed");
+    ctx.options
+        .cluster
+        .remove(member.id)
+        .await
+        .map_err(|e| ApiError::bad(format!("cannot remove peer {peer}: {e}")))?;
+    tracing::info!(%peer, "peer removed from the cluster");
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// `POST /ipfs/gc`: collects the blocks no pin reaches in the embedded node.
@@ -77,22 +108,57 @@ pub(crate) async fn repo_gc(req: HttpRequest, ctx: web::Data<Context>) -> Result
     Ok(HttpResponse::Ok().json(GlobalRepoGc { peer_map: BTreeMap::from([(ctx.options.peer_id.clone(), ours)]) }))
 }
 
-/// `GET /health/graph`: one peer, linked to nobody, its IPFS node being itself.
+/// `GET /health/graph`: every member, linked to those that are up; each
+/// peer's IPFS node is itself (same peer ID).
 pub(crate) async fn graph(ctx: web::Data<Context>) -> HttpResponse {
-    let id = ctx.options.peer_id.clone();
-    HttpResponse::Ok().json(ConnectGraph {
-        cluster_id: id.clone(),
-        id_to_peername: BTreeMap::from([(id.clone(), ctx.options.peername.clone())]),
-        ipfs_links: BTreeMap::from([(id.clone(), Vec::new())]),
-        cluster_links: BTreeMap::from([(id.clone(), Vec::new())]),
-        cluster_trust_links: BTreeMap::from([(id.clone(), true)]),
-        cluster_to_ipfs: BTreeMap::from([(id.clone(), id)]),
-    })
+    let members = ctx.members();
+    let up: Vec<String> =
+        members.peers.iter().filter(|p| members.down(p).is_none()).map(|p| p.member.peer_id.clone()).collect();
+    let mut graph = ConnectGraph {
+        cluster_id: ctx.options.peer_id.clone(),
+        id_to_peername: BTreeMap::new(),
+        ipfs_links: BTreeMap::new(),
+        cluster_links: BTreeMap::new(),
+        cluster_trust_links: BTreeMap::new(),
+        cluster_to_ipfs: BTreeMap::new(),
+    };
+    for peer in &members.peers {
+        let id = peer.member.peer_id.clone();
+        let name = if id == members.me { ctx.options.peername.clone() } else { peer.member.name.clone() };
+        let links: Vec<String> =
+            if up.contains(&id) { up.iter().filter(|p| **p != id).cloned().collect() } else { Vec::new() };
+        graph.id_to_peername.insert(id.clone(), name);
+        graph.ipfs_links.insert(id.clone(), links.clone());
+        graph.cluster_links.insert(id.clone(), links);
+        graph.cluster_trust_links.insert(id.clone(), true);
+        graph.cluster_to_ipfs.insert(id.clone(), id);
+    }
+    HttpResponse::Ok().json(graph)
 }
 
-/// `GET /health/alerts`: no peer ever misses a metric in a cluster of one.
-pub(crate) async fn alerts() -> HttpResponse {
-    HttpResponse::Ok().json(Vec::<Metric>::new())
+/// `GET /health/alerts`: a `ping` alert for every member whose metrics expired.
+pub(crate) async fn alerts(ctx: web::Data<Context>) -> HttpResponse {
+    let members = ctx.members();
+    let now = SystemTime::now();
+    let alerts: Vec<Metric> = members
+        .peers
+        .iter()
+        .filter(|p| members.down(p).is_some())
+        .map(|p| {
+            let seen = p.metrics.as_ref().map_or(UNIX_EPOCH, |(age, _)| now - *age);
+            Metric {
+                name: "ping".into(),
+                peer: p.member.peer_id.clone(),
+                value: String::new(),
+                expire: unix_nanos(seen + ctx.options.metric_ttl),
+                valid: false,
+                weight: 0,
+                partitionable: false,
+                received_at: unix_nanos(seen),
+            }
+        })
+        .collect();
+    HttpResponse::Ok().json(alerts)
 }
 
 /// `GET /health/bandwidth`: no cluster protocols carry traffic yet.
@@ -137,18 +203,41 @@ pub(crate) async fn metrics(ctx: web::Data<Context>, path: web::Path<String>) ->
         _ => None,
     };
     let now = SystemTime::now();
-    let metrics: Vec<Metric> = measured
+    let mut metrics: Vec<Metric> = measured
         .into_iter()
         .map(|(value, weight)| Metric {
             name: name.clone(),
             peer: ctx.options.peer_id.clone(),
             value,
-            expire: unix_nanos(now + METRIC_TTL),
+            expire: unix_nanos(now + ctx.options.metric_ttl),
             valid: true,
             weight,
             partitionable: false,
             received_at: unix_nanos(now),
         })
         .collect();
+    // The others' last reports.
+    let members = ctx.members();
+    for peer in members.peers.iter().filter(|p| p.member.peer_id != members.me) {
+        let Some((age, reported)) = &peer.metrics else { continue };
+        let (value, weight) = match name.as_str() {
+            "freespace" => (reported.freespace, i64::try_from(reported.freespace).unwrap_or(i64::MAX)),
+            "reposize" => (reported.reposize, -i64::try_from(reported.reposize).unwrap_or(i64::MAX)),
+            "pinqueue" => (reported.pinqueue, -i64::try_from(reported.pinqueue).unwrap_or(i64::MAX)),
+            "ping" => (0, 0),
+            _ => continue,
+        };
+        let seen = now - *age;
+        metrics.push(Metric {
+            name: name.clone(),
+            peer: peer.member.peer_id.clone(),
+            value: if name == "ping" { String::new() } else { value.to_string() },
+            expire: unix_nanos(seen + ctx.options.metric_ttl),
+            valid: members.down(peer).is_none(),
+            weight,
+            partitionable: false,
+            received_at: unix_nanos(seen),
+        });
+    }
     Ok(HttpResponse::Ok().json(metrics))
 }

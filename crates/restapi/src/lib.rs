@@ -11,6 +11,7 @@ mod add;
 mod cluster;
 mod error;
 mod expiry;
+mod members;
 mod options;
 mod pins;
 mod stream;
@@ -19,9 +20,11 @@ mod wire;
 use std::sync::Arc;
 
 use actix_web::web;
+use pincluster_consensus::Consensus;
 use pincluster_tracker::Tracker;
 
 pub use error::render_error;
+pub use members::answer_status;
 
 /// Facts about this peer that the REST API reports.
 #[derive(Clone, Debug)]
@@ -36,12 +39,25 @@ pub struct RestOptions {
     pub data_dir: std::path::PathBuf,
     /// The largest `/add` upload, in bytes.
     pub max_upload_bytes: u64,
+    /// The cluster this peer belongs to.
+    pub cluster: Consensus,
+    /// A peer whose last metrics are older than this is down.
+    pub metric_ttl: std::time::Duration,
+    /// Replication factors (min, max) of a pin that gives none.
+    pub default_replication: (i32, i32),
 }
 
 struct Context {
     tracker: Tracker,
     options: RestOptions,
     expiry: expiry::Expiry,
+}
+
+impl Context {
+    /// The membership now, with each peer's health.
+    fn members(&self) -> members::Members {
+        members::Members::of(&self.options.cluster, self.options.metric_ttl)
+    }
 }
 
 /// Registers the REST routes with their app data, and starts the task that

@@ -100,10 +100,14 @@ impl PinRequest {
     }
 }
 
-/// Replication factors with defaults applied, checked for a cluster of `peers`.
-pub(crate) fn replication_factors((min, max): (i32, i32), peers: usize) -> Result<(i32, i32), ApiError> {
-    let min = if min == 0 { -1 } else { min };
-    let max = if max == 0 { -1 } else { max };
+/// Replication factors with `defaults` for those not given (0), checked for a cluster of `peers`.
+pub(crate) fn replication_factors(
+    (min, max): (i32, i32),
+    defaults: (i32, i32),
+    peers: usize,
+) -> Result<(i32, i32), ApiError> {
+    let min = if min == 0 { defaults.0 } else { min };
+    let max = if max == 0 { defaults.1 } else { max };
     if min < -1 || max < -1 {
         return Err(ApiError::bad("replication factors must be -1 (every peer) or positive"));
     }
@@ -493,7 +497,7 @@ mod tests {
         assert_eq!(r.name, None);
         assert_eq!(r.replication, (0, 0));
         assert!(r.expire_at.is_none() && r.pin_update.is_none() && r.origins.is_empty());
-        assert_eq!(replication_factors(r.replication, 1).unwrap(), (-1, -1));
+        assert_eq!(replication_factors(r.replication, (-1, -1), 1).unwrap(), (-1, -1));
     }
 
     #[test]

@@ -12,9 +12,6 @@ use crate::stream;
 use crate::wire::{self, GlobalPinInfo, Pin};
 use crate::Context;
 
-/// The number of peers in this cluster.
-const CLUSTER_SIZE: usize = 1;
-
 pub(crate) fn user_name(user: &Authenticated) -> Result<UserName, ApiError> {
     UserName::new(user.0.name()).map_err(|e| ApiError::bad(e.to_string()))
 }
@@ -39,7 +36,12 @@ async fn entry(ctx: &web::Data<Context>, cid: Cid) -> Result<Option<ClusterEntry
 async fn answer_status(ctx: &web::Data<Context>, user: &Authenticated, cid: Cid) -> Result<HttpResponse, ApiError> {
     let caller = user_name(user)?;
     let entry = entry(ctx, cid).await?;
-    Ok(HttpResponse::Ok().json(GlobalPinInfo::from_domain(&cid, entry.as_ref(), Some(&caller), &ctx.options)))
+    let mut info = GlobalPinInfo::from_domain(&cid, entry.as_ref(), Some(&caller), &ctx.options);
+    if let Some(entry) = &entry {
+        let members = ctx.members();
+        info = info.with_peers(members.statuses(&ctx.options.cluster, &entry.pin).await);
+    }
+    Ok(HttpResponse::Ok().json(info))
 }
 
 /// `GET /pins`: the status of every pin (or of the `cids` given), as NDJSON.
@@ -106,7 +108,7 @@ async fn pin_cid(
 ) -> Result<HttpResponse, ApiError> {
     let request = PinRequest::parse(req.query_string(), Timestamp::now())?;
     let view = pin_as(ctx, &user_name(user)?, &request, cid, None).await?;
-    let body = Pin::from_domain(&view.cluster, Some(&view.user), request.pin_update.as_ref(), &ctx.options.peer_id);
+    let body = Pin::from_domain(&view.cluster, Some(&view.user), request.pin_update.as_ref());
     Ok(HttpResponse::Ok().json(body))
 }
 
@@ -119,7 +121,8 @@ pub(crate) async fn pin_as(
     cid: Cid,
     default_name: Option<&str>,
 ) -> Result<PinView, ApiError> {
-    let (rmin, rmax) = options::replication_factors(request.replication, CLUSTER_SIZE)?;
+    let (rmin, rmax) =
+        options::replication_factors(request.replication, ctx.options.default_replication, ctx.members().peers.len())?;
     let pin = NewPin {
         cid,
         name: request.name.clone().or_else(|| default_name.filter(|n| !n.is_empty()).map(str::to_string)),
@@ -158,7 +161,7 @@ async fn unpin_cid(user: &Authenticated, ctx: &web::Data<Context>, cid: Cid) -> 
     let caller = user_name(user)?;
     let removed = ctx.tracker.unpin_all(&cid).await?;
     let holder = wire::representative(&removed, Some(&caller));
-    Ok(HttpResponse::Ok().json(Pin::from_domain(&removed.pin, holder, None, &ctx.options.peer_id)))
+    Ok(HttpResponse::Ok().json(Pin::from_domain(&removed.pin, holder, None)))
 }
 
 /// A `/pins/{ipfs|ipns|ipld}/{path…}` path as a CID. Only a bare CID is
@@ -252,7 +255,7 @@ pub(crate) async fn allocations(req: HttpRequest, ctx: web::Data<Context>) -> Re
             let pin = pin.map_err(|e| e.to_string())?;
             let Some(entry) = state.cluster_pin(&pin.cid).map_err(|e| e.to_string())? else { continue };
             let holder = wire::representative(&entry, None);
-            if !sink.send(&Pin::from_domain(&entry.pin, holder, None, &context.options.peer_id)) {
+            if !sink.send(&Pin::from_domain(&entry.pin, holder, None)) {
                 return Ok(());
             }
         }
@@ -271,5 +274,5 @@ pub(crate) async fn allocation(
     let caller = user_name(&user)?;
     let entry = entry(&ctx, cid).await?.ok_or_else(ApiError::not_in_pinset)?;
     let holder = wire::representative(&entry, Some(&caller));
-    Ok(HttpResponse::Ok().json(Pin::from_domain(&entry.pin, holder, None, &ctx.options.peer_id)))
+    Ok(HttpResponse::Ok().json(Pin::from_domain(&entry.pin, holder, None)))
 }

@@ -46,23 +46,55 @@ pub(crate) struct Id {
     error: String,
     ipfs: IpfsId,
     peername: String,
+    /// `leader`, `voter` or `learner` (pincluster's own field).
+    role: &'static str,
 }
 
 impl Id {
-    /// This peer, a cluster of one whose IPFS node is embedded (same peer ID).
-    pub(crate) fn of_this_peer(options: &RestOptions) -> Id {
+    /// This peer, whose IPFS node is embedded (same peer ID), among `members`.
+    pub(crate) fn of_this_peer(options: &RestOptions, members: &crate::members::Members) -> Id {
         Id {
             id: options.peer_id.clone(),
             addresses: options.addresses.clone(),
-            cluster_peers: vec![options.peer_id.clone()],
-            cluster_peers_addresses: Vec::new(),
+            cluster_peers: members.peers.iter().map(|p| p.member.peer_id.clone()).collect(),
+            cluster_peers_addresses: members.peers.iter().flat_map(|p| p.member.addrs.iter().cloned()).collect(),
             version: env!("CARGO_PKG_VERSION"),
             commit: option_env!("PINCLUSTER_COMMIT").unwrap_or(""),
             rpc_protocol_version: RPC_PROTOCOL_VERSION,
             error: String::new(),
             ipfs: IpfsId { id: options.peer_id.clone(), addresses: options.addresses.clone(), error: String::new() },
             peername: options.peername.clone(),
+            role: members.peers.iter().find(|p| p.member.peer_id == options.peer_id).map_or("voter", |p| role(p.role)),
         }
+    }
+}
+
+impl Id {
+    /// Another member, from what the membership and its metrics say; `error`
+    /// when it is down.
+    pub(crate) fn of_member(peer: &pincluster_consensus::PeerView, members: &crate::members::Members) -> Id {
+        let ipfs_addresses = peer.metrics.as_ref().map(|(_, m)| m.ipfs_addrs.clone()).unwrap_or_default();
+        Id {
+            id: peer.member.peer_id.clone(),
+            addresses: peer.member.addrs.clone(),
+            cluster_peers: members.peers.iter().map(|p| p.member.peer_id.clone()).collect(),
+            cluster_peers_addresses: Vec::new(),
+            version: env!("CARGO_PKG_VERSION"),
+            commit: "",
+            rpc_protocol_version: RPC_PROTOCOL_VERSION,
+            error: members.down(peer).unwrap_or_default(),
+            ipfs: IpfsId { id: peer.member.peer_id.clone(), addresses: ipfs_addresses, error: String::new() },
+            peername: peer.member.name.clone(),
+            role: role(peer.role),
+        }
+    }
+}
+
+fn role(role: pincluster_consensus::Role) -> &'static str {
+    match role {
+        pincluster_consensus::Role::Leader => "leader",
+        pincluster_consensus::Role::Voter => "voter",
+        pincluster_consensus::Role::Learner => "learner",
     }
 }
 
@@ -102,22 +134,13 @@ pub(crate) fn representative<'a>(entry: &'a ClusterEntry, caller: Option<&UserNa
 }
 
 /// The peers a pin is allocated to: `[]` means "every peer", as in Cluster.
-fn allocations(pin: &ClusterPin, peer_id: &str) -> Vec<String> {
-    if pin.options.replication_min == -1 {
-        Vec::new()
-    } else {
-        vec![peer_id.to_string()]
-    }
+fn allocations(pin: &ClusterPin) -> Vec<String> {
+    pin.allocations.clone()
 }
 
 impl Pin {
     /// The Cluster view of a cluster record, named after `holder`.
-    pub(crate) fn from_domain(
-        pin: &ClusterPin,
-        holder: Option<&UserPin>,
-        pin_update: Option<&Cid>,
-        peer_id: &str,
-    ) -> Pin {
+    pub(crate) fn from_domain(pin: &ClusterPin, holder: Option<&UserPin>, pin_update: Option<&Cid>) -> Pin {
         let options = &pin.options;
         Pin {
             replication_factor_min: options.replication_min,
@@ -132,7 +155,7 @@ impl Pin {
             origins: holder.map(|h| h.origins.iter().map(ToString::to_string).collect()).unwrap_or_default(),
             cid: pin.cid.to_string(),
             kind: "pin",
-            allocations: allocations(pin, peer_id),
+            allocations: allocations(pin),
             max_depth: match options.mode {
                 PinMode::Recursive => -1,
                 PinMode::Direct => 0,
@@ -158,7 +181,36 @@ pub(crate) struct PinInfoShort {
     priority_pin: bool,
 }
 
-/// The status of a CID on every peer of the cluster (here: one).
+impl PinInfoShort {
+    /// Another peer's status, as it answered (or `remote`, `cluster_error`).
+    pub(crate) fn of_peer(peername: &str, peer_id: &str, status: &'static str, error: String) -> PinInfoShort {
+        PinInfoShort {
+            peername: peername.to_string(),
+            ipfs_peer_id: peer_id.to_string(),
+            ipfs_peer_addresses: Vec::new(),
+            status,
+            timestamp: Timestamp::now().to_rfc3339(),
+            error,
+            attempt_count: 0,
+            priority_pin: false,
+        }
+    }
+
+    pub(crate) fn set_progress(&mut self, timestamp: String, attempts: u32) {
+        self.timestamp = timestamp;
+        self.attempt_count = attempts;
+    }
+}
+
+/// A status name another peer sent, as one of ours (unknown ones are errors).
+pub(crate) fn status_name(name: &str) -> &'static str {
+    ["pin_queued", "pinning", "pinned", "pin_error", "unpinned", "remote"]
+        .into_iter()
+        .find(|known| *known == name)
+        .unwrap_or("cluster_error")
+}
+
+/// The status of a CID on every peer of the cluster.
 #[derive(Serialize)]
 pub(crate) struct GlobalPinInfo {
     cid: String,
@@ -200,6 +252,9 @@ impl GlobalPinInfo {
             priority_pin: false,
         };
         let info = match entry {
+            Some(entry) if !entry.pin.allocations.is_empty() && !entry.pin.allocations.contains(&options.peer_id) => {
+                peer("remote", entry.pin.updated.to_rfc3339(), String::new(), 0)
+            }
             Some(entry) => peer(
                 tracker_status(entry.pin.status),
                 entry.pin.updated.to_rfc3339(),
@@ -211,12 +266,18 @@ impl GlobalPinInfo {
         GlobalPinInfo {
             cid: cid.to_string(),
             name: holder.and_then(|h| h.name.clone()).unwrap_or_default(),
-            allocations: entry.map(|e| allocations(&e.pin, &options.peer_id)).unwrap_or_default(),
+            allocations: entry.map(|e| allocations(&e.pin)).unwrap_or_default(),
             origins: holder.map(|h| h.origins.iter().map(ToString::to_string).collect()).unwrap_or_default(),
             created: entry.map_or_else(|| GO_ZERO_TIME.to_string(), |e| e.pin.created.to_rfc3339()),
             metadata: holder.map(|h| h.meta.clone()).filter(|m| !m.is_empty()),
             peer_map: BTreeMap::from([(options.peer_id.clone(), info)]),
         }
+    }
+
+    /// Adds the other peers' statuses to this peer's.
+    pub(crate) fn with_peers(mut self, others: BTreeMap<String, PinInfoShort>) -> GlobalPinInfo {
+        self.peer_map.extend(others);
+        self
     }
 }
 

@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use pincluster_auth::{Authenticator, TokenOptions};
@@ -13,6 +14,7 @@ use pincluster_ipfs::{Node, NodeOptions};
 use pincluster_state::{Pinset, StateOptions};
 use pincluster_tracker::{Tracker, TrackerOptions};
 
+use crate::cluster;
 use crate::reload::{self, Reloadable};
 
 /// The lock file that keeps a second daemon off the same folder.
@@ -67,11 +69,31 @@ pub fn run(dir: &Path, args: DaemonArgs) -> anyhow::Result<()> {
         .block_on(Node::start(node_options(dir, &config, &identity)))
         .context("cannot start the IPFS node")?;
     let delegates: Vec<String> = node_runtime.block_on(node.delegates()).iter().map(ToString::to_string).collect();
+    let (consensus, events) = node_runtime
+        .block_on(cluster::start(dir, &config.cluster, &identity, state.clone()))
+        .context("cannot start the cluster")?;
     let tracker = {
         let _entered = node_runtime.enter();
-        Tracker::start(state.clone(), node.clone(), tracker_options(&config))
+        let mut options = tracker_options(&config);
+        options.peer_id = identity.peer_id();
+        let tracker = Tracker::start(state.clone(), node.clone(), options, cluster::log(&consensus, &config.cluster));
+        tokio::spawn(cluster::follow(tracker.clone(), events));
+        tokio::spawn(cluster::report(consensus.clone(), tracker.clone(), dir.join("data"), config.cluster.clone()));
+        tokio::spawn(cluster::repair(consensus.clone(), tracker.clone(), config.cluster.clone()));
+        let reader = state.reader();
+        consensus.answer_queries(Arc::new(move |body| pincluster_restapi::answer_status(&reader, body)));
+        tracker
     };
-    let result = actix_web::rt::System::new().block_on(serve(dir, config, identity, overrides, tracker, delegates));
+    let result = actix_web::rt::System::new().block_on(serve(
+        dir,
+        config,
+        identity,
+        overrides,
+        tracker,
+        consensus.clone(),
+        delegates,
+    ));
+    node_runtime.block_on(consensus.shutdown());
     node_runtime.block_on(node.shutdown());
     node_runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     // Last: a checkpoint, so that the next start opens the pinset at once
@@ -107,6 +129,8 @@ fn tracker_options(config: &ServiceConfig) -> TrackerOptions {
         stall_timeout: config.ipfs.pin_timeout.0,
         max_dag_size: (config.ipfs.max_dag_size > 0).then_some(config.ipfs.max_dag_size),
         max_outstanding_wants: config.ipfs.max_outstanding_wants,
+        peer_id: String::new(),
+        allocate_by: config.cluster.allocate_by.clone(),
     }
 }
 
@@ -148,6 +172,7 @@ async fn serve(
     identity: Identity,
     overrides: Overrides,
     tracker: Tracker,
+    consensus: pincluster_consensus::Consensus,
     delegates: Vec<String>,
 ) -> anyhow::Result<()> {
     let peer_id = identity.peer_id();
@@ -174,6 +199,12 @@ async fn serve(
                         addresses: delegates.clone(),
                         data_dir: dir.join("data"),
                         max_upload_bytes: api.max_upload_bytes,
+                        cluster: consensus.clone(),
+                        metric_ttl: config.cluster.metric_ttl.0,
+                        default_replication: (
+                            config.cluster.replication_factor_min,
+                            config.cluster.replication_factor_max,
+                        ),
                     },
                 ),
             ),

@@ -2,6 +2,7 @@
 //! `daemon` (the default) runs the APIs over the pinset, `state export` and
 //! `state import` back up and restore the shared pinset. Read [`Command`] first.
 
+mod cluster;
 mod daemon;
 mod reload;
 mod statefile;

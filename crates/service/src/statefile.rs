@@ -96,7 +96,9 @@ pub fn run(dir: &Path, command: StateCommand) -> anyhow::Result<()> {
     let result = match command {
         StateCommand::Export { output } => export_to(&pinset, &output),
         StateCommand::Import { merge, max_line_bytes, file } => {
-            import_from(&pinset, &file, ImportOptions { merge, max_line_bytes })
+            pincluster_consensus::detach(&pinset, &crate::cluster::snapshot_dir(dir))
+                .context("cannot import into this pinset")
+                .and_then(|()| import_from(&pinset, &file, ImportOptions { merge, max_line_bytes }))
         }
     };
     // Close in every case, so that the next open (the daemon's) reads a fresh snapshot.

@@ -34,7 +34,7 @@ pub(crate) fn command(st: &mut Staged<'_>, command: Command) -> Result<Applied, 
         }
         Command::UnpinAll { cid } => unpin_all(st, &cid).map(Applied::UnpinAll),
         Command::SetAllocations { cid, allocations } => {
-            set_allocations(st, &cid, allocations).map(|()| Applied::SetAllocations)
+            set_allocations(st, &cid, allocations).map(|()| Applied::SetAllocations(cid))
         }
         Command::Expire { cids, at } => expire(st, &cids, at).map(Applied::Expire),
         Command::Restore { entry, merge } => restore(st, entry, merge).map(Applied::Restore),

@@ -58,7 +58,8 @@ pub enum Applied {
     },
     /// The entry as it was before it was removed.
     UnpinAll(ClusterEntry),
-    SetAllocations,
+    /// The CID whose allocations changed (the tracker checks whether it is still allocated here).
+    SetAllocations(Cid),
     /// The CIDs removed.
     Expire(Vec<Cid>),
     /// How many holders were added.

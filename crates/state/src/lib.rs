@@ -513,6 +513,15 @@ impl Pinset {
         LogStore::open(&self.reader.inner.db, &self.reader.inner.checkpoint.options.path)
     }
 
+    /// Forgets the replicated log (entries, vote, and the stored record of the
+    /// last applied entry); the pinset and its applied index stay, and a new
+    /// log starts from them. For offline use: after an import, say.
+    pub fn forget_log(&self) -> Result<(), StateError> {
+        self.log_store()?.clear()?;
+        let forget = vec![Op::Raw(vec![(keys::APPLIED_META_KEY.to_vec(), None)])];
+        self.submit_blocking(Entry::Local, forget, None, true).map(drop)
+    }
+
     /// Makes everything written so far durable.
     pub async fn sync(&self) -> Result<(), StateError> {
         self.submit(Entry::Local, Vec::new(), true).await.map(drop)

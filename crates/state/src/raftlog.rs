@@ -150,6 +150,12 @@ impl LogStore {
         Ok(())
     }
 
+    /// Removes every entry and value, durably.
+    pub fn clear(&self) -> Result<(), StateError> {
+        self.tree.clear()?;
+        self.sync()
+    }
+
     fn sync(&self) -> Result<(), StateError> {
         self.db.flush()?;
         self.file.sync_data().map_err(|e| StateError::from(sled::Error::Io(e)))

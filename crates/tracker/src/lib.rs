@@ -8,9 +8,12 @@
 //! applying it did ([`Tracker::act_on`]), never from what was asked. The
 //! workers alone write this peer's local records (status, progress).
 
+mod allocate;
 mod worker;
 
 use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
 
 use pincluster_ipfs::{GcStats, Node, RepoStat};
 
@@ -18,6 +21,7 @@ pub use pincluster_ipfs::{AddedEntry, CarImporter, ImportOptions, Imported, Impo
 use pincluster_model::{Cid, NewPin, PinStatus, PinView, Timestamp, UserName, ValidationError};
 use pincluster_state::{Applied, Command, Pinset, Reader, StateError, StatusUpdate};
 
+pub use allocate::{allocate, Candidate};
 pub use worker::TrackerOptions;
 use worker::Workers;
 
@@ -34,6 +38,9 @@ pub enum TrackerError {
     Ipfs(#[from] IpfsError),
     #[error("the IPFS node is shutting down")]
     Stopped,
+    /// The cluster could not take the write now (no leader); retry.
+    #[error("the cluster cannot take writes now: {0}")]
+    Unavailable(String),
 }
 
 impl From<StateError> for TrackerError {
@@ -45,20 +52,47 @@ impl From<StateError> for TrackerError {
     }
 }
 
+/// The results of applying a batch of commands, one per command, in order.
+pub type Proposed = Vec<Result<Applied, StateError>>;
+
+/// The log the tracker proposes its commands to: the cluster's replicated
+/// log. It answers once the commands are applied to this peer's pinset; the
+/// local work then follows from [`Tracker::act_on`], which whoever applies
+/// entries calls for every entry, this peer's own or not.
+pub trait Log: Send + Sync + 'static {
+    /// Proposes `commands` in one entry and answers this peer's results of applying them.
+    fn propose(&self, commands: Vec<Command>) -> BoxFuture<'_, Result<Proposed, LogError>>;
+
+    /// The peers that may take new pins now (up, with fresh metrics).
+    fn candidates(&self) -> Vec<Candidate>;
+}
+
+/// Why the log did not take a proposal.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// No leader, or no answer in time: the client may retry.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The log is shutting down.
+    #[error("the cluster log is shut down")]
+    Closed,
+}
+
 /// The pin tracker. Cheap to clone.
 #[derive(Clone)]
 pub struct Tracker {
     state: Pinset,
     reader: Reader,
     workers: Arc<Workers>,
+    log: Arc<dyn Log>,
 }
 
 impl Tracker {
     /// Starts the workers on the current tokio runtime (the node's) and
-    /// resumes every pin a previous run left unfinished.
-    pub fn start(state: Pinset, node: Node, options: TrackerOptions) -> Tracker {
+    /// resumes every pin a previous run left unfinished. Commands go to `log`.
+    pub fn start(state: Pinset, node: Node, options: TrackerOptions, log: Arc<dyn Log>) -> Tracker {
         let workers = Workers::start(state.clone(), node, options);
-        Tracker { reader: state.reader(), state, workers }
+        Tracker { reader: state.reader(), state, workers, log }
     }
 
     /// The pinset, read-only: every write goes through the tracker.
@@ -66,24 +100,55 @@ impl Tracker {
         &self.reader
     }
 
-    /// Proposes one command and acts on what applying it did: queues the
-    /// CID it added, releases those it removed.
-    async fn propose(&self, command: Command) -> Result<Applied, TrackerError> {
-        let applied = self.state.propose(vec![command]).await?.pop().ok_or(TrackerError::Stopped)??;
-        self.act_on(&applied).await;
-        Ok(applied)
+    /// The allocation a pin of a CID new to the pinset needs, proposed in the
+    /// same entry as the pin (none for a pin on every peer, or a CID the
+    /// pinset has: it keeps its allocations).
+    fn allocation(&self, pin: &NewPin) -> Result<Option<Command>, StateError> {
+        if pin.options.replication_min == -1 || self.state.cluster_pin(&pin.cid)?.is_some() {
+            return Ok(None);
+        }
+        let allocations = allocate::allocate(&pin.options, &self.log.candidates(), &self.workers.options().allocate_by)
+            .map_err(StateError::Refused)?;
+        Ok(Some(Command::SetAllocations { cid: pin.cid, allocations }))
     }
 
-    /// Schedules the local work that an applied command calls for. Whatever
-    /// applied it (this peer's own proposal today, a replicated log
-    /// tomorrow), the work follows from the outcome alone.
+    /// Proposes commands in one log entry; answers once they are applied here.
+    async fn propose_all(&self, commands: Vec<Command>) -> Result<Proposed, TrackerError> {
+        self.log.propose(commands).await.map_err(|e| match e {
+            LogError::Unavailable(text) => TrackerError::Unavailable(text),
+            LogError::Closed => TrackerError::Stopped,
+        })
+    }
+
+    async fn propose(&self, command: Command) -> Result<Applied, TrackerError> {
+        Ok(self.propose_all(vec![command]).await?.pop().ok_or(TrackerError::Stopped)??)
+    }
+
+    /// Schedules the local work that an applied command calls for: queues
+    /// the CID it added or allocated here, releases those it removed or
+    /// allocated elsewhere. Whoever applies the log calls it for every
+    /// entry; the work follows from the outcome alone.
     pub async fn act_on(&self, applied: &Applied) {
         if let Some(cid) = applied.added() {
             self.workers.schedule(cid);
         }
+        if let Applied::SetAllocations(cid) = applied {
+            match self.state.cluster_pin(cid) {
+                Ok(Some(entry)) if self.workers.allocated_here(&entry.pin.allocations) => self.workers.schedule(*cid),
+                Ok(Some(_)) => self.workers.release(*cid).await,
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%cid, %error, "cannot read a re-allocated pin"),
+            }
+        }
         for cid in applied.removed() {
             self.workers.release(cid).await;
         }
+    }
+
+    /// The pinset was replaced by a snapshot: check the queue and the held
+    /// content against it again.
+    pub fn resync(&self) {
+        self.workers.resync();
     }
 
     /// Pins `pin.cid` for `user`, or updates that user's pin object. Pinning
@@ -102,9 +167,21 @@ impl Tracker {
         update_from: Option<Cid>,
     ) -> Result<PinView, TrackerError> {
         pin.validate()?;
+        let allocation = self.allocation(&pin)?;
+        let allocations = match &allocation {
+            Some(Command::SetAllocations { allocations, .. }) => Some(allocations.clone()),
+            _ => None,
+        };
         let command = Command::Pin { user: user.clone(), pin, at: Timestamp::now(), update_from };
-        match self.propose(command).await? {
-            Applied::Pin(outcome) => self.follow(&outcome.view).await,
+        let mut results = self.propose_all(std::iter::once(command).chain(allocation).collect()).await?.into_iter();
+        match results.next().ok_or(TrackerError::Stopped)?? {
+            Applied::Pin(mut outcome) => {
+                // The allocation was applied right after the pin, in the same entry.
+                if let (Some(allocations), Some(Ok(_))) = (allocations, results.next()) {
+                    outcome.view.cluster.allocations = allocations;
+                }
+                self.follow(&outcome.view).await
+            }
             _ => Err(TrackerError::Stopped),
         }
     }
@@ -124,6 +201,22 @@ impl Tracker {
     /// Drops `user`'s pin of `cid`; the content goes when no user holds it.
     pub async fn unpin(&self, user: &UserName, cid: &Cid) -> Result<(), TrackerError> {
         self.propose(Command::Unpin { user: user.clone(), cid: *cid }).await.map(drop)
+    }
+
+    /// The embedded node's addresses (with `/p2p/<peer id>`).
+    pub async fn delegates(&self) -> Vec<pincluster_model::Multiaddr> {
+        let node = self.workers.node().clone();
+        self.workers.on_node_runtime(async move { node.delegates().await }).await.unwrap_or_default()
+    }
+
+    /// Dials another IPFS node (a cluster peer's), so that blocks flow both ways.
+    pub async fn connect(&self, addr: pincluster_model::Multiaddr) -> Result<(), TrackerError> {
+        let node = self.workers.node().clone();
+        Ok(self
+            .workers
+            .on_node_runtime(async move { node.connect(addr).await })
+            .await
+            .ok_or(TrackerError::Stopped)??)
     }
 
     /// Collects every block no pin reaches, now.
@@ -172,6 +265,77 @@ impl Tracker {
             PinStatus::Pinning | PinStatus::Pinned => {}
         }
         Ok(view.clone())
+    }
+}
+
+/// How many pins one re-allocation entry moves.
+const REALLOCATE_BATCH: usize = 1000;
+
+/// Re-allocation: moving pins off a peer that leaves or is down.
+impl Tracker {
+    /// Moves every pin allocated to `peer` to other peers (it is leaving):
+    /// each keeps its other allocations and gets new ones in place of
+    /// `peer`, by the usual allocation; returns how many pins were moved.
+    pub async fn vacate(&self, peer: &str) -> Result<usize, TrackerError> {
+        self.reallocate(peer, false).await
+    }
+
+    /// Re-allocates the pins allocated to `peer` (down for too long) that
+    /// now have fewer than `replication_factor_min` allocations on peers
+    /// that are up; the others keep their allocations. Returns how many.
+    pub async fn repair(&self, peer: &str) -> Result<usize, TrackerError> {
+        self.reallocate(peer, true).await
+    }
+
+    async fn reallocate(&self, peer: &str, only_below_min: bool) -> Result<usize, TrackerError> {
+        let candidates: Vec<Candidate> = self.log.candidates().into_iter().filter(|c| c.peer_id != peer).collect();
+        let up: std::collections::HashSet<String> = candidates.iter().map(|c| c.peer_id.clone()).collect();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<pincluster_model::ClusterPin>>(2);
+        let (state, gone) = (self.state.clone(), peer.to_string());
+        let scan = tokio::task::spawn_blocking(move || {
+            let mut chunk = Vec::new();
+            for pin in state.cluster_pins(pincluster_model::StatusSet::ALL).flatten() {
+                if pin.allocations.contains(&gone) {
+                    chunk.push(pin);
+                }
+                if chunk.len() == REALLOCATE_BATCH && tx.blocking_send(std::mem::take(&mut chunk)).is_err() {
+                    return;
+                }
+            }
+            if !chunk.is_empty() {
+                let _ = tx.blocking_send(chunk);
+            }
+        });
+        let mut moved = 0;
+        while let Some(pins) = rx.recv().await {
+            let mut commands = Vec::new();
+            for pin in pins {
+                let kept: Vec<String> =
+                    pin.allocations.iter().filter(|a| *a != peer && up.contains(*a)).cloned().collect();
+                let min = usize::try_from(pin.options.replication_min).unwrap_or(0);
+                if only_below_min && kept.len() >= min {
+                    continue;
+                }
+                let mut options = pin.options.clone();
+                options.user_allocations = kept.iter().chain(&pin.options.user_allocations).cloned().collect();
+                let allocations = match allocate::allocate(&options, &candidates, &self.workers.options().allocate_by) {
+                    Ok(allocations) => allocations,
+                    Err(reason) => {
+                        tracing::warn!(cid = %pin.cid, %reason, "cannot re-allocate a pin fully; keeping the peers it has");
+                        kept
+                    }
+                };
+                commands.push(Command::SetAllocations { cid: pin.cid, allocations });
+            }
+            moved += commands.len();
+            if !commands.is_empty() {
+                for result in self.propose_all(commands).await? {
+                    result?;
+                }
+            }
+        }
+        scan.await.map_err(|_| TrackerError::Stopped)?;
+        Ok(moved)
     }
 }
 

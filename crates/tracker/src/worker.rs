@@ -44,6 +44,10 @@ pub struct TrackerOptions {
     pub max_dag_size: Option<u64>,
     /// Most blocks one pin wants from the network at once.
     pub max_outstanding_wants: usize,
+    /// This peer's ID: a pin with allocations is fetched here only when they name it.
+    pub peer_id: String,
+    /// The metrics allocation orders peers by (`cluster.allocate_by`).
+    pub allocate_by: Vec<String>,
 }
 
 impl Default for TrackerOptions {
@@ -57,6 +61,8 @@ impl Default for TrackerOptions {
             stall_timeout: Duration::from_secs(120),
             max_dag_size: None,
             max_outstanding_wants: 256,
+            peer_id: String::new(),
+            allocate_by: vec!["tag:group".into(), "freespace".into()],
         }
     }
 }
@@ -120,6 +126,21 @@ impl Workers {
         &self.node
     }
 
+    pub(crate) fn options(&self) -> &TrackerOptions {
+        &self.options
+    }
+
+    /// Whether a pin with these allocations is this peer's to hold (none = every peer's).
+    pub(crate) fn allocated_here(&self, allocations: &[String]) -> bool {
+        allocations.is_empty() || allocations.contains(&self.options.peer_id)
+    }
+
+    /// Checks the queue against the pinset again (after a snapshot replaced it).
+    pub(crate) fn resync(&self) {
+        self.overflowed.notify_one();
+        self.gc_wanted.notify_one();
+    }
+
     /// Queues `cid` unless it is already queued or running.
     pub(crate) fn schedule(&self, cid: Cid) {
         if !lock(&self.scheduled).insert(cid) {
@@ -169,7 +190,7 @@ impl Workers {
                 return;
             }
         };
-        if entry.pin.status == PinStatus::Pinned {
+        if entry.pin.status == PinStatus::Pinned || !self.allocated_here(&entry.pin.allocations) {
             return;
         }
         let attempts = entry.pin.attempts + 1;
@@ -315,6 +336,7 @@ impl Workers {
             return true;
         }
         let scheduled: HashSet<Cid> = lock(&self.scheduled).clone();
+        let workers = Arc::clone(self);
         let scan = tokio::task::spawn_blocking(move || {
             let mut unfinished = StatusSet::only(PinStatus::Queued);
             unfinished.insert(PinStatus::Pinning);
@@ -323,7 +345,10 @@ impl Workers {
             let mut more = false;
             for item in state.cluster_pins(unfinished) {
                 let Ok(pin) = item else { continue };
-                if scheduled.contains(&pin.cid) || (pin.status == PinStatus::Failed && pin.attempts > max_retries) {
+                if scheduled.contains(&pin.cid)
+                    || (pin.status == PinStatus::Failed && pin.attempts > max_retries)
+                    || !workers.allocated_here(&pin.allocations)
+                {
                     continue;
                 }
                 if found.len() == room {

@@ -1,0 +1,288 @@
+//! Issue 13, a real cluster: several real daemons on loopback, each with its
+//! own folder and embedded node, sharing one pinset through Raft on the
+//! private cluster port. Allocation by replication factor, writes through
+//! any peer, losing peers, repair, `peers rm`, outsiders refused.
+
+use std::time::Duration;
+
+use pincluster_tests::*;
+use serde_json::{json, Value};
+
+use crate::rest::multiaddr_of;
+
+/// The cluster secret of these tests (64 hex characters).
+const SECRET: &str = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e";
+const WAIT: Duration = Duration::from_secs(60);
+
+/// `len` pseudo-random bytes from `seed`: content no other test pins.
+fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+fn peer_config(extra: Value) -> Value {
+    let mut cluster = json!({
+        "secret": SECRET,
+        "monitor_ping_interval": "500ms",
+        "metric_ttl": "2s",
+        "repin_delay": "1s",
+    });
+    if let (Some(c), Value::Object(e)) = (cluster.as_object_mut(), extra) {
+        c.extend(e);
+    }
+    test_config(json!({ "cluster": cluster }))
+}
+
+/// The peers `daemon` lists, one JSON object each.
+fn peers(daemon: &Daemon) -> Vec<Value> {
+    let response = client().get(format!("{}/peers", daemon.rest)).basic_auth("alice", Some("alice-pw")).send();
+    let Ok(response) = response else { return Vec::new() };
+    response.text().unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+/// Waits until every daemon lists `n` peers, all up, exactly one leader.
+fn wait_for_members(daemons: &[&Daemon], n: usize) {
+    eventually(WAIT, &format!("{n} healthy peers seen by every peer"), || {
+        daemons
+            .iter()
+            .all(|d| {
+                let list = peers(d);
+                list.len() == n
+                    && list.iter().all(|p| p["error"] == "")
+                    && list.iter().filter(|p| p["role"] == "leader").count() == 1
+            })
+            .then_some(())
+    });
+}
+
+/// Starts a cluster of `n` voters: the first alone, the others joining it.
+fn start_cluster(n: usize) -> Vec<Daemon> {
+    let first = Daemon::start(peer_config(json!({ "peername": "peer0" })));
+    let mut daemons = vec![first];
+    for i in 1..n {
+        let bootstrap = daemons[0].cluster.clone();
+        daemons.push(Daemon::start(peer_config(json!({ "peername": format!("peer{i}"), "bootstrap": [bootstrap] }))));
+    }
+    wait_for_members(&daemons.iter().collect::<Vec<_>>(), n);
+    daemons
+}
+
+fn role_of(daemon: &Daemon, of: &Daemon) -> String {
+    peers(daemon)
+        .iter()
+        .find(|p| p["id"] == of.peer_id.as_str())
+        .map(|p| p["role"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+/// Adds a small file through `daemon`'s `/add` with `query`; returns its CID.
+fn add(daemon: &Daemon, query: &str, bytes: Vec<u8>) -> String {
+    let form = reqwest::blocking::multipart::Form::new()
+        .part("file", reqwest::blocking::multipart::Part::bytes(bytes).file_name("f.bin"));
+    let response = client()
+        .post(format!("{}/add?{query}", daemon.rest))
+        .basic_auth("alice", Some("alice-pw"))
+        .multipart(form)
+        .send()
+        .expect("POST /add");
+    let status = response.status();
+    let body = response.text().unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", daemon.log());
+    let last: Value = serde_json::from_str(body.lines().last().unwrap()).unwrap();
+    last["cid"].as_str().unwrap().to_string()
+}
+
+fn status(daemon: &Daemon, cid: &str) -> Value {
+    let (code, body) = json_of(
+        client().get(format!("{}/pins/{cid}", daemon.rest)).basic_auth("alice", Some("alice-pw")).send().unwrap(),
+    );
+    assert_eq!(code, StatusCode::OK, "{body}");
+    body
+}
+
+/// The statuses in a `GlobalPinInfo`'s peer map, by peer ID.
+fn peer_statuses(info: &Value) -> Vec<(String, String)> {
+    info["peer_map"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v["status"].as_str().unwrap_or("").to_string())).collect())
+        .unwrap_or_default()
+}
+
+fn psa_count(daemon: &Daemon, cid: &str) -> u64 {
+    let (code, body) = json_of(
+        client().get(format!("{}/pins?cid={cid}", daemon.pinsvc)).basic_auth("alice", Some("alice-pw")).send().unwrap(),
+    );
+    assert_eq!(code, StatusCode::OK, "{body}");
+    body["count"].as_u64().unwrap()
+}
+
+fn allocations(daemon: &Daemon, cid: &str) -> Vec<String> {
+    let (code, body) = json_of(
+        client()
+            .get(format!("{}/allocations/{cid}", daemon.rest))
+            .basic_auth("alice", Some("alice-pw"))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(code, StatusCode::OK, "{body}");
+    body["allocations"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect()
+}
+
+/// Waits until exactly `holders` show `pinned` for `cid` and the others `remote`, as `daemon` sees it.
+fn wait_held_by(daemon: &Daemon, cid: &str, holders: &[&str], peers_total: usize) -> Value {
+    let mut last = Value::Null;
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let info = status(daemon, cid);
+        let statuses = peer_statuses(&info);
+        let ok = statuses.len() == peers_total
+            && statuses.iter().all(|(peer, status)| {
+                if holders.contains(&peer.as_str()) {
+                    status == "pinned"
+                } else {
+                    status == "remote"
+                }
+            });
+        if ok {
+            return info;
+        }
+        assert!(std::time::Instant::now() < deadline, "{cid} not pinned on {holders:?}: last status {last}");
+        last = info;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn three_voters_pin_through_a_follower_on_exactly_two_peers() {
+    let daemons = start_cluster(3);
+    let follower = daemons.iter().find(|d| role_of(&daemons[0], d) != "leader").unwrap();
+    let cid = add(follower, "replication-min=2&replication-max=2", bytes(200 * 1024, 13));
+
+    let allocated = allocations(follower, &cid);
+    assert_eq!(allocated.len(), 2, "{allocated:?}");
+    let holders: Vec<&str> = allocated.iter().map(String::as_str).collect();
+    for daemon in &daemons {
+        // Every peer shows the same allocation, both holders pinned and the third remote.
+        assert_eq!(allocations(daemon, &cid), allocated);
+        let info = wait_held_by(daemon, &cid, &holders, 3);
+        assert_eq!(info["allocations"].as_array().unwrap().len(), 2);
+        // Both APIs on every peer show the pin and count it.
+        assert_eq!(psa_count(daemon, &cid), 1);
+    }
+    // `peers ls` through the real client shows every peer with its role and health.
+    let output = std::process::Command::new(binary("pincluster-ctl"))
+        .args(["--host", &multiaddr_of(&daemons[2].rest), "--basic-auth", "alice:alice-pw", "peers", "ls"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    for name in ["peer0", "peer1", "peer2"] {
+        assert!(text.contains(name), "{text}");
+    }
+    assert_eq!(text.matches("> Role: leader, up").count(), 1, "{text}");
+    assert_eq!(text.matches("> Role: voter, up").count(), 2, "{text}");
+}
+
+#[test]
+fn a_dead_holder_is_replaced_after_repin_delay_and_nothing_is_lost() {
+    let mut daemons = start_cluster(3);
+    let leader = daemons.iter().position(|d| role_of(&daemons[0], d) == "leader").unwrap();
+    // Pin on two peers, added through the leader so that it holds the content.
+    let cid = add(&daemons[leader], "replication-min=2&replication-max=2", bytes(300 * 1024, 31));
+    let allocated = allocations(&daemons[leader], &cid);
+    let holders: Vec<&str> = allocated.iter().map(String::as_str).collect();
+    wait_held_by(&daemons[leader], &cid, &holders, 3);
+
+    // kill -9 a holder that is not the leader (or, if the leader holds both... it holds one of them).
+    let victim = daemons
+        .iter()
+        .position(|d| holders.contains(&d.peer_id.as_str()) && role_of(&daemons[leader], d) != "leader")
+        .unwrap();
+    let victim_id = daemons[victim].peer_id.clone();
+    daemons[victim].kill9();
+
+    // After metric_ttl + repin_delay the pin is re-allocated away from it and fetched.
+    let survivor = &daemons[leader];
+    let moved = eventually(WAIT, "the pin re-allocated away from the dead holder", || {
+        let now = allocations(survivor, &cid);
+        (now.len() == 2 && !now.contains(&victim_id)).then_some(now)
+    });
+    let alerts: Vec<Value> = client()
+        .get(format!("{}/health/alerts", survivor.rest))
+        .basic_auth("alice", Some("alice-pw"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(alerts.iter().any(|a| a["peer"] == victim_id.as_str()), "{alerts:?}");
+    let others: Vec<&Daemon> = daemons.iter().enumerate().filter(|(i, _)| *i != victim).map(|(_, d)| d).collect();
+    eventually(WAIT, "the new holders pinned it", || {
+        let statuses = peer_statuses(&status(survivor, &cid));
+        let pinned: Vec<&String> = statuses.iter().filter(|(_, s)| s == "pinned").map(|(p, _)| p).collect();
+        (moved.iter().all(|m| pinned.contains(&m))).then_some(())
+    });
+    for d in others {
+        assert_eq!(psa_count(d, &cid), 1);
+    }
+}
+
+#[test]
+fn peers_rm_moves_the_pins_first_then_the_peer_leaves() {
+    let daemons = start_cluster(3);
+    // The hardest case: the peer that leaves holds the pin and leads the cluster.
+    let leaving = daemons.iter().find(|d| role_of(&daemons[0], d) == "leader").unwrap();
+    let query = format!("replication-min=2&replication-max=2&user-allocations={}", leaving.peer_id);
+    let cid = add(&daemons[0], &query, bytes(100 * 1024, 5));
+    let allocated = allocations(&daemons[0], &cid);
+    assert!(allocated.contains(&leaving.peer_id), "{allocated:?}");
+    let holders: Vec<&str> = allocated.iter().map(String::as_str).collect();
+    wait_held_by(&daemons[0], &cid, &holders, 3);
+    let asker = daemons.iter().find(|d| d.peer_id != leaving.peer_id).unwrap();
+
+    let output = std::process::Command::new(binary("pincluster-ctl"))
+        .args(["--host", &multiaddr_of(&asker.rest), "--basic-auth", "alice:alice-pw", "peers", "rm", &leaving.peer_id])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let staying: Vec<&Daemon> = daemons.iter().filter(|d| d.peer_id != leaving.peer_id).collect();
+    for d in &staying {
+        eventually(WAIT, "the membership without the removed peer", || {
+            let list = peers(d);
+            (list.len() == 2 && list.iter().all(|p| p["id"] != leaving.peer_id.as_str())).then_some(())
+        });
+        let now = allocations(d, &cid);
+        assert_eq!(now.len(), 2);
+        assert!(!now.contains(&leaving.peer_id), "{now:?}");
+    }
+    let both: Vec<&str> = staying.iter().map(|d| d.peer_id.as_str()).collect();
+    wait_held_by(staying[0], &cid, &both, 2);
+    // The two that stay elected a leader between them and take writes.
+    let cid = add(staying[1], "replication-min=2&replication-max=2", bytes(1000, 6));
+    wait_held_by(staying[0], &cid, &both, 2);
+}
+
+#[test]
+fn a_peer_with_the_wrong_secret_cannot_join_or_read_anything() {
+    let cluster = start_cluster(1);
+    let cid = add(&cluster[0], "", bytes(10 * 1024, 7));
+    let outsider = Daemon::start(test_config(json!({
+        "cluster": {
+            "secret": "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "bootstrap": [cluster[0].cluster.clone()],
+            "monitor_ping_interval": "500ms",
+        }
+    })));
+    // Its join attempts fail (the private network drops the connection).
+    eventually(WAIT, "a failed join attempt", || outsider.log().contains("cannot join the cluster yet").then_some(()));
+    assert_eq!(peers(&cluster[0]).len(), 1, "the outsider joined");
+    assert!(peers(&outsider).len() <= 1);
+    assert_eq!(psa_count(&outsider, &cid), 0, "the outsider learnt the pinset");
+}
