@@ -20,6 +20,7 @@ for api in ("restapi", "pinsvcapi"):
     c["api"][api]["http_listen_multiaddress"] = "/ip4/127.0.0.1/tcp/0"
     c["api"][api]["basic_auth_credentials"] = {"bench": "bench-pw"}
 c["ipfs"]["listen_multiaddress"] = ["/ip4/127.0.0.1/tcp/0"]
+c["cluster"]["listen_multiaddress"] = ["/ip4/127.0.0.1/tcp/0"]
 c["pin_tracker"]["concurrent_pins"] = 1
 c["ipfs"]["pin_timeout"] = "1h"
 if os.environ.get("CACHE_MIB"):

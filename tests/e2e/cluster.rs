@@ -286,3 +286,134 @@ fn a_peer_with_the_wrong_secret_cannot_join_or_read_anything() {
     assert!(peers(&outsider).len() <= 1);
     assert_eq!(psa_count(&outsider, &cid), 0, "the outsider learnt the pinset");
 }
+
+/// Pins `cid` through the PSA of `daemon` as alice; whether it was acknowledged.
+fn psa_pin(daemon: &Daemon, cid: &str) -> bool {
+    let response = client()
+        .post(format!("{}/pins", daemon.pinsvc))
+        .basic_auth("alice", Some("alice-pw"))
+        .json(&json!({ "cid": cid }))
+        .send();
+    matches!(response, Ok(r) if r.status().is_success())
+}
+
+/// How many cluster pins `daemon` has (its `/allocations` stream).
+fn cluster_count(daemon: &Daemon) -> usize {
+    let response = client().get(format!("{}/allocations", daemon.rest)).basic_auth("alice", Some("alice-pw")).send();
+    response.map(|r| r.text().unwrap_or_default().lines().count()).unwrap_or(0)
+}
+
+#[test]
+fn killing_the_leader_under_sixteen_writers_loses_no_acknowledged_pin() {
+    let mut daemons = start_cluster(3);
+    let leader = daemons.iter().position(|d| role_of(&daemons[0], d) == "leader").unwrap();
+    let urls: Vec<(String, String)> = daemons.iter().map(|d| (d.pinsvc.clone(), d.peer_id.clone())).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writers: Vec<_> = (0..16u64)
+        .map(|w| {
+            let (urls, stop, acked) = (urls.clone(), stop.clone(), acked.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let cid = fake_cid(1_000_000 * (w + 1) + n);
+                    // Each writer goes round the peers; a dead one just fails.
+                    let (url, _) = &urls[(w + n) as usize % urls.len()];
+                    let ok = client()
+                        .post(format!("{url}/pins"))
+                        .basic_auth("alice", Some("alice-pw"))
+                        .json(&json!({ "cid": cid }))
+                        .send()
+                        .is_ok_and(|r| r.status().is_success());
+                    if ok {
+                        acked.lock().unwrap().push(cid);
+                    }
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    daemons[leader].kill9();
+    std::thread::sleep(Duration::from_secs(5));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 100, "only {} pins acknowledged", acked.len());
+    let survivors: Vec<&Daemon> = daemons.iter().enumerate().filter(|(i, _)| *i != leader).map(|(_, d)| d).collect();
+    // A new leader took writes after the old one died.
+    let fresh = fake_cid(42_000_000);
+    assert!(psa_pin(survivors[0], &fresh));
+    for d in &survivors {
+        eventually(WAIT, "every acknowledged pin on the survivors", || (cluster_count(d) > acked.len()).then_some(()));
+        for cid in acked.iter().step_by(7) {
+            assert_eq!(psa_count(d, cid), 1, "{cid} acknowledged but missing");
+        }
+    }
+    // The killed peer restarts and catches up.
+    let total = cluster_count(survivors[0]);
+    daemons[leader].spawn();
+    eventually(WAIT, "the restarted peer to catch up", || (cluster_count(&daemons[leader]) == total).then_some(()));
+}
+
+#[test]
+fn a_learner_joins_through_a_snapshot_and_pins_what_it_is_allocated() {
+    let first = Daemon::start(peer_config(json!({
+        "peername": "peer0",
+        "raft_snapshot_threshold": 20,
+        "raft_trailing_logs": 5,
+    })));
+    // Thousands of pins from a few writers: hundreds of log entries, purged
+    // behind snapshots. They are allocated to the first peer only (its only
+    // peer then), so the learner has none of them to fetch.
+    let writers: Vec<_> = (0..4u64)
+        .map(|w| {
+            let url = first.rest.clone();
+            std::thread::spawn(move || {
+                for n in 0..500u64 {
+                    let cid = fake_cid(7_000_000 + w * 1000 + n);
+                    let ok = client()
+                        .post(format!("{url}/pins/{cid}?replication-min=1&replication-max=1"))
+                        .basic_auth("alice", Some("alice-pw"))
+                        .send()
+                        .is_ok_and(|r| r.status().is_success());
+                    assert!(ok);
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let content = add(&first, "", bytes(50 * 1024, 99));
+    let learner = Daemon::start(peer_config(json!({
+        "peername": "learner",
+        "learner": true,
+        "bootstrap": [first.cluster.clone()],
+    })));
+    eventually(WAIT, "the learner to hold the whole pinset", || (cluster_count(&learner) == 2001).then_some(()));
+    assert!(learner.log().contains("snapshot installed"), "no snapshot was installed:\n{}", learner.log());
+    assert_eq!(role_of(&first, &learner), "learner");
+    // It pins what it is allocated (this pin is on every peer), and only that.
+    // (The first peer's own workers are busy with the CIDs nobody has.)
+    eventually(WAIT, "the learner to pin the content", || {
+        peer_statuses(&status(&first, &content))
+            .iter()
+            .any(|(peer, s)| *peer == learner.peer_id && s == "pinned")
+            .then_some(())
+    });
+}
+
+#[test]
+fn a_peer_with_other_api_passwords_is_refused_with_the_reason() {
+    let cluster = start_cluster(1);
+    let mut config = peer_config(json!({ "bootstrap": [cluster[0].cluster.clone()] }));
+    config["api"]["restapi"]["basic_auth_credentials"]["alice"] = json!("another-password");
+    let other = Daemon::start(config);
+    eventually(WAIT, "the refusal in the joining peer's log", || {
+        other.log().contains("API users or passwords differ").then_some(())
+    });
+    assert_eq!(peers(&cluster[0]).len(), 1);
+}

@@ -133,6 +133,9 @@ fn validate_cluster(cluster: &crate::ClusterConfig) -> Result<(), (String, Strin
             format!("{min} does not fit under replication_factor_max {max}"),
         ));
     }
+    if cluster.raft_snapshot_threshold == 0 {
+        return Err(("raft_snapshot_threshold".into(), "must be at least 1".into()));
+    }
     if cluster.monitor_ping_interval.0.is_zero() || cluster.metric_ttl.0 < cluster.monitor_ping_interval.0 {
         return Err(("metric_ttl".into(), "must be at least monitor_ping_interval, which must not be 0s".into()));
     }

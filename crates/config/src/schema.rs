@@ -66,6 +66,11 @@ pub struct ClusterConfig {
     pub tags: BTreeMap<String, String>,
     /// Metrics the allocator partitions peers by, in order (Cluster's `allocate_by`).
     pub allocate_by: Vec<String>,
+    /// Log entries between two snapshots of the pinset (each entry holds up
+    /// to 1000 commands); the log is purged up to a snapshot.
+    pub raft_snapshot_threshold: u64,
+    /// Entries kept behind a snapshot, for peers slightly behind (the others get the snapshot).
+    pub raft_trailing_logs: u64,
 }
 
 impl Default for ClusterConfig {
@@ -87,6 +92,8 @@ impl Default for ClusterConfig {
             repin_delay: Duration::from_secs(60),
             tags: BTreeMap::new(),
             allocate_by: vec!["tag:group".into(), "freespace".into()],
+            raft_snapshot_threshold: 5000,
+            raft_trailing_logs: 1000,
         }
     }
 }

@@ -162,6 +162,8 @@ enum Rpc {
     Join {
         member: Member,
         voter: bool,
+        /// What the application checks before it admits a peer (see [`Consensus::check_joins`]).
+        proof: Vec<u8>,
     },
 }
 
@@ -190,9 +192,16 @@ struct Proposal {
 /// Answers the queries other members send ([`Consensus::query`]); it may block.
 pub type QueryHandler = Arc<dyn Fn(Vec<u8>) -> Vec<u8> + Send + Sync>;
 
+/// What a joining peer must present, and what it is told when it does not.
+struct JoinProof {
+    mine: Vec<u8>,
+    mismatch: String,
+}
+
 struct Shared {
     raft: Raft<TypeConfig>,
     query: std::sync::OnceLock<QueryHandler>,
+    proof: std::sync::OnceLock<JoinProof>,
     /// The latest metrics of every peer, with when they arrived.
     metrics: std::sync::Mutex<BTreeMap<NodeId, (tokio::time::Instant, PeerMetrics)>>,
     id: NodeId,
@@ -258,6 +267,7 @@ impl Consensus {
         let shared = Arc::new(Shared {
             raft,
             query: std::sync::OnceLock::new(),
+            proof: std::sync::OnceLock::new(),
             metrics: Default::default(),
             id,
             member,
@@ -315,7 +325,8 @@ impl Consensus {
     /// this peer, as a voter or as a learner, and returns once it is added.
     pub async fn join(&self, peer: PeerId, addr: pincluster_p2p::Multiaddr, voter: bool) -> Result<(), ConsensusError> {
         self.shared.net.add_address(peer, addr).await;
-        let rpc = Rpc::Join { member: self.shared.member.clone(), voter };
+        let proof = self.shared.proof.get().map(|p| p.mine.clone()).unwrap_or_default();
+        let rpc = Rpc::Join { member: self.shared.member.clone(), voter, proof };
         match call(&self.shared.net, peer, &rpc).await {
             Ok(Reply::Joined(Ok(()))) => Ok(()),
             Ok(Reply::Joined(Err(e))) | Ok(Reply::Refused(e)) => Err(ConsensusError::Refused(e)),
@@ -379,6 +390,16 @@ impl Consensus {
                     tracing::debug!(peer = %member, %error, "cannot send metrics");
                 }
             });
+        }
+    }
+
+    /// Requires every peer that joins through this one to present `proof`
+    /// (this peer presents it too when it joins), e.g. a digest of
+    /// configuration that must be identical on every peer; `mismatch` is what
+    /// a peer that presents another one is told. Set it before joining.
+    pub fn check_joins(&self, proof: Vec<u8>, mismatch: String) {
+        if self.shared.proof.set(JoinProof { mine: proof, mismatch }).is_err() {
+            tracing::warn!("the join check was already set");
         }
     }
 
@@ -585,7 +606,9 @@ async fn serve(shared: Arc<Shared>, mut inbound: Inbound) {
 async fn answer(shared: &Shared, request: InboundRequest) {
     let reply = match decode::<Rpc>(&request.body) {
         Err(error) => Reply::Refused(format!("undecodable request: {error}")),
-        Ok(Rpc::Join { member, voter }) => Reply::Joined(admit(shared, &request.peer, member, voter).await),
+        Ok(Rpc::Join { member, voter, proof }) => {
+            Reply::Joined(admit(shared, &request.peer, member, voter, proof).await)
+        }
         Ok(_) if !may_talk(shared, &request.peer) => {
             tracing::warn!(peer = %request.peer, "refused a request from a peer that is not a member");
             Reply::Refused("not a member of this cluster".into())
@@ -626,10 +649,15 @@ fn note(shared: &Shared, id: NodeId, metrics: PeerMetrics) {
 /// while this peer belongs to no membership yet.
 fn may_talk(shared: &Shared, peer: &PeerId) -> bool {
     let metrics = shared.raft.metrics();
+    let no_membership = metrics.borrow().membership_config.membership().nodes().next().is_none();
+    no_membership || is_member(shared, peer)
+}
+
+fn is_member(shared: &Shared, peer: &PeerId) -> bool {
+    let metrics = shared.raft.metrics();
     let metrics = metrics.borrow();
-    let membership = metrics.membership_config.membership();
     let id = node_id(peer);
-    membership.nodes().next().is_none() || membership.get_node(&id).is_some_and(|m| m.peer_id == peer.to_string())
+    metrics.membership_config.membership().get_node(&id).is_some_and(|m| m.peer_id == peer.to_string())
 }
 
 /// Removes `id` from the membership: on the leader when this peer leads,
@@ -743,16 +771,23 @@ fn leader_of(shared: &Shared) -> Option<(PeerId, Member)> {
 
 /// Adds `member` (which must be the peer asking) on the leader: first as a
 /// learner, caught up, then as a voter if asked.
-async fn admit(shared: &Shared, asker: &PeerId, member: Member, voter: bool) -> Result<(), String> {
-    if member.peer_id != asker.to_string() {
+async fn admit(shared: &Shared, asker: &PeerId, member: Member, voter: bool, proof: Vec<u8>) -> Result<(), String> {
+    // A peer asks for itself; a member may pass on another's request to the leader.
+    if member.peer_id != asker.to_string() && !(is_member(shared, asker)) {
         return Err("a peer may only ask to add itself".into());
     }
-    let id = node_id(asker);
+    if let Some(check) = shared.proof.get() {
+        if proof != check.mine {
+            return Err(check.mismatch.clone());
+        }
+    }
+    let Ok(joining) = member.peer_id.parse::<PeerId>() else { return Err("invalid peer ID".into()) };
+    let id = node_id(&joining);
     let raft = &shared.raft;
     if raft.metrics().borrow().state != ServerState::Leader {
         let Some((peer, node)) = leader_of(shared) else { return Err("no leader elected yet".into()) };
         add_addresses(&shared.net, &node).await;
-        return match call(&shared.net, peer, &Rpc::Join { member, voter }).await {
+        return match call(&shared.net, peer, &Rpc::Join { member, voter, proof }).await {
             Ok(Reply::Joined(result)) => result,
             Ok(Reply::Refused(e)) => Err(e),
             Ok(_) => Err("unexpected reply".into()),
@@ -766,7 +801,7 @@ async fn admit(shared: &Shared, asker: &PeerId, member: Member, voter: bool) -> 
             .await
             .map_err(|e| e.to_string())?;
     }
-    tracing::info!(peer = %asker, voter, "peer added to the cluster");
+    tracing::info!(peer = %joining, voter, "peer added to the cluster");
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use futures_util::future::BoxFuture;
 use multiaddr::{Multiaddr, Protocol};
-use pincluster_config::{ClusterConfig, Identity};
+use pincluster_config::{ClusterConfig, Identity, ServiceConfig};
 use pincluster_consensus::{node_id, AppliedBatch, Consensus, ConsensusError, ConsensusOptions, Member, PeerMetrics};
 use pincluster_model::PinStatus;
 use pincluster_p2p::{Keypair, NetConfig, PeerId, PeerNet};
@@ -78,10 +78,11 @@ impl Log for ClusterLog {
 /// consensus and the applied entries to hand to the tracker ([`follow`]).
 pub(crate) async fn start(
     dir: &Path,
-    config: &ClusterConfig,
+    service: &ServiceConfig,
     identity: &Identity,
     pinset: Pinset,
 ) -> anyhow::Result<(Consensus, mpsc::Receiver<AppliedBatch>)> {
+    let config = &service.cluster;
     let keypair = Keypair::from_protobuf_encoding(&identity.keypair_protobuf()).context("identity.json")?;
     let secret = match config.secret_bytes() {
         Some(secret) => secret,
@@ -117,10 +118,20 @@ pub(crate) async fn start(
         me.clone(),
         snapshot_dir(dir),
         Some(events_tx),
-        ConsensusOptions::default(),
+        ConsensusOptions {
+            snapshot_every: config.raft_snapshot_threshold,
+            keep_behind_snapshot: config.raft_trailing_logs,
+            ..ConsensusOptions::default()
+        },
     )
     .await
     .context("cannot start the cluster consensus")?;
+    consensus.check_joins(
+        credentials_proof(service, &secret),
+        "the joining peer's API users or passwords differ from the cluster's: every peer needs the same ones, \
+         so that a token minted on one peer works on all"
+            .into(),
+    );
     if !consensus.is_initialized().await? {
         if !config.bootstrap.is_empty() {
             let (consensus, bootstrap, voter) = (consensus.clone(), config.bootstrap.clone(), !config.learner);
@@ -146,6 +157,19 @@ pub(crate) async fn start(
         }
     }
     Ok((consensus, events))
+}
+
+/// A digest of the API credentials, keyed by the cluster secret: peers
+/// compare it when one joins, since tokens are signed with users' passwords
+/// and must verify on every peer (credentials are configuration, not replicated).
+fn credentials_proof(config: &ServiceConfig, secret: &[u8; 32]) -> Vec<u8> {
+    use sha2::Digest as _;
+    let credentials = [&config.api.restapi, &config.api.pinsvcapi]
+        .map(|api| api.as_ref().and_then(|a| a.basic_auth_credentials.as_ref()));
+    let mut hash = sha2::Sha256::new();
+    hash.update(secret);
+    hash.update(serde_json::to_vec(&credentials).unwrap_or_default());
+    hash.finalize().to_vec()
 }
 
 /// Where the cluster log's snapshots of the config folder `dir` are kept.

@@ -34,6 +34,14 @@ pub struct DaemonArgs {
     /// This peer's name.
     #[arg(long)]
     peername: Option<String>,
+    /// Join the cluster through these members (comma-separated cluster
+    /// multiaddresses ending in /p2p/<peer id>) when this peer has no log
+    /// yet; replaces `cluster.bootstrap`.
+    #[arg(long, value_delimiter = ',', value_name = "MULTIADDRS")]
+    bootstrap: Vec<multiaddr::Multiaddr>,
+    /// Join as a learner: replicate and pin without a vote (`cluster.learner`).
+    #[arg(long)]
+    learner: bool,
 }
 
 impl DaemonArgs {
@@ -53,7 +61,16 @@ pub fn run(dir: &Path, args: DaemonArgs) -> anyhow::Result<()> {
         tracing::info!(dir = %dir.display(), peer_id = %report.peer_id, "initialised a new config folder");
     }
     let overrides = args.overrides();
-    let config = pincluster_config::load(dir, std::env::vars(), &overrides)?;
+    let mut config = pincluster_config::load(dir, std::env::vars(), &overrides)?;
+    if !args.bootstrap.is_empty() {
+        config.cluster.bootstrap = args.bootstrap.clone();
+    }
+    config.cluster.learner |= args.learner;
+    if let Some(bad) =
+        config.cluster.bootstrap.iter().find(|a| !matches!(a.iter().last(), Some(multiaddr::Protocol::P2p(_))))
+    {
+        anyhow::bail!("--bootstrap {bad}: a member's cluster address must end with /p2p/<peer id>");
+    }
     let identity = Identity::load(&dir.join(IDENTITY_FILE))?;
     let _lock = lock(dir)?;
     // The IPFS node and the pin workers get a runtime of their own, so block
@@ -70,7 +87,7 @@ pub fn run(dir: &Path, args: DaemonArgs) -> anyhow::Result<()> {
         .context("cannot start the IPFS node")?;
     let delegates: Vec<String> = node_runtime.block_on(node.delegates()).iter().map(ToString::to_string).collect();
     let (consensus, events) = node_runtime
-        .block_on(cluster::start(dir, &config.cluster, &identity, state.clone()))
+        .block_on(cluster::start(dir, &config, &identity, state.clone()))
         .context("cannot start the cluster")?;
     let tracker = {
         let _entered = node_runtime.enter();

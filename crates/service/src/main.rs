@@ -32,6 +32,11 @@ enum Command {
         /// Rewrite an existing service.json; identity.json is never rewritten.
         #[arg(long, short = 'f')]
         force: bool,
+        /// The cluster's first members, comma-separated cluster multiaddresses
+        /// ending in /p2p/<peer id> (as `ipfs-cluster-service init --peers`);
+        /// give every first peer the same list and the same `cluster.secret`.
+        #[arg(long, value_delimiter = ',', value_name = "MULTIADDRS")]
+        peers: Vec<multiaddr::Multiaddr>,
     },
     /// Run the peer; initialises the config folder first when it is empty.
     Daemon(daemon::DaemonArgs),
@@ -62,7 +67,7 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = config_dir(cli.config_dir).and_then(|dir| match cli.command {
-        Some(Command::Init { force }) => init(&dir, force),
+        Some(Command::Init { force, peers }) => init(&dir, force, &peers),
         Some(Command::Daemon(args)) => daemon::run(&dir, args),
         Some(Command::State(command)) => statefile::run(&dir, command),
         None => daemon::run(&dir, daemon::DaemonArgs::default()),
@@ -73,14 +78,17 @@ fn main() {
     }
 }
 
-fn init(dir: &std::path::Path, force: bool) -> anyhow::Result<()> {
+fn init(dir: &std::path::Path, force: bool, peers: &[multiaddr::Multiaddr]) -> anyhow::Result<()> {
     if !force && dir.join(pincluster_config::CONFIG_FILE).exists() {
         anyhow::bail!(
             "{} already exists; use --force to rewrite it (identity.json is kept)",
             dir.join(pincluster_config::CONFIG_FILE).display()
         );
     }
-    let report = pincluster_config::init(dir, force)?;
+    if let Some(bad) = peers.iter().find(|a| !matches!(a.iter().last(), Some(multiaddr::Protocol::P2p(_)))) {
+        anyhow::bail!("--peers {bad}: each peer's cluster address must end with /p2p/<peer id>");
+    }
+    let report = pincluster_config::init_with(dir, force, peers)?;
     println!("config folder {} initialised; peer ID {}", dir.display(), report.peer_id);
     if !report.identity_written {
         println!("kept the existing identity.json");

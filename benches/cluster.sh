@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Cluster benchmark (issue 13), all in one run on this machine, release build:
+#  1. durable POST /pins of fresh CIDs (wrk, 32 connections) against a single
+#     peer, then against the leader and a follower of a 3-peer cluster: req/s
+#     and the ratios to the single peer;
+#  2. kill -9 of the leader -> the first successful POST /pins on a survivor;
+#  3. a learner joining a peer that holds LEARNER_PINS pins (default 100,000):
+#     time until it holds them all, and its peak RSS.
+# Usage: benches/cluster.sh [SECONDS] [LEARNER_PINS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-10}
+LEARNER_PINS=${2:-100000}
+command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
+cargo build --release -q -p pincluster-service
+BIN=${CARGO_TARGET_DIR:-target}/release/pincluster-service
+SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+
+work=$(mktemp -d)
+trap 'for p in "$work"/*/pid; do kill -9 "$(cat "$p")" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+
+# start_peer NAME [BOOTSTRAP [learner]]: a release daemon in $work/NAME; sets the
+# files $work/NAME/{pid,out} and prints nothing.
+start_peer() {
+  local dir=$work/$1
+  mkdir -p "$dir"
+  "$BIN" --config-dir "$dir/cfg" init >/dev/null
+  python3 - "$dir/cfg/service.json" "$SECRET" "${2:-}" "${3:-}" <<'PY'
+import json, sys
+path, secret, bootstrap, learner = sys.argv[1:5]
+c = json.load(open(path))
+for api in ("restapi", "pinsvcapi"):
+    c["api"][api]["http_listen_multiaddress"] = "/ip4/127.0.0.1/tcp/0"
+    c["api"][api]["basic_auth_credentials"] = {"bench": "bench-pw"}
+c["ipfs"]["listen_multiaddress"] = ["/ip4/127.0.0.1/tcp/0"]
+c["pin_tracker"]["concurrent_pins"] = 1
+c["cluster"].update({"secret": secret, "listen_multiaddress": ["/ip4/127.0.0.1/tcp/0"],
+                     "monitor_ping_interval": "1s", "metric_ttl": "3s"})
+if bootstrap:
+    c["cluster"]["bootstrap"] = [bootstrap]
+c["cluster"]["learner"] = learner == "learner"
+json.dump(c, open(path, "w"))
+PY
+  RUST_LOG=warn "$BIN" --config-dir "$dir/cfg" daemon > "$dir/out" 2>> "$dir/err" & echo $! > "$dir/pid"
+  for _ in $(seq 300); do grep -q '^ready' "$dir/out" 2>/dev/null && break; sleep 0.1; done
+}
+psa() { sed -n 's/^pinsvcapi listening on //p' "$work/$1/out"; }
+rest() { sed -n 's/^restapi listening on //p' "$work/$1/out"; }
+cluster_addr() { sed -n 's/^cluster listening on //p' "$work/$1/out" | head -1; }
+peer_id() { sed -n 's/^ready: peer //p' "$work/$1/out"; }
+count() { curl -s -u bench:bench-pw "$(rest "$1")/allocations" | wc -l; }
+role() { # role of peer $2 as $1 sees it
+  curl -s -u bench:bench-pw "$(rest "$1")/peers" | python3 -c "
+import json, sys
+for line in sys.stdin:
+    p = json.loads(line)
+    if p['id'] == '$(peer_id "$2")': print(p.get('role', ''))"
+}
+
+python3 - "$work/fresh.txt" <<'PY'
+import base64, hashlib, json, sys
+with open(sys.argv[1], "w") as f:
+    for i in range(3_000_000):
+        d = hashlib.sha256(b"cluster-bench-%d" % i).digest()
+        cid = "b" + base64.b32encode(bytes([1, 0x55, 0x12, 0x20]) + d).decode().lower().rstrip("=")
+        f.write(json.dumps({"cid": cid}) + "\n")
+PY
+
+post() { # NAME OFFSET: wrk POST /pins of fresh CIDs from line OFFSET; prints req/s and non-2xx
+  local url
+  url=$(psa "$1")
+  cat > "$work/post.lua" <<LUA
+local bodies = {}
+local n = 0
+for line in io.lines("$work/fresh.txt") do n = n + 1; bodies[n] = line end
+local i = 0
+local thread_count = 0
+function setup(thread) thread_count = thread_count + 1; thread:set("offset", $2 + thread_count * 400000) end
+function init() i = offset end
+request = function()
+  i = i + 1
+  return wrk.format("POST", "/pins", {["Authorization"] = "Basic YmVuY2g6YmVuY2gtcHc=", ["Content-Type"] = "application/json"}, bodies[(i % n) + 1])
+end
+LUA
+  local out
+  out=$(wrk -t2 -c32 -d"${SECS}s" -s "$work/post.lua" "$url/pins")
+  echo "$(echo "$out" | sed -n 's/^Requests\/sec: *//p') $(echo "$out" | sed -n 's/.*Non-2xx or 3xx responses: *//p')"
+}
+
+echo "== durable POST /pins, ${SECS}s each, 32 connections"
+start_peer single
+single=$(post single 0)
+single_pins=$(count single)
+kill "$(cat "$work/single/pid")"
+start_peer a
+start_peer b "$(cluster_addr a)"
+start_peer c "$(cluster_addr a)"
+for _ in $(seq 300); do
+  [ "$(curl -s -u bench:bench-pw "$(rest a)/peers" | grep -c '"error":""')" = 3 ] && break; sleep 0.2
+done
+leader=""; follower=""
+for p in a b c; do
+  if [ "$(role a $p)" = leader ]; then leader=$p; elif [ -z "$follower" ]; then follower=$p; fi
+done
+to_leader=$(post "$leader" 1000000)
+to_follower=$(post "$follower" 2000000)
+printf '%-22s %10s %8s %6s\n' target req/s non-2xx ratio
+for row in "single-peer:$single" "cluster-leader:$to_leader" "cluster-follower:$to_follower"; do
+  name=${row%%:*}; vals=${row#*:}; rps=${vals%% *}; bad=${vals#* }
+  printf '%-22s %10s %8s %6.2f\n' "$name" "$rps" "${bad:-0}" "$(python3 -c "print(${rps:-0}/${single%% *})")"
+done
+
+echo "== disk use (sled folder, raft log purged behind snapshots every 5000 entries)"
+for p in single "$leader"; do
+  [ "$p" = single ] && pins=$single_pins || pins=$(count "$p")
+  bytes=$(du -sb "$work/$p/cfg/data/pinset" | cut -f1)
+  echo "$p: $pins pins, $((bytes / 1048576)) MiB, $((bytes / (pins + 1))) bytes per pin"
+done
+
+echo "== kill -9 of the leader ($leader) -> first successful write on $follower"
+kill -9 "$(cat "$work/$leader/pid")"
+start=$(date +%s.%N)
+url=$(psa "$follower")
+n=0
+until curl -sf -o /dev/null -u bench:bench-pw -H 'content-type: application/json' \
+    -d "{\"cid\":\"$(sed -n "$((2900000 + n))p" "$work/fresh.txt" | python3 -c 'import json,sys; print(json.load(sys.stdin)["cid"])')\"}" \
+    --max-time 30 "$url/pins"; do n=$((n + 1)); sleep 0.02; done
+echo "first write after the leader's kill -9: $(python3 -c "print(round($(date +%s.%N) - $start, 2))") s"
+for p in a b c; do kill -9 "$(cat "$work/$p/pid")" 2>/dev/null || true; done
+
+echo "== a learner catching up $LEARNER_PINS pins"
+start_peer big
+python3 benches/preload.py "$(psa big)" "$(curl -s -u bench:bench-pw -X POST "$(psa big)/token" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')" "$LEARNER_PINS" >/dev/null
+start=$(date +%s.%N)
+start_peer learner "$(cluster_addr big)" learner
+until [ "$(count learner)" -ge "$LEARNER_PINS" ]; do sleep 1; done
+echo "learner holds $LEARNER_PINS pins after $(python3 -c "print(round($(date +%s.%N) - $start, 1))") s;" \
+  "peak RSS $(awk '/VmHWM/ {print int($2/1024)}' "/proc/$(cat "$work/learner/pid")/status") MiB"
+grep -c 'snapshot installed' "$work/learner/err" >/dev/null && echo "(through a snapshot)" || echo "(through the log)"
