@@ -6,7 +6,7 @@
 #  2. kill -9 of the leader -> the first successful POST /pins on a survivor;
 #  3. a learner joining a peer that holds LEARNER_PINS pins (default 100,000):
 #     time until it holds them all, and its peak RSS.
-# Usage: benches/cluster.sh [SECONDS] [LEARNER_PINS]
+# Usage: benches/cluster.sh [SECONDS] [LEARNER_PINS]   (ONLY=learner runs part 3 alone)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
@@ -20,13 +20,14 @@ work=$(mktemp -d)
 trap 'for p in "$work"/*/pid; do kill -9 "$(cat "$p")" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 
 # start_peer NAME [BOOTSTRAP [learner]]: a release daemon in $work/NAME; sets the
-# files $work/NAME/{pid,out} and prints nothing.
+# files $work/NAME/{pid,out} and prints nothing. SNAPSHOT_EVERY, when set, is
+# cluster.raft_snapshot_threshold.
 start_peer() {
   local dir=$work/$1
   mkdir -p "$dir"
   "$BIN" --config-dir "$dir/cfg" init >/dev/null
   python3 - "$dir/cfg/service.json" "$SECRET" "${2:-}" "${3:-}" <<'PY'
-import json, sys
+import json, os, sys
 path, secret, bootstrap, learner = sys.argv[1:5]
 c = json.load(open(path))
 for api in ("restapi", "pinsvcapi"):
@@ -39,9 +40,12 @@ c["cluster"].update({"secret": secret, "listen_multiaddress": ["/ip4/127.0.0.1/t
 if bootstrap:
     c["cluster"]["bootstrap"] = [bootstrap]
 c["cluster"]["learner"] = learner == "learner"
+if os.environ.get("SNAPSHOT_EVERY"):
+    c["cluster"]["raft_snapshot_threshold"] = int(os.environ["SNAPSHOT_EVERY"])
+    c["cluster"]["raft_trailing_logs"] = 10
 json.dump(c, open(path, "w"))
 PY
-  RUST_LOG=warn "$BIN" --config-dir "$dir/cfg" daemon > "$dir/out" 2>> "$dir/err" & echo $! > "$dir/pid"
+  RUST_LOG=warn,pincluster_consensus=info "$BIN" --config-dir "$dir/cfg" daemon > "$dir/out" 2>> "$dir/err" & echo $! > "$dir/pid"
   for _ in $(seq 300); do grep -q '^ready' "$dir/out" 2>/dev/null && break; sleep 0.1; done
 }
 psa() { sed -n 's/^pinsvcapi listening on //p' "$work/$1/out"; }
@@ -87,6 +91,7 @@ LUA
   echo "$(echo "$out" | sed -n 's/^Requests\/sec: *//p') $(echo "$out" | sed -n 's/.*Non-2xx or 3xx responses: *//p')"
 }
 
+if [ "${ONLY:-}" != learner ]; then
 echo "== durable POST /pins, ${SECS}s each, 32 connections"
 start_peer single
 single=$(post single 0)
@@ -127,9 +132,13 @@ until curl -sf -o /dev/null -u bench:bench-pw -H 'content-type: application/json
     --max-time 30 "$url/pins"; do n=$((n + 1)); sleep 0.02; done
 echo "first write after the leader's kill -9: $(python3 -c "print(round($(date +%s.%N) - $start, 2))") s"
 for p in a b c; do kill -9 "$(cat "$work/$p/pid")" 2>/dev/null || true; done
+fi
 
 echo "== a learner catching up $LEARNER_PINS pins"
-start_peer big
+# LEARNER_SNAPSHOT_EVERY sets the holder's raft_snapshot_threshold (default 5000
+# entries). Each snapshot writes the whole pinset, so a small value on a large
+# pinset makes preloading quadratic (50 on 100,000 pins did not finish in 10 min).
+SNAPSHOT_EVERY=${LEARNER_SNAPSHOT_EVERY:-} start_peer big
 python3 benches/preload.py "$(psa big)" "$(curl -s -u bench:bench-pw -X POST "$(psa big)/token" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')" "$LEARNER_PINS" >/dev/null
 start=$(date +%s.%N)
