@@ -691,14 +691,9 @@ async fn remove(shared: &Shared, id: NodeId) -> Result<(), String> {
                 return raft.change_membership(change, false).await.map(drop).map_err(|e| e.to_string());
             }
             Some(_) => {
-                let Some((peer, node)) = leader_of(shared) else { continue };
-                add_addresses(&shared.net, &node).await;
-                return match call(&shared.net, peer, &Rpc::Remove(id)).await {
-                    Ok(Reply::Proposed(result)) => result,
-                    Ok(Reply::Refused(e)) => Err(e),
-                    Ok(_) => Err("unexpected reply".into()),
-                    Err(e) => Err(e.to_string()),
-                };
+                if let Some(result) = leader_removes(shared, id).await {
+                    return result;
+                }
             }
         }
     }
@@ -746,19 +741,24 @@ async fn step_down_then_leave(
                 break;
             }
         }
-        let Some((peer, node)) = leader_of(shared) else { return Err("the new leader is unknown".to_string()) };
-        add_addresses(&shared.net, &node).await;
-        match call(&shared.net, peer, &Rpc::Remove(shared.id)).await {
-            Ok(Reply::Proposed(result)) => result,
-            Ok(Reply::Refused(e)) => Err(e),
-            Ok(_) => Err("unexpected reply".into()),
-            Err(e) => Err(e.to_string()),
-        }
+        leader_removes(shared, shared.id).await.unwrap_or_else(|| Err("the new leader is unknown".to_string()))
     }
     .await;
     config.heartbeat(true);
     config.elect(true);
     result
+}
+
+/// Asks the leader this peer knows to remove `id`; `None` when it knows none.
+async fn leader_removes(shared: &Shared, id: NodeId) -> Option<Result<(), String>> {
+    let (peer, node) = leader_of(shared)?;
+    add_addresses(&shared.net, &node).await;
+    Some(match call(&shared.net, peer, &Rpc::Remove(id)).await {
+        Ok(Reply::Proposed(result)) => result,
+        Ok(Reply::Refused(e)) => Err(e),
+        Ok(_) => Err("unexpected reply".into()),
+        Err(e) => Err(e.to_string()),
+    })
 }
 
 /// The leader this peer knows, with its membership record.
