@@ -4,9 +4,12 @@
 #     peer, then against the leader and a follower of a 3-peer cluster: req/s
 #     and the ratios to the single peer;
 #  2. kill -9 of the leader -> the first successful POST /pins on a survivor;
-#  3. a learner joining a peer that holds LEARNER_PINS pins (default 100,000):
+#  3. a dead holder: 1,000 small DAGs added with rf=2 to 3 peers (metric TTL
+#     3 s, repin_delay 5 s); kill -9 of a holder that is not the leader ->
+#     every pin it held re-allocated and pinned again on two live peers;
+#  4. a learner joining a peer that holds LEARNER_PINS pins (default 100,000):
 #     time until it holds them all, and its peak RSS.
-# Usage: benches/cluster.sh [SECONDS] [LEARNER_PINS]   (ONLY=learner runs part 3 alone)
+# Usage: benches/cluster.sh [SECONDS] [LEARNER_PINS]   (ONLY=repair or ONLY=learner runs that part alone)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
@@ -36,7 +39,7 @@ for api in ("restapi", "pinsvcapi"):
 c["ipfs"]["listen_multiaddress"] = ["/ip4/127.0.0.1/tcp/0"]
 c["pin_tracker"]["concurrent_pins"] = 1
 c["cluster"].update({"secret": secret, "listen_multiaddress": ["/ip4/127.0.0.1/tcp/0"],
-                     "monitor_ping_interval": "1s", "metric_ttl": "3s"})
+                     "monitor_ping_interval": "1s", "metric_ttl": "3s", "repin_delay": "5s"})
 if bootstrap:
     c["cluster"]["bootstrap"] = [bootstrap]
 c["cluster"]["learner"] = learner == "learner"
@@ -91,7 +94,7 @@ LUA
   echo "$(echo "$out" | sed -n 's/^Requests\/sec: *//p') $(echo "$out" | sed -n 's/.*Non-2xx or 3xx responses: *//p')"
 }
 
-if [ "${ONLY:-}" != learner ]; then
+if [ -z "${ONLY:-}" ]; then
 echo "== durable POST /pins, ${SECS}s each, 32 connections"
 start_peer single
 single=$(post single 0)
@@ -133,6 +136,44 @@ until curl -sf -o /dev/null -u bench:bench-pw -H 'content-type: application/json
 echo "first write after the leader's kill -9: $(python3 -c "print(round($(date +%s.%N) - $start, 2))") s"
 for p in a b c; do kill -9 "$(cat "$work/$p/pid")" 2>/dev/null || true; done
 fi
+
+if [ -z "${ONLY:-}" ] || [ "${ONLY:-}" = repair ]; then
+echo "== a dead holder's pins: 1,000 DAGs with rf=2 on 3 peers, metric TTL 3 s, repin_delay 5 s"
+start_peer r0
+start_peer r1 "$(cluster_addr r0)"
+start_peer r2 "$(cluster_addr r0)"
+for _ in $(seq 300); do
+  [ "$(curl -s -u bench:bench-pw "$(rest r0)/peers" | grep -c '"error":""')" = 3 ] && break; sleep 0.2
+done
+seq 1000 | xargs -P 8 -I{} sh -c "head -c 2048 /dev/urandom | curl -sf -u bench:bench-pw \
+  -F file=@- '$(rest r0)/add?replication-min=2&replication-max=2' >/dev/null"
+# held SURVIVORS...: how many pins at least two of the given peers hold (pinned), and how many in all.
+held() {
+  curl -s -u bench:bench-pw "$(rest r0)/pins" | python3 -c "
+import json, sys
+live = set(sys.argv[1:])
+pins = [json.loads(line) for line in sys.stdin if line.strip()]
+ok = sum(1 for p in pins if sum(1 for k, v in p['peer_map'].items() if k in live and v['status'] == 'pinned') >= 2)
+print(ok, len(pins))" "$@"
+}
+all="$(peer_id r0) $(peer_id r1) $(peer_id r2)"
+# shellcheck disable=SC2086
+until [ "$(held $all)" = "1000 1000" ]; do sleep 1; done
+victim=""
+for p in r1 r2; do [ "$(role r0 $p)" != leader ] && victim=$p && break; done
+held_by_victim=$(curl -s -u bench:bench-pw "$(rest r0)/allocations" | grep -c "$(peer_id $victim)" || true)
+survivors=""
+for p in r0 r1 r2; do [ "$p" != "$victim" ] && survivors="$survivors $(peer_id $p)"; done
+kill -9 "$(cat "$work/$victim/pid")"
+start=$(date +%s.%N)
+# shellcheck disable=SC2086
+until [ "$(held $survivors)" = "1000 1000" ]; do sleep 0.5; done
+echo "$held_by_victim pins of the killed holder re-allocated and pinned on two live peers after" \
+  "$(python3 -c "print(round($(date +%s.%N) - $start, 1))") s (aim: 3 + 5 + 10 s)"
+for p in r0 r1 r2; do kill -9 "$(cat "$work/$p/pid")" 2>/dev/null || true; done
+fi
+
+[ -n "${ONLY:-}" ] && [ "${ONLY:-}" != learner ] && exit 0
 
 echo "== a learner catching up $LEARNER_PINS pins"
 # LEARNER_SNAPSHOT_EVERY sets the holder's raft_snapshot_threshold (default 5000

@@ -115,9 +115,14 @@ fn peer_statuses(info: &Value) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-fn psa_count(daemon: &Daemon, cid: &str) -> u64 {
+/// How many of alice's pins the PSA lists for `cid` (with `filter`, e.g. `&status=pinned`).
+fn psa_count(daemon: &Daemon, cid: &str, filter: &str) -> u64 {
     let (code, body) = json_of(
-        client().get(format!("{}/pins?cid={cid}", daemon.pinsvc)).basic_auth("alice", Some("alice-pw")).send().unwrap(),
+        client()
+            .get(format!("{}/pins?cid={cid}{filter}", daemon.pinsvc))
+            .basic_auth("alice", Some("alice-pw"))
+            .send()
+            .unwrap(),
     );
     assert_eq!(code, StatusCode::OK, "{body}");
     body["count"].as_u64().unwrap()
@@ -173,8 +178,14 @@ fn three_voters_pin_through_a_follower_on_exactly_two_peers() {
         assert_eq!(allocations(daemon, &cid), allocated);
         let info = wait_held_by(daemon, &cid, &holders, 3);
         assert_eq!(info["allocations"].as_array().unwrap().len(), 2);
-        // Both APIs on every peer show the pin and count it.
-        assert_eq!(psa_count(daemon, &cid), 1);
+        // Both APIs on every peer show the pin and count it, and the PSA
+        // lists it `pinned` everywhere (the summary of the holders' reports),
+        // also on the peer that holds nothing.
+        assert_eq!(psa_count(daemon, &cid, ""), 1);
+        eventually(WAIT, "pinned in the PSA listing of every peer", || {
+            (psa_count(daemon, &cid, "&status=pinned") == 1).then_some(())
+        });
+        assert_eq!(psa_count(daemon, &cid, "&status=queued,pinning,failed"), 0);
     }
     // `peers ls` through the real client shows every peer with its role and health.
     let output = std::process::Command::new(binary("pincluster-ctl"))
@@ -229,7 +240,7 @@ fn a_dead_holder_is_replaced_after_repin_delay_and_nothing_is_lost() {
         (moved.iter().all(|m| pinned.contains(&m))).then_some(())
     });
     for d in others {
-        assert_eq!(psa_count(d, &cid), 1);
+        assert_eq!(psa_count(d, &cid, ""), 1);
     }
 }
 
@@ -284,7 +295,7 @@ fn a_peer_with_the_wrong_secret_cannot_join_or_read_anything() {
     eventually(WAIT, "a failed join attempt", || outsider.log().contains("cannot join the cluster yet").then_some(()));
     assert_eq!(peers(&cluster[0]).len(), 1, "the outsider joined");
     assert!(peers(&outsider).len() <= 1);
-    assert_eq!(psa_count(&outsider, &cid), 0, "the outsider learnt the pinset");
+    assert_eq!(psa_count(&outsider, &cid, ""), 0, "the outsider learnt the pinset");
 }
 
 /// Pins `cid` through the PSA of `daemon` as alice; whether it was acknowledged.
@@ -349,7 +360,7 @@ fn killing_the_leader_under_sixteen_writers_loses_no_acknowledged_pin() {
     for d in &survivors {
         eventually(WAIT, "every acknowledged pin on the survivors", || (cluster_count(d) > acked.len()).then_some(()));
         for cid in acked.iter().step_by(7) {
-            assert_eq!(psa_count(d, cid), 1, "{cid} acknowledged but missing");
+            assert_eq!(psa_count(d, cid, ""), 1, "{cid} acknowledged but missing");
         }
     }
     // The killed peer restarts and catches up.

@@ -33,9 +33,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use machine::{detach, AppliedBatch, Results, StateMachine};
-pub use node::{
-    node_id, Consensus, ConsensusError, ConsensusOptions, PeerMetrics, PeerView, QueryHandler, Role, MAX_BATCH_COMMANDS,
-};
+pub use node::{node_id, Consensus, ConsensusError, ConsensusOptions, PeerMetrics, PeerView, Role, MAX_BATCH_COMMANDS};
 pub use openraft;
 pub use store::LogStorage;
 

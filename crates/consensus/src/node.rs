@@ -152,8 +152,6 @@ enum Rpc {
     Propose(Batch),
     /// A member's latest metrics, sent to every other member at an interval.
     Metrics(PeerMetrics),
-    /// A question for the application on the peer (e.g. its local status of some CIDs).
-    Query(Vec<u8>),
     /// A member asks the leader to remove a peer from the membership.
     Remove(NodeId),
     /// The leader is leaving: a voter is asked to start an election.
@@ -177,8 +175,6 @@ enum Reply {
     Joined(Result<(), String>),
     /// Metrics received.
     Noted,
-    /// The application's answer to a query.
-    Answer(Vec<u8>),
     /// Not answered: not a member, or the request did not decode.
     Refused(String),
 }
@@ -189,9 +185,6 @@ struct Proposal {
     reply: oneshot::Sender<Result<Vec<Result<Applied, StateError>>, ConsensusError>>,
 }
 
-/// Answers the queries other members send ([`Consensus::query`]); it may block.
-pub type QueryHandler = Arc<dyn Fn(Vec<u8>) -> Vec<u8> + Send + Sync>;
-
 /// What a joining peer must present, and what it is told when it does not.
 struct JoinProof {
     mine: Vec<u8>,
@@ -200,7 +193,6 @@ struct JoinProof {
 
 struct Shared {
     raft: Raft<TypeConfig>,
-    query: std::sync::OnceLock<QueryHandler>,
     proof: std::sync::OnceLock<JoinProof>,
     /// The latest metrics of every peer, with when they arrived.
     metrics: std::sync::Mutex<BTreeMap<NodeId, (tokio::time::Instant, PeerMetrics)>>,
@@ -266,7 +258,6 @@ impl Consensus {
         let raft = Raft::new(id, config, network, log, sm).await.map_err(|e| ConsensusError::Raft(e.to_string()))?;
         let shared = Arc::new(Shared {
             raft,
-            query: std::sync::OnceLock::new(),
             proof: std::sync::OnceLock::new(),
             metrics: Default::default(),
             id,
@@ -400,25 +391,6 @@ impl Consensus {
     pub fn check_joins(&self, proof: Vec<u8>, mismatch: String) {
         if self.shared.proof.set(JoinProof { mine: proof, mismatch }).is_err() {
             tracing::warn!("the join check was already set");
-        }
-    }
-
-    /// Sets how this peer answers other members' queries (once).
-    pub fn answer_queries(&self, handler: QueryHandler) {
-        if self.shared.query.set(handler).is_err() {
-            tracing::warn!("the query handler was already set");
-        }
-    }
-
-    /// Asks member `peer_id` a question its query handler answers.
-    pub async fn query(&self, peer_id: &str, body: Vec<u8>) -> Result<Vec<u8>, ConsensusError> {
-        let peer: PeerId =
-            peer_id.parse().map_err(|_| ConsensusError::Refused(format!("invalid peer ID {peer_id}")))?;
-        match call(&self.shared.net, peer, &Rpc::Query(body)).await {
-            Ok(Reply::Answer(answer)) => Ok(answer),
-            Ok(Reply::Refused(e)) => Err(ConsensusError::Refused(e)),
-            Ok(_) => Err(ConsensusError::Refused("unexpected reply".into())),
-            Err(e) => Err(ConsensusError::NoLeader(e.to_string())),
         }
     }
 
@@ -620,13 +592,6 @@ async fn answer(shared: &Shared, request: InboundRequest) {
             note(shared, node_id(&request.peer), metrics);
             Reply::Noted
         }
-        Ok(Rpc::Query(body)) => match shared.query.get().cloned() {
-            Some(handler) => match tokio::task::spawn_blocking(move || handler(body)).await {
-                Ok(answer) => Reply::Answer(answer),
-                Err(error) => Reply::Refused(format!("the query failed: {error}")),
-            },
-            None => Reply::Refused("this peer answers no queries".into()),
-        },
         Ok(Rpc::Remove(id)) => Reply::Proposed(remove(shared, id).await),
         Ok(Rpc::Elect) => Reply::Proposed(shared.raft.trigger().elect().await.map_err(|e| e.to_string())),
         Ok(Rpc::Propose(batch)) => {

@@ -11,8 +11,8 @@ mod time;
 pub use cid::Cid;
 pub use multiaddr::Multiaddr;
 pub use pin::{
-    ClusterPin, NameMatch, NewPin, PinMode, PinOptions, PinView, Progress, UserName, UserPin, ValidationError,
-    MAX_META_ENTRIES, MAX_META_KEY_BYTES, MAX_META_VALUE_BYTES, MAX_NAME_CHARS, MAX_ORIGINS,
+    summarize, ClusterPin, NameMatch, NewPin, PeerPin, PinMode, PinOptions, PinView, Progress, UserName, UserPin,
+    ValidationError, MAX_META_ENTRIES, MAX_META_KEY_BYTES, MAX_META_VALUE_BYTES, MAX_NAME_CHARS, MAX_ORIGINS,
 };
 pub use status::{PinStatus, StatusSet};
 pub use time::Timestamp;

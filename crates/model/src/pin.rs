@@ -156,8 +156,23 @@ pub struct Progress {
     pub bytes: u64,
 }
 
+/// One peer's status of a pin's content, as that peer reported it through
+/// the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerPin {
+    /// The peer's ID.
+    pub peer: String,
+    /// `pinning`, `pinned` or `failed` (a peer that has not started reports nothing).
+    pub status: PinStatus,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    /// When the peer reported it (the peer's clock).
+    pub updated: Timestamp,
+}
+
 /// The one record of a CID, whoever pinned it: what the cluster shares
-/// (options, allocations, `created`) with this peer's status of its content.
+/// (options, allocations, `created`, each peer's reported status and their
+/// summary) with this peer's own status of its content.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterPin {
     pub cid: Cid,
@@ -176,6 +191,14 @@ pub struct ClusterPin {
     pub created: Timestamp,
     /// When this peer last changed its status (this peer's clock).
     pub updated: Timestamp,
+    /// The cluster's status of the pin, summed up from the peers' reports:
+    /// what users see, list, filter and count by (see `docs/ARCHITECTURE.md`).
+    pub summary: PinStatus,
+    /// Why the pin failed, with a `failed` summary: a failed peer's error.
+    pub summary_error: Option<String>,
+    /// Every allocated peer's reported status, in peer ID order (empty in
+    /// listings, which carry only the summary).
+    pub peers: Vec<PeerPin>,
 }
 
 impl ClusterPin {
@@ -193,8 +216,43 @@ impl ClusterPin {
             dag_size: None,
             created,
             updated: created,
+            summary: PinStatus::Queued,
+            summary_error: None,
+            peers: Vec::new(),
         }
     }
+}
+
+/// The cluster's status of a pin from its peers' reports (its *summary*):
+/// `pinned` once `required` allocated peers report it pinned, where
+/// `required` is `replication_factor_min` (1 for `-1`, a pin on every
+/// peer), capped at the number of allocations; else `pinning` while a peer
+/// fetches it or some but not enough peers hold it; else `failed` when a
+/// peer failed it (with that peer's error); else `queued`.
+///
+/// It depends on the pin alone, not on the membership, so a peer joining or
+/// leaving never rewrites the pinset: a pin on every peer counts as pinned
+/// once one peer holds it, and the REST API shows every peer's own status.
+pub fn summarize(options: &PinOptions, allocations: &[String], peers: &[PeerPin]) -> (PinStatus, Option<String>) {
+    let mut required = usize::try_from(options.replication_min).unwrap_or(0).max(1);
+    if !allocations.is_empty() {
+        required = required.min(allocations.len());
+    }
+    let count = |status: PinStatus| peers.iter().filter(|p| p.status == status).count();
+    let pinned = count(PinStatus::Pinned);
+    if pinned >= required {
+        return (PinStatus::Pinned, None);
+    }
+    if count(PinStatus::Pinning) > 0 {
+        return (PinStatus::Pinning, None);
+    }
+    if let Some(failed) = peers.iter().find(|p| p.status == PinStatus::Failed) {
+        return (PinStatus::Failed, failed.error.clone());
+    }
+    if pinned > 0 {
+        return (PinStatus::Pinning, None);
+    }
+    (PinStatus::Queued, None)
 }
 
 /// A user's pin object together with the status of its content.
@@ -227,5 +285,42 @@ impl NameMatch {
             NameMatch::Partial => name.contains(pattern),
             NameMatch::IPartial => name.to_lowercase().contains(&pattern.to_lowercase()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(name: &str, status: PinStatus) -> PeerPin {
+        let error = (status == PinStatus::Failed).then(|| format!("{name} failed"));
+        PeerPin { peer: name.into(), status, error, updated: Timestamp(1) }
+    }
+
+    fn options(min: i32) -> PinOptions {
+        PinOptions { replication_min: min, replication_max: min, ..PinOptions::default() }
+    }
+
+    #[test]
+    fn pinned_once_min_allocated_peers_hold_it() {
+        let alloc = vec!["a".to_string(), "b".into(), "c".into()];
+        let one = [peer("a", PinStatus::Pinned)];
+        assert_eq!(summarize(&options(2), &alloc, &one).0, PinStatus::Pinning);
+        let two = [peer("a", PinStatus::Pinned), peer("b", PinStatus::Pinned)];
+        assert_eq!(summarize(&options(2), &alloc, &two), (PinStatus::Pinned, None));
+        // More required than allocated: all allocations suffice.
+        assert_eq!(summarize(&options(5), &alloc[..2], &two).0, PinStatus::Pinned);
+        // A pin on every peer: one holder is enough.
+        assert_eq!(summarize(&options(-1), &[], &one).0, PinStatus::Pinned);
+    }
+
+    #[test]
+    fn fetching_wins_over_failed_and_failed_over_queued() {
+        let alloc = vec!["a".to_string(), "b".into()];
+        let both = [peer("a", PinStatus::Failed), peer("b", PinStatus::Pinning)];
+        assert_eq!(summarize(&options(2), &alloc, &both).0, PinStatus::Pinning);
+        let failed = [peer("a", PinStatus::Failed), peer("b", PinStatus::Pinned)];
+        assert_eq!(summarize(&options(2), &alloc, &failed), (PinStatus::Failed, Some("a failed".into())));
+        assert_eq!(summarize(&options(2), &alloc, &[]), (PinStatus::Queued, None));
     }
 }

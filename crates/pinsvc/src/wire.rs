@@ -110,8 +110,12 @@ impl PinStatusWire {
     pub(crate) fn from_domain(view: PinView, delegates: &[String]) -> PinStatusWire {
         let PinView { user, cluster } = view;
         let mut info = BTreeMap::new();
-        if let (PinStatus::Failed, Some(error)) = (cluster.status, &cluster.error) {
-            info.insert("status_details".to_string(), error.clone());
+        // The status is the cluster's summary; progress and size are this peer's.
+        if cluster.summary == PinStatus::Failed {
+            let local = cluster.error.as_ref().filter(|_| cluster.status == PinStatus::Failed);
+            if let Some(error) = cluster.summary_error.as_ref().or(local) {
+                info.insert("status_details".to_string(), error.clone());
+            }
         }
         if let Some(size) = cluster.dag_size {
             info.insert("dag_size".to_string(), size.to_string());
@@ -127,7 +131,7 @@ impl PinStatusWire {
         let requestid = user.cid.to_string();
         PinStatusWire {
             requestid: requestid.clone(),
-            status: cluster.status.as_str(),
+            status: cluster.summary.as_str(),
             created: user.created.to_rfc3339(),
             pin: PinWire {
                 cid: requestid,

@@ -24,7 +24,6 @@ use pincluster_consensus::Consensus;
 use pincluster_tracker::Tracker;
 
 pub use error::render_error;
-pub use members::answer_status;
 
 /// Facts about this peer that the REST API reports.
 #[derive(Clone, Debug)]

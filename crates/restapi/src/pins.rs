@@ -36,24 +36,21 @@ async fn entry(ctx: &web::Data<Context>, cid: Cid) -> Result<Option<ClusterEntry
 async fn answer_status(ctx: &web::Data<Context>, user: &Authenticated, cid: Cid) -> Result<HttpResponse, ApiError> {
     let caller = user_name(user)?;
     let entry = entry(ctx, cid).await?;
-    let mut info = GlobalPinInfo::from_domain(&cid, entry.as_ref(), Some(&caller), &ctx.options);
-    if let Some(entry) = &entry {
-        let members = ctx.members();
-        info = info.with_peers(members.statuses(&ctx.options.cluster, &entry.pin).await);
-    }
-    Ok(HttpResponse::Ok().json(info))
+    let others = ctx.members().others();
+    Ok(HttpResponse::Ok().json(GlobalPinInfo::from_domain(&cid, entry.as_ref(), Some(&caller), &ctx.options, &others)))
 }
 
 /// `GET /pins`: the status of every pin (or of the `cids` given), as NDJSON.
 pub(crate) async fn status_all(req: HttpRequest, ctx: web::Data<Context>) -> Result<HttpResponse, ApiError> {
     let query = StatusQuery::parse(req.query_string())?;
+    let others = ctx.members().others();
     let context = ctx.into_inner();
     Ok(stream::ndjson(&req, move |sink| {
         let state = context.tracker.state();
         if let Some(cids) = query.cids {
             for cid in cids {
                 let entry = state.cluster_pin(&cid).map_err(|e| e.to_string())?;
-                if !sink.send(&GlobalPinInfo::from_domain(&cid, entry.as_ref(), None, &context.options)) {
+                if !sink.send(&GlobalPinInfo::from_domain(&cid, entry.as_ref(), None, &context.options, &others)) {
                     return Ok(());
                 }
             }
@@ -68,7 +65,7 @@ pub(crate) async fn status_all(req: HttpRequest, ctx: web::Data<Context>) -> Res
             let summary = summary.map_err(|e| e.to_string())?;
             let cid = summary.pin.cid;
             let entry = ClusterEntry { pin: summary.pin, holders: summary.representative.into_iter().collect() };
-            if !sink.send(&GlobalPinInfo::from_domain(&cid, Some(&entry), None, &context.options)) {
+            if !sink.send(&GlobalPinInfo::from_domain(&cid, Some(&entry), None, &context.options, &others)) {
                 return Ok(());
             }
         }
@@ -217,6 +214,7 @@ pub(crate) async fn recover(
 /// `POST /pins/recover`: queues every failed pin again; streams those re-queued.
 pub(crate) async fn recover_all(req: HttpRequest, ctx: web::Data<Context>) -> Result<HttpResponse, ApiError> {
     options::check_local_only(req.query_string())?;
+    let others = ctx.members().others();
     let context = ctx.into_inner();
     let runtime = tokio::runtime::Handle::current();
     Ok(stream::ndjson(&req, move |sink| {
@@ -233,7 +231,7 @@ pub(crate) async fn recover_all(req: HttpRequest, ctx: web::Data<Context>) -> Re
                 continue;
             }
             let entry = state.cluster_pin(&pin.cid).map_err(|e| e.to_string())?;
-            if !sink.send(&GlobalPinInfo::from_domain(&pin.cid, entry.as_ref(), None, &context.options)) {
+            if !sink.send(&GlobalPinInfo::from_domain(&pin.cid, entry.as_ref(), None, &context.options, &others)) {
                 return Ok(());
             }
         }

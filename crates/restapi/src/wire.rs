@@ -182,32 +182,28 @@ pub(crate) struct PinInfoShort {
 }
 
 impl PinInfoShort {
-    /// Another peer's status, as it answered (or `remote`, `cluster_error`).
-    pub(crate) fn of_peer(peername: &str, peer_id: &str, status: &'static str, error: String) -> PinInfoShort {
+    /// Another member's status of `pin`, as it reported it through the log:
+    /// `remote` when the pin is not allocated to it, `pin_queued` before its
+    /// first report.
+    fn of_member(pin: &ClusterPin, peer_id: &str, peername: &str) -> PinInfoShort {
+        let allocated = pin.allocations.is_empty() || pin.allocations.iter().any(|a| a == peer_id);
+        let reported = pin.peers.iter().find(|p| p.peer == peer_id);
+        let (status, timestamp, error) = match reported {
+            _ if !allocated => ("remote", pin.created, None),
+            Some(p) => (tracker_status(p.status), p.updated, p.error.clone()),
+            None => ("pin_queued", pin.created, None),
+        };
         PinInfoShort {
             peername: peername.to_string(),
             ipfs_peer_id: peer_id.to_string(),
             ipfs_peer_addresses: Vec::new(),
             status,
-            timestamp: Timestamp::now().to_rfc3339(),
-            error,
+            timestamp: timestamp.to_rfc3339(),
+            error: error.unwrap_or_default(),
             attempt_count: 0,
             priority_pin: false,
         }
     }
-
-    pub(crate) fn set_progress(&mut self, timestamp: String, attempts: u32) {
-        self.timestamp = timestamp;
-        self.attempt_count = attempts;
-    }
-}
-
-/// A status name another peer sent, as one of ours (unknown ones are errors).
-pub(crate) fn status_name(name: &str) -> &'static str {
-    ["pin_queued", "pinning", "pinned", "pin_error", "unpinned", "remote"]
-        .into_iter()
-        .find(|known| *known == name)
-        .unwrap_or("cluster_error")
 }
 
 /// The status of a CID on every peer of the cluster.
@@ -233,12 +229,15 @@ pub(crate) fn tracker_status(status: PinStatus) -> &'static str {
 }
 
 impl GlobalPinInfo {
-    /// The status of `cid`: from its cluster record, or `unpinned` when it has none.
+    /// The status of `cid` on every member: this peer's own from its local
+    /// record, the `others`' (ID, name) as they reported them through the
+    /// log; `unpinned` when the CID is not in the pinset.
     pub(crate) fn from_domain(
         cid: &Cid,
         entry: Option<&ClusterEntry>,
         caller: Option<&UserName>,
         options: &RestOptions,
+        others: &[(String, String)],
     ) -> GlobalPinInfo {
         let holder = entry.and_then(|e| representative(e, caller));
         let peer = |status: &'static str, timestamp: String, error: String, attempt_count: u32| PinInfoShort {
@@ -270,14 +269,12 @@ impl GlobalPinInfo {
             origins: holder.map(|h| h.origins.iter().map(ToString::to_string).collect()).unwrap_or_default(),
             created: entry.map_or_else(|| GO_ZERO_TIME.to_string(), |e| e.pin.created.to_rfc3339()),
             metadata: holder.map(|h| h.meta.clone()).filter(|m| !m.is_empty()),
-            peer_map: BTreeMap::from([(options.peer_id.clone(), info)]),
+            peer_map: std::iter::once((options.peer_id.clone(), info))
+                .chain(entry.into_iter().flat_map(|e| {
+                    others.iter().map(|(id, name)| (id.clone(), PinInfoShort::of_member(&e.pin, id, name)))
+                }))
+                .collect(),
         }
-    }
-
-    /// Adds the other peers' statuses to this peer's.
-    pub(crate) fn with_peers(mut self, others: BTreeMap<String, PinInfoShort>) -> GlobalPinInfo {
-        self.peer_map.extend(others);
-        self
     }
 }
 

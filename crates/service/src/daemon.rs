@@ -4,7 +4,6 @@
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use pincluster_auth::{Authenticator, TokenOptions};
@@ -97,8 +96,6 @@ pub fn run(dir: &Path, args: DaemonArgs) -> anyhow::Result<()> {
         tokio::spawn(cluster::follow(tracker.clone(), events));
         tokio::spawn(cluster::report(consensus.clone(), tracker.clone(), dir.join("data"), config.cluster.clone()));
         tokio::spawn(cluster::repair(consensus.clone(), tracker.clone(), config.cluster.clone()));
-        let reader = state.reader();
-        consensus.answer_queries(Arc::new(move |body| pincluster_restapi::answer_status(&reader, body)));
         tracker
     };
     let result = actix_web::rt::System::new().block_on(serve(

@@ -4,19 +4,23 @@
 //! Applying a command reads only the stored state (through the writer's
 //! overlay) and the command: no clock, no randomness, no cache. Two pinsets
 //! applying the same commands in the same order write the same shared keys
-//! (`c`, `n`, `t`) with the same bytes. The listing records and status
-//! indexes (`s`, `q`, `m`, `k`) also depend on the *listing status* of each
-//! CID, which is this peer's local status (see `lib.rs`); local updates move
-//! them, and never touch a shared key.
+//! (`c`, `n`, `t`) with the same bytes. So are the positions of the listing
+//! records and their counters (`s`, `m`), filed under each CID's *summary*
+//! of the peers' reported statuses ([`Command::Report`]); their copies of
+//! this peer's progress are not. The cluster status index and its counters
+//! (`q`, `k`) follow this peer's local status: local updates move them,
+//! rewrite the copies, and never touch a shared key.
 
 use pincluster_model::{
-    Cid, ClusterPin, NewPin, PinMode, PinOptions, PinStatus, PinView, Timestamp, UserName, UserPin,
+    Cid, ClusterPin, NewPin, PeerPin, PinMode, PinOptions, PinStatus, PinView, Timestamp, UserName, UserPin,
 };
 
 use crate::keys;
 use crate::records::{self, ClusterRecord, LocalRecord};
 use crate::writer::Staged;
-use crate::{Applied, ClusterEntry, Command, PinOutcome, ReplaceOutcome, StateError, StatusUpdate, UnpinOutcome};
+use crate::{
+    Applied, ClusterEntry, Command, PinOutcome, ReplaceOutcome, Reported, StateError, StatusUpdate, UnpinOutcome,
+};
 
 /// Applies one command to the overlay.
 pub(crate) fn command(st: &mut Staged<'_>, command: Command) -> Result<Applied, StateError> {
@@ -38,11 +42,13 @@ pub(crate) fn command(st: &mut Staged<'_>, command: Command) -> Result<Applied, 
         }
         Command::Expire { cids, at } => expire(st, &cids, at).map(Applied::Expire),
         Command::Restore { entry, merge } => restore(st, entry, merge).map(Applied::Restore),
+        Command::Report { peer, at, statuses } => report(st, &peer, at, statuses).map(Applied::Report),
     }
 }
 
-/// Changes this peer's local record of `cid` and moves its listing entries
-/// and counters with the status; `at` is this peer's clock.
+/// Changes this peer's local record of `cid`, moves its cluster status index
+/// entry and counters with the status and rewrites the holders' copies;
+/// `at` is this peer's clock.
 pub(crate) fn local(st: &mut Staged<'_>, cid: &Cid, update: StatusUpdate, at: Timestamp) -> Result<(), StateError> {
     let rec = cluster(st, cid)?.ok_or(StateError::NotFound)?;
     let mut local = local_of(st, &rec)?;
@@ -73,7 +79,7 @@ pub(crate) fn local(st: &mut Staged<'_>, cid: &Cid, update: StatusUpdate, at: Ti
     }
     local.updated = at;
     st.put(keys::local(cid), records::encode_local(&local)?);
-    refresh_holders(st, &rec, &local, from)
+    refresh_holders(st, &rec, &local, rec.summary)
 }
 
 fn cluster(st: &Staged<'_>, cid: &Cid) -> Result<Option<ClusterRecord>, StateError> {
@@ -100,19 +106,19 @@ fn listing_at(st: &Staged<'_>, user: &UserName, status: PinStatus, created: Time
 }
 
 /// Writes the listing record of a user's pin, with a copy of the joined
-/// cluster pin, in the `s` range of its status.
+/// cluster pin, in the `s` range of its summary.
 fn put_listing(st: &mut Staged<'_>, user: &UserName, pin: &UserPin, cluster: &ClusterPin) -> Result<(), StateError> {
-    st.put(keys::by_status(user, cluster.status, pin.created)?, records::encode_listing(pin, cluster)?);
+    st.put(keys::by_status(user, cluster.summary, pin.created)?, records::encode_listing(pin, cluster)?);
     Ok(())
 }
 
 /// Writes the shared record. When its copy of the first holder's pin is not
 /// that holder's (the holders changed), it is read from their listing record
 /// first; callers that change the first holder's pin object set the copy themselves.
-fn put_cluster(st: &mut Staged<'_>, rec: &mut ClusterRecord, status: PinStatus) -> Result<(), StateError> {
+fn put_cluster(st: &mut Staged<'_>, rec: &mut ClusterRecord) -> Result<(), StateError> {
     if !rec.first_is_current() {
         rec.first = match rec.holders.first() {
-            Some((user, created)) => Some((user.clone(), listing_at(st, user, status, *created)?.user)),
+            Some((user, created)) => Some((user.clone(), listing_at(st, user, rec.summary, *created)?.user)),
             None => None,
         };
     }
@@ -175,7 +181,7 @@ fn unindex_user_pin(st: &mut Staged<'_>, user: &UserName, pin: &UserPin, status:
 }
 
 /// Rewrites the listing records of every holder with the joined cluster pin
-/// and, when the status changed from `from`, moves them and the counters.
+/// and, when the summary changed from `from`, moves them and the counters.
 fn refresh_holders(
     st: &mut Staged<'_>,
     rec: &ClusterRecord,
@@ -183,7 +189,7 @@ fn refresh_holders(
     from: PinStatus,
 ) -> Result<(), StateError> {
     let joined = rec.joined(local);
-    let to = joined.status;
+    let to = joined.summary;
     for (user, created) in &rec.holders {
         let view = listing_at(st, user, from, *created)?;
         if from != to {
@@ -206,7 +212,36 @@ fn new_cluster(
 ) -> Result<ClusterRecord, StateError> {
     st.put(keys::cluster_status(PinStatus::Queued, created, &cid), Vec::new());
     bump(st, keys::cluster_count(PinStatus::Queued), 1)?;
-    Ok(ClusterRecord { cid, options, allocations, created, holders: Vec::new(), first: None })
+    Ok(ClusterRecord {
+        cid,
+        options,
+        allocations,
+        created,
+        holders: Vec::new(),
+        first: None,
+        peers: Vec::new(),
+        summary: PinStatus::Queued,
+    })
+}
+
+/// Sums the peers' statuses up again after they or the allocations changed,
+/// moves the holders' listing records when the summary did (rewriting them
+/// all when `rewrite` or when the summary's error changed), and writes the
+/// shared record. `before` is the summary's error before the change.
+fn resummarize(
+    st: &mut Staged<'_>,
+    rec: &mut ClusterRecord,
+    before: Option<String>,
+    rewrite: bool,
+) -> Result<(), StateError> {
+    let from = rec.summary;
+    let (to, error) = rec.summarize();
+    rec.summary = to;
+    if rewrite || from != to || before != error {
+        let local = local_of(st, rec)?;
+        refresh_holders(st, rec, &local, from)?;
+    }
+    put_cluster(st, rec)
 }
 
 /// Cluster's pin update: the pin object of `user`'s pin of `from` (or of its
@@ -215,7 +250,7 @@ fn updated_from(st: &Staged<'_>, user: &UserName, from: &Cid, pin: NewPin) -> Re
     let old = cluster(st, from)?
         .ok_or_else(|| StateError::Refused(format!("pin-update: {from} is not part of the pinset")))?;
     let holder = match old.holder(user) {
-        Some(created) => Some(listing_at(st, user, local_of(st, &old)?.status, created)?.user),
+        Some(created) => Some(listing_at(st, user, old.summary, created)?.user),
         None => old.first.map(|(_, pin)| pin),
     };
     let (meta, origins, name) = holder.map(|h| (h.meta, h.origins, h.name)).unwrap_or_default();
@@ -247,7 +282,7 @@ fn pin_one(st: &mut Staged<'_>, user: &UserName, new: NewPin, at: Timestamp) -> 
     // A local record never outlives its cluster record, so a new CID has none:
     // skipping the lookup spares a random leaf read per new pin.
     let local = if new_cluster_pin { LocalRecord::fresh(rec.created) } else { local_of(st, &rec)? };
-    let status = local.status;
+    let status = rec.summary;
     let user_pin = match rec.holder(user) {
         Some(created) => {
             let old = listing_at(st, user, status, created)?.user;
@@ -271,17 +306,19 @@ fn pin_one(st: &mut Staged<'_>, user: &UserName, new: NewPin, at: Timestamp) -> 
             pin
         }
     };
-    let joined = rec.joined(&local);
-    put_listing(st, user, &user_pin, &joined)?;
-    if options_changed {
-        // The copies of the other holders are stale too.
-        refresh_holders(st, &rec, &local, status)?;
-    }
+    put_listing(st, user, &user_pin, &rec.joined(&local))?;
     if rec.holders.first().is_some_and(|(first, _)| first == user) {
         // The cluster record's copy of the first holder's pin.
         rec.first = Some((user.clone(), user_pin.clone()));
     }
-    put_cluster(st, &mut rec, status)?;
+    if options_changed {
+        // The summary may follow the replication factor, and the copies of
+        // the other holders are stale too.
+        rec.summary = rec.summarize().0;
+        refresh_holders(st, &rec, &local, status)?;
+    }
+    put_cluster(st, &mut rec)?;
+    let joined = rec.joined(&local);
     Ok(PinOutcome { view: PinView { user: user_pin, cluster: joined }, new_cluster_pin })
 }
 
@@ -304,15 +341,15 @@ fn replace(
 fn unpin(st: &mut Staged<'_>, user: &UserName, cid: &Cid) -> Result<UnpinOutcome, StateError> {
     let mut rec = cluster(st, cid)?.ok_or(StateError::NotFound)?;
     let created = rec.holder(user).ok_or(StateError::NotFound)?;
-    let status = local_of(st, &rec)?.status;
-    let old = listing_at(st, user, status, created)?.user;
-    unindex_user_pin(st, user, &old, status)?;
+    let old = listing_at(st, user, rec.summary, created)?.user;
+    unindex_user_pin(st, user, &old, rec.summary)?;
     rec.remove_holder(user);
     if !rec.holders.is_empty() {
         // When `user` was the first holder, this reads the next one's pin.
-        put_cluster(st, &mut rec, status)?;
+        put_cluster(st, &mut rec)?;
         return Ok(UnpinOutcome { orphaned: false });
     }
+    let status = local_of(st, &rec)?.status;
     st.del(keys::cluster(cid));
     st.del(keys::local(cid));
     st.del(keys::cluster_status(status, rec.created, cid));
@@ -325,7 +362,7 @@ fn unpin_all(st: &mut Staged<'_>, cid: &Cid) -> Result<ClusterEntry, StateError>
     let local = local_of(st, &rec)?;
     let mut holders = Vec::with_capacity(rec.holders.len());
     for (user, created) in &rec.holders {
-        holders.push((user.clone(), listing_at(st, user, local.status, *created)?.user));
+        holders.push((user.clone(), listing_at(st, user, rec.summary, *created)?.user));
     }
     for (user, _) in &holders {
         unpin(st, user, cid)?;
@@ -338,10 +375,41 @@ fn set_allocations(st: &mut Staged<'_>, cid: &Cid, allocations: Vec<String>) -> 
     if rec.allocations == allocations {
         return Ok(());
     }
+    let before = rec.summarize().1;
     rec.allocations = allocations;
-    let local = local_of(st, &rec)?;
-    refresh_holders(st, &rec, &local, local.status)?;
-    put_cluster(st, &mut rec, local.status)
+    // Only allocated peers' statuses count.
+    if !rec.allocations.is_empty() {
+        let allocations = &rec.allocations;
+        rec.peers.retain(|p| allocations.contains(&p.peer));
+    }
+    resummarize(st, &mut rec, before, true)
+}
+
+fn report(st: &mut Staged<'_>, peer: &str, at: Timestamp, statuses: Vec<Reported>) -> Result<usize, StateError> {
+    let mut changed = 0;
+    for Reported { cid, status, error } in statuses {
+        let Some(mut rec) = cluster(st, &cid)? else { continue };
+        let before = rec.summarize().1;
+        let error = error.filter(|_| status == PinStatus::Failed);
+        let allocated = rec.allocations.is_empty() || rec.allocations.iter().any(|a| a == peer);
+        match (rec.peers.binary_search_by(|p| p.peer.as_str().cmp(peer)), status) {
+            (Ok(i), PinStatus::Queued) => {
+                rec.peers.remove(i);
+            }
+            (Err(_), PinStatus::Queued) => continue,
+            _ if !allocated => continue,
+            (Ok(i), _) => match rec.peers.get_mut(i) {
+                Some(known) if known.status != status || known.error != error => {
+                    *known = PeerPin { peer: peer.to_owned(), status, error, updated: at };
+                }
+                _ => continue,
+            },
+            (Err(i), _) => rec.peers.insert(i, PeerPin { peer: peer.to_owned(), status, error, updated: at }),
+        }
+        resummarize(st, &mut rec, before, false)?;
+        changed += 1;
+    }
+    Ok(changed)
 }
 
 fn expire(st: &mut Staged<'_>, cids: &[Cid], at: Timestamp) -> Result<Vec<Cid>, StateError> {
@@ -364,10 +432,18 @@ fn restore(st: &mut Staged<'_>, entry: ClusterEntry, merge: bool) -> Result<usiz
             return Err(StateError::Refused(format!("{cid} is already in the pinset (import with merge to add to it)")))
         }
         Some(rec) => rec,
-        None => new_cluster(st, cid, entry.pin.options.clone(), entry.pin.allocations.clone(), entry.pin.created)?,
+        None => {
+            let mut rec =
+                new_cluster(st, cid, entry.pin.options.clone(), entry.pin.allocations.clone(), entry.pin.created)?;
+            rec.peers = entry.pin.peers;
+            rec.peers.sort_by(|a, b| a.peer.cmp(&b.peer));
+            rec.peers.dedup_by(|a, b| a.peer == b.peer);
+            rec.summary = rec.summarize().0;
+            rec
+        }
     };
     let local = local_of(st, &rec)?;
-    let status = local.status;
+    let status = rec.summary;
     let mut added = 0;
     for (user, mut pin) in entry.holders {
         if rec.holder(&user).is_some() {
@@ -390,6 +466,6 @@ fn restore(st: &mut Staged<'_>, entry: ClusterEntry, merge: bool) -> Result<usiz
     if rec.holders.is_empty() {
         return Err(StateError::Refused(format!("{cid} has no holder")));
     }
-    put_cluster(st, &mut rec, status)?;
+    put_cluster(st, &mut rec)?;
     Ok(added)
 }

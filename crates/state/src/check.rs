@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use pincluster_model::PinStatus;
+use pincluster_model::{ClusterPin, PinStatus};
 
 use crate::keys::{self, Tag};
 use crate::read;
@@ -84,8 +84,19 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
         if rec.holders.is_empty() {
             report.problem(format!("{cid}: cluster record without holders"));
         }
+        let summary = rec.summary;
+        // A record no peer reported on keeps the summary it was given (a
+        // migrated one: this peer's status then).
+        if !rec.peers.is_empty() && rec.summarize().0 != summary {
+            report.problem(format!("{cid}: the summary {summary} disagrees with the peers' statuses"));
+        }
+        if rec.peers.windows(2).any(|w| matches!(w, [a, b] if a.peer >= b.peer)) {
+            report.problem(format!("{cid}: peers' statuses are not in peer ID order"));
+        }
+        // Listing records carry the summary, not every peer's status.
+        let copy = ClusterPin { peers: Vec::new(), ..pin.clone() };
         for (index, (user, created)) in rec.holders.iter().enumerate() {
-            let record_key = keys::by_status(user, status, *created)?;
+            let record_key = keys::by_status(user, summary, *created)?;
             let record = db.get(&record_key)?;
             let view = match record.as_deref().map(|bytes| records::decode_listing(&record_key, bytes)) {
                 Some(Ok(view)) => view,
@@ -94,7 +105,7 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
                     continue;
                 }
                 None => {
-                    report.problem(format!("{user}/{cid}: holder without a listing record in {status}"));
+                    report.problem(format!("{user}/{cid}: holder without a listing record in {summary}"));
                     continue;
                 }
             };
@@ -102,7 +113,7 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
                 report.problem(format!("{user}/{cid}: the holder's listing record is of {}", view.user.cid));
                 continue;
             }
-            if view.cluster != pin {
+            if view.cluster != copy {
                 report.problem(format!("{user}/{cid}: copy of the cluster pin is stale"));
             }
             if index == 0 && rec.first.as_ref().is_none_or(|(first, pin)| first != user || *pin != view.user) {
@@ -111,7 +122,7 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
             let name = user.as_str().as_bytes().to_vec();
             let slot = newest.entry(name.clone()).or_default();
             *slot = (*slot).max(created.0);
-            user_tally.entry(name).or_default()[usize::from(status.code())] += 1;
+            user_tally.entry(name).or_default()[usize::from(summary.code())] += 1;
         }
     }
     for item in entries(db, Tag::Local) {
@@ -159,7 +170,7 @@ pub(crate) fn check(db: &sled::Db) -> Result<IntegrityReport, StateError> {
                 Tag::ByStatus => match records::decode_listing(&key, &value) {
                     Ok(view) => {
                         report.user_pins += 1;
-                        if status_byte(&key) != Some(view.cluster.status) {
+                        if status_byte(&key) != Some(view.cluster.summary) {
                             report.problem(format!("{show}: status entry disagrees with its record"));
                         }
                         if view.user.created != created {

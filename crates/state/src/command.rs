@@ -9,10 +9,10 @@
 //! types are private mirrors, like the stored records, so the domain types can
 //! change without changing the log.
 
-use pincluster_model::{Cid, ClusterPin, Multiaddr, NewPin, PinOptions, Timestamp, UserName, UserPin};
+use pincluster_model::{Cid, ClusterPin, Multiaddr, NewPin, PinOptions, PinStatus, Timestamp, UserName, UserPin};
 use serde::{Deserialize, Serialize};
 
-use crate::records::{self, options_v1, OptionsV1};
+use crate::records::{self, options_v1, OptionsV1, PeerRecordV1};
 use crate::{ClusterEntry, PinOutcome, ReplaceOutcome, StateError};
 
 /// The format version of [`Command::encode`].
@@ -42,8 +42,25 @@ pub enum Command {
     Expire { cids: Vec<Cid>, at: Timestamp },
     /// Writes a cluster pin and its holders as exported, keeping every
     /// `created` (an import). A CID already in the pinset gains the holders it
-    /// lacks when `merge` is set, and is refused otherwise.
+    /// lacks when `merge` is set, and is refused otherwise. The peers'
+    /// statuses in `entry.pin.peers` are kept (a snapshot's), and its summary
+    /// follows from them.
     Restore { entry: ClusterEntry, merge: bool },
+    /// `peer`'s statuses of some CIDs, reported at `at` (its clock): the
+    /// shared view of where each pin stands on each peer, and their summary
+    /// (the status users list pins by). A report from a peer the CID is not
+    /// allocated to, or of a CID no longer in the pinset, is ignored;
+    /// `queued` withdraws the peer's status.
+    Report { peer: String, at: Timestamp, statuses: Vec<Reported> },
+}
+
+/// One CID's status in a [`Command::Report`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reported {
+    pub cid: Cid,
+    pub status: PinStatus,
+    /// Why it failed, with `failed`.
+    pub error: Option<String>,
 }
 
 /// What applying one [`Command`] did.
@@ -64,6 +81,8 @@ pub enum Applied {
     Expire(Vec<Cid>),
     /// How many holders were added.
     Restore(usize),
+    /// How many CIDs' statuses changed.
+    Report(usize),
 }
 
 impl Applied {
@@ -91,13 +110,48 @@ impl Applied {
 
 #[derive(Serialize, Deserialize)]
 enum CommandV1 {
-    Pin { user: String, pin: NewPinV1, at: u64, update_from: Option<Vec<u8>> },
-    Replace { user: String, old: Vec<u8>, pin: NewPinV1, at: u64 },
-    Unpin { user: String, cid: Vec<u8> },
-    UnpinAll { cid: Vec<u8> },
-    SetAllocations { cid: Vec<u8>, allocations: Vec<String> },
-    Expire { cids: Vec<Vec<u8>>, at: u64 },
-    Restore { entry: EntryV1, merge: bool },
+    Pin {
+        user: String,
+        pin: NewPinV1,
+        at: u64,
+        update_from: Option<Vec<u8>>,
+    },
+    Replace {
+        user: String,
+        old: Vec<u8>,
+        pin: NewPinV1,
+        at: u64,
+    },
+    Unpin {
+        user: String,
+        cid: Vec<u8>,
+    },
+    UnpinAll {
+        cid: Vec<u8>,
+    },
+    SetAllocations {
+        cid: Vec<u8>,
+        allocations: Vec<String>,
+    },
+    Expire {
+        cids: Vec<Vec<u8>>,
+        at: u64,
+    },
+    Restore {
+        entry: EntryV1,
+        merge: bool,
+    },
+    Report {
+        peer: String,
+        at: u64,
+        statuses: Vec<(Vec<u8>, u8, Option<String>)>,
+    },
+    /// `Restore` with the peers' statuses (written since schema 5).
+    RestoreV2 {
+        entry: EntryV1,
+        peers: Vec<PeerRecordV1>,
+        merge: bool,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -232,7 +286,16 @@ impl Command {
             Command::Expire { cids, at } => {
                 CommandV1::Expire { cids: cids.iter().map(|c| c.to_bytes()).collect(), at: at.0 }
             }
-            Command::Restore { entry, merge } => CommandV1::Restore { entry: entry_v1(entry), merge: *merge },
+            Command::Restore { entry, merge } => CommandV1::RestoreV2 {
+                entry: entry_v1(entry),
+                peers: entry.pin.peers.iter().map(records::peer_v1).collect(),
+                merge: *merge,
+            },
+            Command::Report { peer, at, statuses } => CommandV1::Report {
+                peer: peer.clone(),
+                at: at.0,
+                statuses: statuses.iter().map(|r| (r.cid.to_bytes(), r.status.code(), r.error.clone())).collect(),
+            },
         };
         postcard::to_extend(&cmd, vec![COMMAND_V1]).map_err(|e| StateError::Encode(e.to_string()))
     }
@@ -266,6 +329,24 @@ impl Command {
                 Command::Expire { cids: cids.iter().map(|c| cid_from(c)).collect::<Result<_, _>>()?, at: Timestamp(at) }
             }
             CommandV1::Restore { entry, merge } => Command::Restore { entry: entry_from(entry)?, merge },
+            CommandV1::RestoreV2 { entry, peers, merge } => {
+                let mut entry = entry_from(entry)?;
+                entry.pin.peers =
+                    peers.into_iter().map(|p| records::peer_from_v1(b"command", p)).collect::<Result<_, _>>()?;
+                Command::Restore { entry, merge }
+            }
+            CommandV1::Report { peer, at, statuses } => Command::Report {
+                peer,
+                at: Timestamp(at),
+                statuses: statuses
+                    .into_iter()
+                    .map(|(cid, status, error)| {
+                        let status =
+                            PinStatus::from_code(status).ok_or_else(|| bad(format!("unknown status {status}")))?;
+                        Ok(Reported { cid: cid_from(&cid)?, status, error })
+                    })
+                    .collect::<Result<_, StateError>>()?,
+            },
         })
     }
 }
@@ -290,8 +371,15 @@ mod tests {
                 ..PinOptions::everywhere()
             },
         };
+        let mut shared = ClusterPin::shared(cid, PinOptions::everywhere(), vec!["peer".into()], Timestamp(5));
+        shared.peers = vec![pincluster_model::PeerPin {
+            peer: "peer".into(),
+            status: PinStatus::Pinned,
+            error: None,
+            updated: Timestamp(7),
+        }];
         let entry = ClusterEntry {
-            pin: ClusterPin::shared(cid, PinOptions::everywhere(), vec!["peer".into()], Timestamp(5)),
+            pin: shared,
             holders: vec![(
                 user.clone(),
                 UserPin { cid, name: None, meta: Default::default(), origins: vec![], created: Timestamp(6) },
@@ -305,6 +393,11 @@ mod tests {
             Command::SetAllocations { cid, allocations: vec!["a".into(), "b".into()] },
             Command::Expire { cids: vec![cid, cid], at: Timestamp(3) },
             Command::Restore { entry, merge: true },
+            Command::Report {
+                peer: "peer".into(),
+                at: Timestamp(4),
+                statuses: vec![Reported { cid, status: PinStatus::Failed, error: Some("no".into()) }],
+            },
         ] {
             let bytes = command.encode().unwrap();
             assert_eq!(bytes[0], COMMAND_V1);

@@ -32,8 +32,8 @@ pub(crate) enum Tag {
     /// `l | cid` → this peer's local record of the CID: status, error,
     /// attempts, progress. Absent until the tracker first writes it (`queued`).
     Local = b'l',
-    /// `q | status | created | cid` → empty: cluster pins by listing status,
-    /// oldest first, so that a new pin appends.
+    /// `q | status | created | cid` → empty: cluster pins by this peer's
+    /// status, oldest first, so that a new pin appends.
     ClusterStatus = b'q',
     /// `k | status` → `u64`: number of cluster pins in that status.
     ClusterCount = b'k',
@@ -41,7 +41,7 @@ pub(crate) enum Tag {
     /// the migration to schema 4 deletes; nothing else reads or writes them.
     LegacyRecord = b'r',
     /// `s | len(user) | user | status | !created` → listing record: a user's
-    /// pin with a copy of its cluster pin, by listing status, newest first.
+    /// pin with a copy of its cluster pin, by the CID's summary, newest first.
     ByStatus = b's',
     /// `n | len(user) | user | len16(lowercase name) | name | !created` → cid.
     ByName = b'n',

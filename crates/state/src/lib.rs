@@ -23,14 +23,18 @@
 //! stored newest, so it is unique per user and paging by `before` never skips
 //! or repeats.
 //!
-//! # The listing status
+//! # The summary: the status users see
 //!
 //! Listings filter, order and count by status at page cost, so each user pin
-//! is indexed under one status: the *listing status* of its CID. While the
-//! cluster is one peer, that is this peer's local status; local updates move
-//! the index entries and counters of every holder in the same batch. (Once
-//! peers report their statuses through the log, it becomes the aggregate
-//! defined in `docs/ARCHITECTURE.md`.)
+//! is indexed under one status: the *summary* of its CID. Each allocated
+//! peer reports its own status of the CID through the log
+//! ([`Command::Report`], in batches); the shared record keeps every
+//! report, and their summary ([`pincluster_model::summarize`]: `pinned`
+//! once `replication_factor_min` allocated peers hold it) is stored with
+//! them, so every peer lists and counts the same. Applying a report or an
+//! allocation that changes the summary moves the index entries and counters
+//! of every holder in the same batch. This peer's local status orders the
+//! cluster status index (`q`, `k`), which the tracker works from.
 //!
 //! # Writes and durability
 //!
@@ -44,7 +48,7 @@
 //! sled and never wait for the writer; they may see a group that is applied
 //! but whose fsync is still running.
 //!
-//! # Key layout (schema 4)
+//! # Key layout (schema 5)
 //!
 //! One sled tree (the default one). Every key starts with a tag byte.
 //! `len` is a one-byte length prefix, `len16` a two-byte big-endian one;
@@ -56,14 +60,14 @@
 //! |-----|-------|------|---------|
 //! | `\0schema` | `u32` BE | | schema version ([`SCHEMA_VERSION`]) |
 //! | `\0applied` | `u64` BE | shared | index of the last applied log entry |
-//! | `c` cid | cluster record | shared | options, allocations, every holder with the `created` of their pin, a copy of the first holder's pin object |
+//! | `c` cid | cluster record | shared | options, allocations, every holder with the `created` of their pin, a copy of the first holder's pin object, each peer's reported status and their summary |
 //! | `t` len user | `u64` BE | shared | the newest `created` given to the user |
 //! | `n` len user len16 lowercase(name) !created | cid | shared | a user's pins by name |
 //! | `l` cid | local record | local | status, error, attempts, progress, DAG size |
-//! | `s` len user status !created | listing record | view | a user's pin object with a copy of its joined cluster pin, by listing status |
-//! | `m` len user status | `u64` BE | view | a user's pins per listing status |
-//! | `q` status created cid | empty | view | cluster pins by listing status, oldest first ([`Reader::cluster_pins`]) |
-//! | `k` status | `u64` BE | view | cluster pins per listing status ([`Reader::cluster_count`]) |
+//! | `s` len user summary !created | listing record | view | a user's pin object with a copy of its joined cluster pin, by summary |
+//! | `m` len user summary | `u64` BE | view | a user's pins per summary |
+//! | `q` status created cid | empty | view | cluster pins by this peer's status, oldest first ([`Reader::cluster_pins`]) |
+//! | `k` status | `u64` BE | view | cluster pins per this peer's status ([`Reader::cluster_count`]) |
 //!
 //! Counters at zero are removed. Records are postcard-encoded structs behind a
 //! one-byte format version (see `records.rs`); the domain types are never
@@ -125,16 +129,16 @@ use pincluster_model::{
 use tokio::sync::oneshot;
 
 pub use check::IntegrityReport;
-pub use command::{Applied, Command};
+pub use command::{Applied, Command, Reported};
 pub use error::{StateError, StorageError};
 pub use raftlog::LogStore;
 pub use scan::{ClusterPins, ClusterSummaries, ClusterSummary};
 
 use writer::{Done, Entry, Op, Request};
 
-/// The schema version this build writes. Opening a schema-3 pinset migrates
+/// The schema version this build writes. Opening a schema-3 or 4 pinset migrates
 /// it (see `migrate.rs`); versions 1 and 2 only existed in development builds.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 /// The largest page [`Reader::list`] returns; larger limits are clamped.
 pub const MAX_LIMIT: usize = 1000;
 /// The default sled cache size: 16 MiB (see `state.cache_capacity` in the
@@ -376,7 +380,7 @@ fn sled_config(options: &StateOptions) -> sled::Config {
 
 impl Pinset {
     /// Opens (or creates) the database and starts the writer thread. A
-    /// schema-3 database is migrated first (see `migrate.rs`).
+    /// schema-3 or 4 database is migrated first (see `migrate.rs`).
     ///
     /// Fails with [`StateError::NewerSchema`] when a newer pincluster wrote it.
     pub fn open(options: &StateOptions) -> Result<Pinset, StateError> {

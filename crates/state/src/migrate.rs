@@ -1,8 +1,11 @@
-//! Opening a database of any known schema: a new one is stamped, schema 3 is
-//! migrated to schema 4, a newer one is refused. Read [`prepare`] first.
+//! Opening a database of any known schema: a new one is stamped, schemas 3
+//! and 4 are migrated to schema 5, a newer one is refused. Read [`prepare`] first.
 //!
-//! The migration splits each schema-3 cluster record into the shared record
-//! and this peer's local record, rewrites its status index entry in the new
+//! From schema 4, each cluster record gains the (empty) list of the peers'
+//! reported statuses and a summary equal to this peer's local status, which
+//! its holders' listing records are filed under. From schema 3, the
+//! migration also splits each cluster record into the shared record and
+//! this peer's local record, rewrites its status index entry in the new
 //! order, deletes schema 3's `r` keyspace and records each user's newest
 //! `created`. It works in atomic batches of [`BATCH`] records and stamps the
 //! schema last, so an interrupted migration simply runs again: records already
@@ -14,6 +17,7 @@ use std::fs::File;
 use pincluster_model::UserName;
 
 use crate::keys::{self, Tag};
+use crate::read;
 use crate::records::{self, StoredCluster};
 use crate::{StateError, SCHEMA_VERSION};
 
@@ -29,7 +33,7 @@ pub(crate) fn prepare(db: &sled::Db, log_file: &File) -> Result<(), StateError> 
             let raw: [u8; 4] = bytes.as_ref().try_into().map_err(|_| corrupt("schema version is not 4 bytes"))?;
             match u32::from_be_bytes(raw) {
                 SCHEMA_VERSION => Ok(()),
-                3 => from_schema_3(db, log_file),
+                found @ (3 | 4) => migrate(db, log_file, found),
                 found if found > SCHEMA_VERSION => Err(StateError::NewerSchema { found, supported: SCHEMA_VERSION }),
                 found => Err(corrupt(&format!(
                     "schema version {found} only existed in development builds and is not migrated; \
@@ -70,8 +74,8 @@ fn successor(key: &[u8]) -> Vec<u8> {
     next
 }
 
-fn from_schema_3(db: &sled::Db, log_file: &File) -> Result<(), StateError> {
-    tracing::info!("migrating the pinset from schema 3 to schema 4");
+fn migrate(db: &sled::Db, log_file: &File, from_schema: u32) -> Result<(), StateError> {
+    tracing::info!("migrating the pinset from schema {from_schema} to schema {SCHEMA_VERSION}");
     let mut newest: HashMap<UserName, u64> = HashMap::new();
     let (mut converted, mut seen) = (0u64, 0u64);
     let mut from = vec![Tag::Cluster as u8];
@@ -91,11 +95,19 @@ fn from_schema_3(db: &sled::Db, log_file: &File) -> Result<(), StateError> {
                 *slot = (*slot).max(created.0);
             }
             seen += 1;
-            let StoredCluster::Legacy(rec, local) = stored else { continue };
+            let (mut rec, summary) = match stored {
+                StoredCluster::Shared(_) => continue,
+                StoredCluster::Schema4(rec) => (rec, read::local_status(db, &cid)?),
+                StoredCluster::Legacy(rec, local) => {
+                    batch.insert(keys::local(&cid), records::encode_local(&local)?);
+                    batch.remove(keys::legacy_cluster_status(local.status, &cid));
+                    batch.insert(keys::cluster_status(local.status, rec.created, &cid), Vec::new());
+                    (rec, local.status)
+                }
+            };
+            // Filed under this peer's status so far; peers report theirs from now on.
+            rec.summary = summary;
             batch.insert(key.as_ref(), records::encode_cluster(&rec)?);
-            batch.insert(keys::local(&cid), records::encode_local(&local)?);
-            batch.remove(keys::legacy_cluster_status(local.status, &cid));
-            batch.insert(keys::cluster_status(local.status, rec.created, &cid), Vec::new());
             converted += 1;
         }
         db.apply_batch(batch)?;
@@ -122,6 +134,6 @@ fn from_schema_3(db: &sled::Db, log_file: &File) -> Result<(), StateError> {
     }
     db.insert(keys::SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
     durable(db, log_file)?;
-    tracing::info!(cluster_pins = seen, converted, legacy_records_deleted = deleted, "pinset migrated to schema 4");
+    tracing::info!(cluster_pins = seen, converted, legacy_records_deleted = deleted, "pinset migrated to schema 5");
     Ok(())
 }

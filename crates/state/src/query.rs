@@ -82,7 +82,7 @@ pub(crate) fn list(db: &sled::Db, user: &UserName, query: &Query) -> Result<Page
         let Some(view) = candidate_view(db, user, driver, &key, created, &value) else {
             continue;
         };
-        if matches_user(query, &view.user) && query.statuses.contains(view.cluster.status) {
+        if matches_user(query, &view.user) && query.statuses.contains(view.cluster.summary) {
             count += 1;
             if results.len() < limit {
                 results.push(view);
@@ -101,7 +101,7 @@ fn by_cids(db: &sled::Db, user: &UserName, query: &Query, cids: &[Cid], limit: u
     let mut found: Vec<PinView> = distinct
         .iter()
         .filter_map(|cid| load_view(db, user, cid))
-        .filter(|view| matches_user(query, &view.user) && query.statuses.contains(view.cluster.status))
+        .filter(|view| matches_user(query, &view.user) && query.statuses.contains(view.cluster.summary))
         .collect();
     found.sort_by_key(|view| std::cmp::Reverse(view.user.created));
     let count = found.len() as u64;

@@ -21,6 +21,15 @@ pub(crate) fn local(db: &sled::Db, rec: &ClusterRecord) -> Result<LocalRecord, S
     }
 }
 
+/// This peer's status of `cid` (`queued` without a local record).
+pub(crate) fn local_status(db: &sled::Db, cid: &Cid) -> Result<PinStatus, StateError> {
+    let key = keys::local(cid);
+    match db.get(&key)? {
+        Some(bytes) => Ok(records::decode_local(&key, &bytes)?.status),
+        None => Ok(PinStatus::Queued),
+    }
+}
+
 /// The joined cluster pin of `cid`, with its shared record.
 pub(crate) fn joined(db: &sled::Db, cid: &Cid) -> Result<Option<(ClusterRecord, ClusterPin)>, StateError> {
     let Some(rec) = cluster(db, cid)? else {
@@ -56,7 +65,7 @@ pub(crate) fn listing(
 pub(crate) fn entry(db: &sled::Db, rec: ClusterRecord, pin: ClusterPin) -> Result<ClusterEntry, StateError> {
     let mut holders = Vec::with_capacity(rec.holders.len());
     for (user, created) in rec.holders {
-        if let Some(view) = listing(db, &user, pin.status, created, &rec.cid)? {
+        if let Some(view) = listing(db, &user, pin.summary, created, &rec.cid)? {
             holders.push((user, view.user));
         }
     }
@@ -72,7 +81,7 @@ pub(crate) fn view(db: &sled::Db, user: &UserName, cid: &Cid) -> Result<Option<P
         return Ok(None);
     };
     // Between the reads the pin may have been removed (then `None`).
-    listing(db, user, pin.status, created, cid)
+    listing(db, user, pin.summary, created, cid)
 }
 
 /// A counter's value; missing counters are zero.

@@ -6,16 +6,21 @@
 //! format adds a new struct and a new version byte; decoding keeps reading the
 //! old ones.
 //!
-//! Schema 4 splits what schema 3 kept in one cluster record (format 3, still
+//! Schema 4 split what schema 3 kept in one cluster record (format 3, still
 //! decoded, for the migration) into the shared record (format 4: options,
 //! allocations, holders; the same on every peer) and this peer's local record
-//! (format 1: status, error, attempts, progress). Listing records join both:
-//! format 3 adds the allocations to format 2, which is still read.
+//! (format 1: status, error, attempts, progress). Schema 5's shared record
+//! (format 5) adds each peer's reported status and their summary, the status
+//! listings go by; formats 3 and 4 are read by the migration only. Listing
+//! records join both: format 4 adds the summary to format 3, which adds the
+//! allocations to format 2 (both still read: their summary is the status
+//! they are filed under, this peer's own, as schema 4 listed them).
 
 use std::collections::BTreeMap;
 
 use pincluster_model::{
-    Cid, ClusterPin, Multiaddr, PinMode, PinOptions, PinStatus, PinView, Progress, Timestamp, UserName, UserPin,
+    summarize, Cid, ClusterPin, Multiaddr, PeerPin, PinMode, PinOptions, PinStatus, PinView, Progress, Timestamp,
+    UserName, UserPin,
 };
 use serde::{Deserialize, Serialize};
 
@@ -24,12 +29,16 @@ use crate::StateError;
 
 /// Listing records of schema 3, still read.
 const LISTING_V2: u8 = 2;
-/// Listing records written by schema 4.
+/// Listing records of schema 4, still read.
 const LISTING_V3: u8 = 3;
+/// Listing records written by schema 5.
+const LISTING_V4: u8 = 4;
 /// Cluster records of schema 3, read by the migration only.
 const CLUSTER_V3: u8 = 3;
-/// Shared cluster records of schema 4.
+/// Shared cluster records of schema 4, read by the migration only.
 const CLUSTER_V4: u8 = 4;
+/// Shared cluster records of schema 5.
+const CLUSTER_V5: u8 = 5;
 /// Local records of schema 4.
 const LOCAL_V1: u8 = 1;
 
@@ -49,6 +58,17 @@ struct ListingRecordV3 {
     user: UserRecordV2,
     cluster: ClusterPinV2,
     allocations: Vec<String>,
+}
+
+/// Format 4: format 3 with the summary of the peers' statuses.
+#[derive(Serialize, Deserialize)]
+struct ListingRecordV4 {
+    cid: Vec<u8>,
+    user: UserRecordV2,
+    cluster: ClusterPinV2,
+    allocations: Vec<String>,
+    summary: u8,
+    summary_error: Option<String>,
 }
 
 /// A user's own pin object (inside listing and cluster records).
@@ -80,6 +100,31 @@ struct ClusterRecordV4 {
     holders: Vec<(String, u64)>,
     /// A copy of the pin object of the first holder; `None` only without holders.
     first: Option<UserRecordV2>,
+}
+
+/// The shared cluster record under `c | cid` (format 5).
+#[derive(Serialize, Deserialize)]
+struct ClusterRecordV5 {
+    options: OptionsV1,
+    allocations: Vec<String>,
+    created: u64,
+    holders: Vec<(String, u64)>,
+    first: Option<UserRecordV2>,
+    /// Each allocated peer's reported status, in peer ID order.
+    peers: Vec<PeerRecordV1>,
+    /// Their summary (`summarize`), stored so that the listing records'
+    /// status is read, never recomputed.
+    summary: u8,
+}
+
+/// One peer's reported status of a CID, in the shared record and in the
+/// command format alike.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct PeerRecordV1 {
+    pub(crate) peer: String,
+    pub(crate) status: u8,
+    pub(crate) error: Option<String>,
+    pub(crate) updated: u64,
 }
 
 /// A pin's options, in the stored records and in the command format alike
@@ -137,6 +182,10 @@ pub(crate) struct ClusterRecord {
     /// equal to that holder's listing record (see `Staged::put_cluster`);
     /// decoding checks that it belongs to the first holder.
     pub(crate) first: Option<(UserName, UserPin)>,
+    /// Each allocated peer's reported status, in peer ID order.
+    pub(crate) peers: Vec<PeerPin>,
+    /// The summary of `peers`: the status the holders' listing records are filed under.
+    pub(crate) summary: PinStatus,
 }
 
 /// This peer's record of a CID: what its node did about it.
@@ -200,6 +249,11 @@ impl ClusterRecord {
         }
     }
 
+    /// The summary of the peers' statuses, and the error that goes with it.
+    pub(crate) fn summarize(&self) -> (PinStatus, Option<String>) {
+        summarize(&self.options, &self.allocations, &self.peers)
+    }
+
     /// The cluster pin as the APIs show it: this record joined with the local one.
     pub(crate) fn joined(&self, local: &LocalRecord) -> ClusterPin {
         ClusterPin {
@@ -213,6 +267,9 @@ impl ClusterRecord {
             dag_size: local.dag_size,
             created: self.created,
             updated: local.updated,
+            summary: self.summary,
+            summary_error: self.summarize().1,
+            peers: self.peers.clone(),
         }
     }
 }
@@ -234,12 +291,14 @@ fn body<'a, T: Deserialize<'a>>(key: &[u8], body: &'a [u8]) -> Result<T, StateEr
 /// Encodes a user's pin together with a copy of its joined cluster pin.
 pub(crate) fn encode_listing(pin: &UserPin, cluster: &ClusterPin) -> Result<Vec<u8>, StateError> {
     with_version(
-        LISTING_V3,
-        &ListingRecordV3 {
+        LISTING_V4,
+        &ListingRecordV4 {
             cid: pin.cid.to_bytes(),
             user: user_v2(pin),
             cluster: pin_v2(cluster),
             allocations: cluster.allocations.clone(),
+            summary: cluster.summary.code(),
+            summary_error: cluster.summary_error.clone(),
         },
     )
 }
@@ -274,14 +333,18 @@ fn user_from_v2(key: &[u8], cid: Cid, rec: UserRecordV2) -> Result<UserPin, Stat
 /// pin; `key` is only used in the error.
 pub(crate) fn decode_listing(key: &[u8], bytes: &[u8]) -> Result<PinView, StateError> {
     let (&version, rest) = bytes.split_first().ok_or_else(|| corrupt(key, "empty record"))?;
-    let (cid, user, cluster, allocations) = match version {
+    let (cid, user, cluster, allocations, summary) = match version {
         LISTING_V2 => {
             let rec: ListingRecordV2 = body(key, rest)?;
-            (rec.cid, rec.user, rec.cluster, Vec::new())
+            (rec.cid, rec.user, rec.cluster, Vec::new(), None)
         }
         LISTING_V3 => {
             let rec: ListingRecordV3 = body(key, rest)?;
-            (rec.cid, rec.user, rec.cluster, rec.allocations)
+            (rec.cid, rec.user, rec.cluster, rec.allocations, None)
+        }
+        LISTING_V4 => {
+            let rec: ListingRecordV4 = body(key, rest)?;
+            (rec.cid, rec.user, rec.cluster, rec.allocations, Some((rec.summary, rec.summary_error)))
         }
         other => return Err(corrupt(key, format!("unknown listing record format {other}"))),
     };
@@ -289,6 +352,11 @@ pub(crate) fn decode_listing(key: &[u8], bytes: &[u8]) -> Result<PinView, StateE
     let user = user_from_v2(key, cid, user)?;
     let mut cluster = pin_from_v2(key, cid, cluster)?;
     cluster.allocations = allocations;
+    (cluster.summary, cluster.summary_error) = match summary {
+        Some((code, error)) => (status_from(key, code)?, error),
+        // Filed under this peer's own status, as schema 4 listed them.
+        None => (cluster.status, None),
+    };
     Ok(PinView { user, cluster })
 }
 
@@ -334,38 +402,62 @@ pub(crate) fn options_from_v1(key: &[u8], options: OptionsV1) -> Result<PinOptio
 /// Encodes a shared cluster record (its CID lives in the key).
 pub(crate) fn encode_cluster(rec: &ClusterRecord) -> Result<Vec<u8>, StateError> {
     with_version(
-        CLUSTER_V4,
-        &ClusterRecordV4 {
+        CLUSTER_V5,
+        &ClusterRecordV5 {
             options: options_v1(&rec.options),
             allocations: rec.allocations.clone(),
             created: rec.created.0,
             holders: rec.holders.iter().map(|(user, created)| (user.as_str().to_owned(), created.0)).collect(),
             first: rec.first.as_ref().map(|(_, pin)| user_v2(pin)),
+            peers: rec.peers.iter().map(peer_v1).collect(),
+            summary: rec.summary.code(),
         },
     )
 }
 
-/// A decoded `c | cid` record: schema 4's shared record, or schema 3's
-/// record with the local part it still carried (only before the migration).
+pub(crate) fn peer_v1(peer: &PeerPin) -> PeerRecordV1 {
+    PeerRecordV1 {
+        peer: peer.peer.clone(),
+        status: peer.status.code(),
+        error: peer.error.clone(),
+        updated: peer.updated.0,
+    }
+}
+
+pub(crate) fn peer_from_v1(key: &[u8], peer: PeerRecordV1) -> Result<PeerPin, StateError> {
+    Ok(PeerPin {
+        peer: peer.peer,
+        status: status_from(key, peer.status)?,
+        error: peer.error,
+        updated: Timestamp(peer.updated),
+    })
+}
+
+/// A decoded `c | cid` record: schema 5's shared record, or an older one
+/// (only before the migration): schema 4's, whose summary was this peer's
+/// local status, or schema 3's, with the local part it still carried.
 pub(crate) enum StoredCluster {
     Shared(ClusterRecord),
+    Schema4(ClusterRecord),
     Legacy(ClusterRecord, LocalRecord),
 }
 
 impl StoredCluster {
     pub(crate) fn record(&self) -> &ClusterRecord {
         match self {
-            StoredCluster::Shared(rec) | StoredCluster::Legacy(rec, _) => rec,
+            StoredCluster::Shared(rec) | StoredCluster::Schema4(rec) | StoredCluster::Legacy(rec, _) => rec,
         }
     }
 }
 
-/// Decodes a schema-4 cluster record; a schema-3 one is reported as corrupt
+/// Decodes a schema-5 cluster record; an older one is reported as corrupt
 /// (the migration converts them all before the pinset opens).
 pub(crate) fn decode_cluster(key: &[u8], cid: Cid, bytes: &[u8]) -> Result<ClusterRecord, StateError> {
     match decode_any_cluster(key, cid, bytes)? {
         StoredCluster::Shared(rec) => Ok(rec),
-        StoredCluster::Legacy(..) => Err(corrupt(key, "a schema 3 cluster record in a schema 4 pinset")),
+        StoredCluster::Schema4(..) | StoredCluster::Legacy(..) => {
+            Err(corrupt(key, "a cluster record of an older schema in a schema 5 pinset"))
+        }
     }
 }
 
@@ -373,10 +465,21 @@ pub(crate) fn decode_cluster(key: &[u8], cid: Cid, bytes: &[u8]) -> Result<Clust
 pub(crate) fn decode_any_cluster(key: &[u8], cid: Cid, bytes: &[u8]) -> Result<StoredCluster, StateError> {
     let (&version, rest) = bytes.split_first().ok_or_else(|| corrupt(key, "empty record"))?;
     let (rec, local) = match version {
+        CLUSTER_V5 => {
+            let rec: ClusterRecordV5 = body(key, rest)?;
+            let options = options_from_v1(key, rec.options)?;
+            let mut built =
+                build_cluster(key, cid, options, rec.allocations, Timestamp(rec.created), rec.holders, rec.first)?;
+            built.peers = rec.peers.into_iter().map(|p| peer_from_v1(key, p)).collect::<Result<_, _>>()?;
+            built.summary = status_from(key, rec.summary)?;
+            return Ok(StoredCluster::Shared(built));
+        }
         CLUSTER_V4 => {
             let rec: ClusterRecordV4 = body(key, rest)?;
             let options = options_from_v1(key, rec.options)?;
-            (build_cluster(key, cid, options, rec.allocations, Timestamp(rec.created), rec.holders, rec.first)?, None)
+            let built =
+                build_cluster(key, cid, options, rec.allocations, Timestamp(rec.created), rec.holders, rec.first)?;
+            return Ok(StoredCluster::Schema4(built));
         }
         CLUSTER_V3 => {
             let rec: ClusterRecordV3 = body(key, rest)?;
@@ -394,7 +497,7 @@ pub(crate) fn decode_any_cluster(key: &[u8], cid: Cid, bytes: &[u8]) -> Result<S
         other => return Err(corrupt(key, format!("unknown cluster record format {other}"))),
     };
     Ok(match local {
-        None => StoredCluster::Shared(rec),
+        None => StoredCluster::Schema4(rec),
         Some(local) => StoredCluster::Legacy(rec, local),
     })
 }
@@ -425,7 +528,16 @@ fn build_cluster(
         }
         _ => return Err(corrupt(key, "the copy of the first holder's pin does not match the holders")),
     };
-    Ok(ClusterRecord { cid, options, allocations, created, holders, first })
+    Ok(ClusterRecord {
+        cid,
+        options,
+        allocations,
+        created,
+        holders,
+        first,
+        peers: Vec::new(),
+        summary: PinStatus::Queued,
+    })
 }
 
 /// Encodes this peer's local record of a CID.
@@ -499,5 +611,8 @@ fn pin_from_v2(key: &[u8], cid: Cid, rec: ClusterPinV2) -> Result<ClusterPin, St
         dag_size: rec.dag_size,
         created: Timestamp(rec.created),
         updated: Timestamp(rec.updated),
+        summary: PinStatus::Queued,
+        summary_error: None,
+        peers: Vec::new(),
     })
 }

@@ -1,8 +1,9 @@
 //! The pinset as a replicated state machine: two fresh pinsets that apply the
 //! same seeded random log (same-millisecond bursts, replaces, pin updates,
-//! unpins and expiries by several users) end byte-for-byte equal, listing for
-//! listing; a replayed prefix is a no-op; and this peer's local updates never
-//! touch the shared keys.
+//! unpins, expiries, allocations and peers' status reports by several users)
+//! end byte-for-byte equal, listing for listing; a replayed prefix is a
+//! no-op; and this peer's local updates never touch the shared keys nor move
+//! a listing record.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -11,7 +12,7 @@ use std::path::Path;
 
 use common::{cid, new_pin, open, runtime, user};
 use pincluster_model::{Cid, PinMode, PinStatus, StatusSet, Timestamp, UserName};
-use pincluster_state::{Command, Pinset, Query, StatusUpdate};
+use pincluster_state::{Command, Pinset, Query, Reported, StatusUpdate};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -39,15 +40,27 @@ fn random_log(seed: u64, entries: usize) -> Vec<Vec<Command>> {
                     if rng.gen_bool(0.2) {
                         pin.options.expire_at = Some(Timestamp(clock + rng.gen_range(0..20)));
                     }
+                    pin.options.replication_min = rng.gen_range(-1..3);
                     match rng.gen_range(0..100) {
                         0..=44 => Command::Pin { user: u, pin, at, update_from: None },
                         45..=54 => Command::Pin { user: u, pin, at, update_from: Some(cid(rng.gen_range(0..CIDS))) },
                         55..=69 => Command::Replace { user: u, old: cid(rng.gen_range(0..CIDS)), pin, at },
                         70..=84 => Command::Unpin { user: u, cid: c },
                         85..=89 => Command::UnpinAll { cid: c },
-                        90..=94 => Command::SetAllocations {
+                        90..=92 => Command::SetAllocations {
                             cid: c,
-                            allocations: vec![format!("peer{}", rng.gen_range(0..3))],
+                            allocations: (0..rng.gen_range(0..3)).map(|p| format!("peer{p}")).collect(),
+                        },
+                        93..=96 => Command::Report {
+                            peer: format!("peer{}", rng.gen_range(0..3)),
+                            at,
+                            statuses: (0..rng.gen_range(1..4))
+                                .map(|_| {
+                                    let status = PinStatus::ALL[rng.gen_range(0..4)];
+                                    let error = (status == PinStatus::Failed).then(|| "no".to_string());
+                                    Reported { cid: cid(rng.gen_range(0..CIDS)), status, error }
+                                })
+                                .collect(),
                         },
                         _ => Command::Expire { cids: (0..5).map(|_| cid(rng.gen_range(0..CIDS))).collect(), at },
                     }
@@ -79,13 +92,19 @@ fn listings(pinset: &Pinset) -> Vec<String> {
         .collect()
 }
 
-/// Every key and value of the closed database at `dir`, optionally only the shared keyspaces.
+/// Every key and value of the closed database at `dir`, optionally only the
+/// shared keyspaces, with the keys of the listing records (filed by summary)
+/// and the values of their counters.
 fn dump(dir: &Path, shared_only: bool) -> Vec<(Vec<u8>, Vec<u8>)> {
     let db = sled::open(dir).unwrap();
     db.iter()
         .map(|kv| kv.unwrap())
-        .filter(|(k, _)| !shared_only || matches!(k.first(), Some(b'c' | b'n' | b't' | 0)))
-        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .filter_map(|(k, v)| match k.first() {
+            _ if !shared_only => Some((k.to_vec(), v.to_vec())),
+            Some(b'c' | b'n' | b't' | b'm' | 0) => Some((k.to_vec(), v.to_vec())),
+            Some(b's') => Some((k.to_vec(), Vec::new())),
+            _ => None,
+        })
         .collect()
 }
 
@@ -99,6 +118,11 @@ fn two_pinsets_applying_the_same_log_are_byte_for_byte_equal() {
     assert_eq!(a.applied_index().unwrap(), log.len() as u64);
     let listed = listings(&a);
     assert!(listed.iter().any(|l| !l.starts_with("0 ")), "the log leaves pins behind");
+    for status in [PinStatus::Pinning, PinStatus::Pinned, PinStatus::Failed] {
+        let filter = Query { statuses: StatusSet::only(status), limit: 0, ..Query::default() };
+        let counted: u64 = (0..USERS).map(|i| a.list(&user(&format!("user{i}")), &filter).unwrap().count).sum();
+        assert!(counted > 0, "the reports leave some pins {status}");
+    }
     assert_eq!(listed, listings(&b));
     assert!(a.check_integrity().unwrap().is_ok(), "{:?}", a.check_integrity().unwrap().problems);
 

@@ -1,5 +1,5 @@
 //! Opening a pinset written by the schema-3 code (`fixtures/schema3.tar.gz`,
-//! with the listing every user saw in it) migrates it to schema 4: every user
+//! with the listing every user saw in it) migrates it to the current schema: every user
 //! sees the same listing, the records agree, and running the migration again
 //! over its own result changes nothing.
 #![allow(clippy::unwrap_used)]

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{cid, list_all, new_pin, open, runtime, user, Model};
+use common::{cid, list_all, new_pin, open, runtime, set_status, user, Model};
 use pincluster_model::{NameMatch, PinStatus, StatusSet, Timestamp, UserName};
 use pincluster_state::{Query, StatusUpdate};
 use rand::rngs::StdRng;
@@ -50,7 +50,7 @@ fn populate(rng: &mut StdRng, pinset: &pincluster_state::Pinset, users: &[UserNa
             assert_eq!(out.new_cluster_pin, fresh);
             if i % 3 == 0 {
                 let status = *PinStatus::ALL.choose(rng).unwrap();
-                pinset.update_status(&c, StatusUpdate::status(status)).await.unwrap();
+                set_status(pinset, &c, StatusUpdate::status(status)).await.unwrap();
                 model.status.insert(c, status);
             }
         }
@@ -226,7 +226,7 @@ fn paging_by_before_over_pins_created_in_the_same_milliseconds() {
     // Paging with a status filter (merging index ranges) is just as exact.
     rt.block_on(async {
         for i in (0..5000).step_by(3) {
-            pinset.update_status(&cid(i), StatusUpdate::status(PinStatus::Pinned)).await.unwrap();
+            set_status(&pinset, &cid(i), StatusUpdate::status(PinStatus::Pinned)).await.unwrap();
         }
     });
     let mut statuses = StatusSet::only(PinStatus::Pinned);

@@ -6,7 +6,7 @@ mod common;
 
 use common::{cid, new_pin, open, runtime, user};
 use pincluster_model::{PinStatus, StatusSet, Timestamp};
-use pincluster_state::{Command, StatusUpdate};
+use pincluster_state::{Command, Reported, StatusUpdate};
 
 #[test]
 fn installing_a_snapshot_replaces_the_shared_half() {
@@ -21,6 +21,9 @@ fn installing_a_snapshot_replaces_the_shared_half() {
     };
     rt.block_on(a.propose(pins(0..300, "alice"))).unwrap();
     rt.block_on(a.propose(pins(100..150, "bob"))).unwrap();
+    // Peers reported on some of a's CIDs: the snapshot carries their statuses and summary.
+    let reported = (0..40).map(|n| Reported { cid: cid(n), status: PinStatus::Pinned, error: None }).collect();
+    rt.block_on(a.propose(vec![Command::Report { peer: "p".into(), at, statuses: reported }])).unwrap();
     // b holds other pins, some shared with a, with local statuses.
     rt.block_on(b.propose(pins(250..400, "carol"))).unwrap();
     rt.block_on(b.update_status(&cid(260), StatusUpdate::status(PinStatus::Pinned))).unwrap();
@@ -39,7 +42,10 @@ fn installing_a_snapshot_replaces_the_shared_half() {
     for (x, y) in ea.iter().zip(&eb) {
         assert_eq!(x.pin.cid, y.pin.cid);
         assert_eq!(x.holders, y.holders);
+        assert_eq!((&x.pin.peers, x.pin.summary), (&y.pin.peers, y.pin.summary));
     }
+    let pinned = pincluster_state::Query { statuses: StatusSet::only(PinStatus::Pinned), ..Default::default() };
+    assert_eq!(b.list(&user("alice"), &pinned).unwrap().count, 40);
     assert_eq!(b.user_pin_count(&user("carol")).unwrap(), 0);
     assert_eq!(b.user_pin_count(&user("bob")).unwrap(), 50);
     // Local statuses are gone: every CID starts queued again, as a new pin does.

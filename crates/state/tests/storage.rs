@@ -85,7 +85,7 @@ fn a_corrupt_record_fails_only_itself() {
         for i in 0..5 {
             rt.block_on(pinset.pin(&u, new_pin(cid(i), None, &[]))).unwrap();
         }
-        rt.block_on(pinset.update_status(&cid(4), StatusUpdate::status(PinStatus::Pinned))).unwrap();
+        rt.block_on(common::set_status(&pinset, &cid(4), StatusUpdate::status(PinStatus::Pinned))).unwrap();
         created_of_2 = pinset.get(&u, &cid(2)).unwrap().unwrap().user.created;
     }
     // Both copies of the listing record, `r | len(user) | user | !created` and

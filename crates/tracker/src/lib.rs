@@ -9,6 +9,7 @@
 //! workers alone write this peer's local records (status, progress).
 
 mod allocate;
+mod report;
 mod worker;
 
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use pincluster_ipfs::{GcStats, Node, RepoStat};
 
 pub use pincluster_ipfs::{AddedEntry, CarImporter, ImportOptions, Imported, Importer, IpfsError, MAX_CHUNK_SIZE};
 use pincluster_model::{Cid, NewPin, PinStatus, PinView, Timestamp, UserName, ValidationError};
-use pincluster_state::{Applied, Command, Pinset, Reader, StateError, StatusUpdate};
+use pincluster_state::{Applied, Command, Pinset, Reader, Reported, StateError, StatusUpdate};
 
 pub use allocate::{allocate, Candidate};
 pub use worker::TrackerOptions;
@@ -89,10 +90,58 @@ pub struct Tracker {
 
 impl Tracker {
     /// Starts the workers on the current tokio runtime (the node's) and
-    /// resumes every pin a previous run left unfinished. Commands go to `log`.
+    /// resumes every pin a previous run left unfinished. Commands go to
+    /// `log`, and so do this peer's statuses: the ones that differ from
+    /// what the log holds are reported again first.
     pub fn start(state: Pinset, node: Node, options: TrackerOptions, log: Arc<dyn Log>) -> Tracker {
         let workers = Workers::start(state.clone(), node, options);
-        Tracker { reader: state.reader(), state, workers, log }
+        let reporter = workers.reporter.clone();
+        tokio::spawn(reporter.run(log.clone(), workers.options().peer_id.clone()));
+        let tracker = Tracker { reader: state.reader(), state, workers, log };
+        tracker.reconcile();
+        tracker
+    }
+
+    /// Reports, in the background, this peer's statuses that differ from
+    /// what the log holds for it: those reported before a crash but not yet
+    /// applied, and after an upgrade. `queued` is not reported: a CID this
+    /// peer still has to walk keeps what it reported until the walk ends.
+    fn reconcile(&self) {
+        let (state, workers) = (self.state.clone(), self.workers.clone());
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<pincluster_model::ClusterPin>>(2);
+        let scan = tokio::task::spawn_blocking(move || {
+            let mut chunk = Vec::new();
+            for pin in state.cluster_pins(pincluster_model::StatusSet::ALL).flatten() {
+                chunk.push(pin);
+                if chunk.len() == REALLOCATE_BATCH && tx.blocking_send(std::mem::take(&mut chunk)).is_err() {
+                    return;
+                }
+            }
+            let _ = tx.blocking_send(chunk);
+        });
+        tokio::spawn(async move {
+            let me = workers.options().peer_id.clone();
+            let mut reported = 0usize;
+            while let Some(pins) = rx.recv().await {
+                workers.reporter.room().await;
+                for pin in pins {
+                    let known = pin.peers.iter().find(|p| p.peer == me);
+                    let (status, error) = match (workers.allocated_here(&pin.allocations), known) {
+                        (true, _) if pin.status == PinStatus::Queued => continue,
+                        (true, Some(k)) if k.status == pin.status && k.error == pin.error => continue,
+                        (true, _) => (pin.status, pin.error.filter(|_| pin.status == PinStatus::Failed)),
+                        (false, Some(_)) => (PinStatus::Queued, None),
+                        (false, None) => continue,
+                    };
+                    workers.reporter.note(pin.cid, status, error);
+                    reported += 1;
+                }
+            }
+            let _ = scan.await;
+            if reported > 0 {
+                tracing::info!(count = reported, "statuses that the log did not hold are reported again");
+            }
+        });
     }
 
     /// The pinset, read-only: every write goes through the tracker.
@@ -149,6 +198,7 @@ impl Tracker {
     /// content against it again.
     pub fn resync(&self) {
         self.workers.resync();
+        self.reconcile();
     }
 
     /// Pins `pin.cid` for `user`, or updates that user's pin object. Pinning
@@ -254,10 +304,13 @@ impl Tracker {
             PinStatus::Queued => self.workers.schedule(cid),
             PinStatus::Failed => {
                 let update = StatusUpdate { attempts: Some(0), ..StatusUpdate::status(PinStatus::Queued) };
-                self.state.update_status(&cid, update).await?;
+                self.workers.set_status(&cid, update).await?;
                 self.workers.schedule(cid);
                 let mut requeued = view.clone();
                 requeued.cluster.status = PinStatus::Queued;
+                // As the report just noted will make it.
+                requeued.cluster.summary = PinStatus::Queued;
+                requeued.cluster.summary_error = None;
                 requeued.cluster.attempts = 0;
                 requeued.cluster.error = None;
                 return Ok(requeued);
@@ -276,6 +329,7 @@ impl Tracker {
     /// Moves every pin allocated to `peer` to other peers (it is leaving):
     /// each keeps its other allocations and gets new ones in place of
     /// `peer`, by the usual allocation; returns how many pins were moved.
+    /// The statuses it reported of pins on every peer are withdrawn.
     pub async fn vacate(&self, peer: &str) -> Result<usize, TrackerError> {
         self.reallocate(peer, false).await
     }
@@ -295,7 +349,8 @@ impl Tracker {
         let scan = tokio::task::spawn_blocking(move || {
             let mut chunk = Vec::new();
             for pin in state.cluster_pins(pincluster_model::StatusSet::ALL).flatten() {
-                if pin.allocations.contains(&gone) {
+                let everywhere = pin.allocations.is_empty() && pin.peers.iter().any(|p| p.peer == gone);
+                if pin.allocations.contains(&gone) || (everywhere && !only_below_min) {
                     chunk.push(pin);
                 }
                 if chunk.len() == REALLOCATE_BATCH && tx.blocking_send(std::mem::take(&mut chunk)).is_err() {
@@ -309,7 +364,12 @@ impl Tracker {
         let mut moved = 0;
         while let Some(pins) = rx.recv().await {
             let mut commands = Vec::new();
+            let mut withdrawn = Vec::new();
             for pin in pins {
+                if pin.allocations.is_empty() {
+                    withdrawn.push(Reported { cid: pin.cid, status: PinStatus::Queued, error: None });
+                    continue;
+                }
                 let kept: Vec<String> =
                     pin.allocations.iter().filter(|a| *a != peer && up.contains(*a)).cloned().collect();
                 let min = usize::try_from(pin.options.replication_min).unwrap_or(0);
@@ -328,6 +388,9 @@ impl Tracker {
                 commands.push(Command::SetAllocations { cid: pin.cid, allocations });
             }
             moved += commands.len();
+            if !withdrawn.is_empty() {
+                commands.push(Command::Report { peer: peer.to_owned(), at: Timestamp::now(), statuses: withdrawn });
+            }
             if !commands.is_empty() {
                 for result in self.propose_all(commands).await? {
                     result?;
@@ -368,14 +431,11 @@ impl Tracker {
     /// [`TrackerError::NotFound`] when the CID is not in the pinset.
     pub async fn recover(&self, cid: &Cid) -> Result<bool, TrackerError> {
         let entry = self.state.cluster_pin(cid)?.ok_or(TrackerError::NotFound)?;
-        if entry.pin.status != pincluster_model::PinStatus::Failed {
+        if entry.pin.status != PinStatus::Failed {
             return Ok(false);
         }
-        let update = pincluster_state::StatusUpdate {
-            attempts: Some(0),
-            ..pincluster_state::StatusUpdate::status(pincluster_model::PinStatus::Queued)
-        };
-        self.state.update_status(cid, update).await?;
+        let update = StatusUpdate { attempts: Some(0), ..StatusUpdate::status(PinStatus::Queued) };
+        self.workers.set_status(cid, update).await?;
         self.workers.schedule(*cid);
         Ok(true)
     }

@@ -14,6 +14,7 @@ use pincluster_model::{Cid, Multiaddr, PinStatus, Progress, StatusSet};
 use pincluster_state::{Pinset, StateError, StatusUpdate};
 use tokio::sync::{mpsc, Notify};
 
+use crate::report::Reporter;
 use crate::TrackerError;
 
 /// How often a running pin writes its progress to the pinset.
@@ -81,6 +82,8 @@ pub(crate) struct Workers {
     overflowed: Notify,
     gc_wanted: Notify,
     runtime: tokio::runtime::Handle,
+    /// Where every recorded status goes, to be reported through the log.
+    pub(crate) reporter: Arc<Reporter>,
 }
 
 impl Workers {
@@ -100,6 +103,7 @@ impl Workers {
             overflowed: Notify::new(),
             gc_wanted: Notify::new(),
             runtime: tokio::runtime::Handle::current(),
+            reporter: Arc::new(Reporter::default()),
         });
         let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
         for _ in 0..workers.options.concurrent_pins.max(1) {
@@ -297,9 +301,17 @@ impl Workers {
         }
     }
 
+    /// Writes a status change durably, then hands it to the reporter.
+    pub(crate) async fn set_status(&self, cid: &Cid, update: StatusUpdate) -> Result<(), StateError> {
+        let (status, error) = (update.status, update.error.clone());
+        self.state.update_status(cid, update).await?;
+        self.reporter.note(*cid, status, error);
+        Ok(())
+    }
+
     /// Writes a status change; `false` when the pin is gone (or the pinset failed).
     async fn record(&self, cid: &Cid, update: StatusUpdate) -> bool {
-        match self.state.update_status(cid, update).await {
+        match self.set_status(cid, update).await {
             Ok(()) => true,
             Err(StateError::NotFound) => false,
             Err(error) => {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use pincluster_model::{
     Cid, ClusterPin, NewPin, PinOptions, PinStatus, PinView, StatusSet, Timestamp, UserName, UserPin,
 };
-use pincluster_state::{Page, Pinset, Query, StateOptions};
+use pincluster_state::{Command, Page, Pinset, Query, Reported, StateError, StateOptions, StatusUpdate};
 
 /// A CIDv1 (raw codec, sha2-256 multihash) whose digest encodes `n`.
 pub fn cid(n: u64) -> Cid {
@@ -35,6 +35,15 @@ pub fn new_pin(cid: Cid, name: Option<&str>, meta: &[(&str, &str)]) -> NewPin {
 
 pub fn open(dir: &std::path::Path) -> Pinset {
     Pinset::open(&StateOptions::new(dir)).unwrap()
+}
+
+/// Sets this peer's status of `cid` and reports it through the log, as the
+/// tracker does, so that the summary (what listings go by) follows.
+pub async fn set_status(pinset: &Pinset, cid: &Cid, update: StatusUpdate) -> Result<(), StateError> {
+    let reported = Reported { cid: *cid, status: update.status, error: update.error.clone() };
+    pinset.update_status(cid, update).await?;
+    let report = Command::Report { peer: "me".into(), at: Timestamp(1), statuses: vec![reported] };
+    pinset.propose(vec![report]).await?.pop().unwrap().map(drop)
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
