@@ -64,11 +64,24 @@ fn wait_for_members(daemons: &[&Daemon], n: usize) {
 
 /// Starts a cluster of `n` voters: the first alone, the others joining it.
 fn start_cluster(n: usize) -> Vec<Daemon> {
-    let first = Daemon::start(peer_config(json!({ "peername": "peer0" })));
+    start_cluster_with(n, json!({}))
+}
+
+/// [`start_cluster`] with more settings of the `cluster` section.
+fn start_cluster_with(n: usize, extra: Value) -> Vec<Daemon> {
+    let config = |name: String, bootstrap: Option<String>| {
+        let mut cluster = extra.clone();
+        cluster["peername"] = json!(name);
+        if let Some(bootstrap) = bootstrap {
+            cluster["bootstrap"] = json!([bootstrap]);
+        }
+        peer_config(cluster)
+    };
+    let first = Daemon::start(config("peer0".into(), None));
     let mut daemons = vec![first];
     for i in 1..n {
         let bootstrap = daemons[0].cluster.clone();
-        daemons.push(Daemon::start(peer_config(json!({ "peername": format!("peer{i}"), "bootstrap": [bootstrap] }))));
+        daemons.push(Daemon::start(config(format!("peer{i}"), Some(bootstrap))));
     }
     wait_for_members(&daemons.iter().collect::<Vec<_>>(), n);
     daemons
@@ -199,6 +212,75 @@ fn three_voters_pin_through_a_follower_on_exactly_two_peers() {
     }
     assert_eq!(text.matches("> Role: leader, up").count(), 1, "{text}");
     assert_eq!(text.matches("> Role: voter, up").count(), 2, "{text}");
+}
+
+/// The PSA status of alice's pin of `cid` on `daemon`.
+fn psa_status(daemon: &Daemon, cid: &str) -> String {
+    let (code, body) = json_of(
+        client().get(format!("{}/pins/{cid}", daemon.pinsvc)).basic_auth("alice", Some("alice-pw")).send().unwrap(),
+    );
+    assert_eq!(code, StatusCode::OK, "{body}");
+    body["status"].as_str().unwrap_or_default().to_string()
+}
+
+/// `daemon`'s own repo size metric, in bytes.
+fn repo_size(daemon: &Daemon) -> u64 {
+    let (_, metrics) = json_of(
+        client()
+            .get(format!("{}/monitor/metrics/reposize", daemon.rest))
+            .basic_auth("alice", Some("alice-pw"))
+            .send()
+            .unwrap(),
+    );
+    let own = metrics.as_array().and_then(|m| m.iter().find(|m| m["peer"] == daemon.peer_id.as_str()).cloned());
+    own.and_then(|m| m["value"].as_str().and_then(|v| v.parse().ok())).unwrap_or(0)
+}
+
+/// POSTs a PSA pin body to `path` on `daemon`; returns the status code.
+fn psa_post(daemon: &Daemon, path: &str, cid: &str) -> StatusCode {
+    client()
+        .post(format!("{}{path}", daemon.pinsvc))
+        .basic_auth("alice", Some("alice-pw"))
+        .json(&json!({ "cid": cid }))
+        .send()
+        .unwrap()
+        .status()
+}
+
+#[test]
+fn psa_pins_and_replacements_are_allocated_and_an_adder_drops_what_others_hold() {
+    let daemons = start_cluster_with(3, json!({ "replication_factor_min": 2, "replication_factor_max": 2 }));
+    let (adder, other) = (&daemons[0], &daemons[1]);
+
+    // Added on one peer for another alone: once that one holds it, the adder's
+    // collector drops the blocks it only kept to serve them.
+    let query = format!("user-allocations={}&replication-min=1&replication-max=1", other.peer_id);
+    let cid = add(adder, &query, bytes(300 * 1024, 21));
+    assert_eq!(allocations(adder, &cid), vec![other.peer_id.clone()]);
+    eventually(WAIT, "the allocated peer's report", || (psa_status(adder, &cid) == "pinned").then_some(()));
+    let before = repo_size(adder);
+    assert!(before >= 300 * 1024, "the adder holds the DAG: {before}");
+    let gc = client().post(format!("{}/ipfs/gc", adder.rest)).basic_auth("alice", Some("alice-pw")).send().unwrap();
+    assert_eq!(gc.status(), StatusCode::OK);
+    eventually(WAIT, "the adder's repo to shrink", || (repo_size(adder) + 250 * 1024 <= before).then_some(()));
+
+    // A PSA pin takes the default replication factor, and so does the CID a
+    // replacement brings: each lands on exactly two peers, pinned everywhere.
+    let first = add(adder, "no-pin=true", bytes(64 * 1024, 22));
+    let second = add(adder, "no-pin=true", bytes(64 * 1024, 23));
+    assert_eq!(psa_post(adder, "/pins", &first), StatusCode::ACCEPTED);
+    assert_eq!(allocations(adder, &first).len(), 2);
+    assert_eq!(psa_post(other, &format!("/pins/{first}"), &second), StatusCode::ACCEPTED);
+    let allocated = allocations(other, &second);
+    assert_eq!(allocated.len(), 2, "{allocated:?}");
+    let holders: Vec<&str> = allocated.iter().map(String::as_str).collect();
+    for daemon in &daemons {
+        wait_held_by(daemon, &second, &holders, 3);
+        eventually(WAIT, "the replacement pinned in every PSA", || {
+            (psa_status(daemon, &second) == "pinned").then_some(())
+        });
+        assert_eq!(psa_count(daemon, &first, ""), 0);
+    }
 }
 
 #[test]

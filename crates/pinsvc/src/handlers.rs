@@ -17,11 +17,12 @@ use crate::{query, PinsvcOptions};
 pub(crate) struct Context {
     tracker: Tracker,
     delegates: Vec<String>,
+    replication: (i32, i32),
 }
 
 impl Context {
     pub(crate) fn new(tracker: Tracker, options: PinsvcOptions) -> Context {
-        Context { tracker, delegates: options.delegates }
+        Context { tracker, delegates: options.delegates, replication: options.replication }
     }
 }
 
@@ -63,7 +64,7 @@ pub(crate) async fn add(
     ctx: web::Data<Context>,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
-    let pin = PinBody::from_value(body.into_inner())?.into_domain()?;
+    let pin = PinBody::from_value(body.into_inner())?.into_domain(ctx.replication)?;
     let view = ctx.tracker.pin(&user_name(&user)?, pin).await?;
     Ok(HttpResponse::Accepted().json(PinStatusWire::from_domain(view, &ctx.delegates)))
 }
@@ -90,7 +91,7 @@ pub(crate) async fn replace(
 ) -> Result<HttpResponse, ApiError> {
     let requestid = path.into_inner();
     let old = requestid_cid(&requestid)?;
-    let pin = PinBody::from_value(body.into_inner())?.into_domain()?;
+    let pin = PinBody::from_value(body.into_inner())?.into_domain(ctx.replication)?;
     let view = ctx.tracker.replace(&user_name(&user)?, &old, pin).await.map_err(ApiError::about(&requestid))?;
     Ok(HttpResponse::Accepted().json(PinStatusWire::from_domain(view, &ctx.delegates)))
 }

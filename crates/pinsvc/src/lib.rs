@@ -22,6 +22,9 @@ pub use error::render_error;
 pub struct PinsvcOptions {
     /// Our receiving peers, each ending in `/p2p/<peer id>`: 1 to 20 of them.
     pub delegates: Vec<String>,
+    /// The replication factors (min, max) of every pin: the PSA has no way to
+    /// give its own (`cluster.replication_factor_*`).
+    pub replication: (i32, i32),
 }
 
 /// Registers `/pins` and `/pins/{requestid}` with their app data.

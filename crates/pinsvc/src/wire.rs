@@ -42,7 +42,8 @@ impl PinBody {
         })
     }
 
-    pub(crate) fn into_domain(self) -> Result<NewPin, ApiError> {
+    /// The pin the body asks for, with these replication factors (min, max).
+    pub(crate) fn into_domain(self, (replication_min, replication_max): (i32, i32)) -> Result<NewPin, ApiError> {
         let cid = parse_cid(&self.cid).map_err(|e| ApiError::bad(format!("cid: {e}")))?;
         let origins = self.origins.unwrap_or_default();
         if origins.len() > MAX_ORIGINS {
@@ -62,7 +63,7 @@ impl PinBody {
             name: self.name,
             meta: self.meta.unwrap_or_default(),
             origins: parsed,
-            options: PinOptions::everywhere(),
+            options: PinOptions { replication_min, replication_max, ..PinOptions::everywhere() },
         };
         pin.validate().map_err(|e| ApiError::bad(e.to_string()))?;
         Ok(pin)

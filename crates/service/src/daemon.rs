@@ -226,7 +226,10 @@ async fn serve(
                 pincluster_pinsvc::render_error,
                 pincluster_pinsvc::routes(
                     tracker.clone(),
-                    pincluster_pinsvc::PinsvcOptions { delegates: delegates.clone() },
+                    pincluster_pinsvc::PinsvcOptions {
+                        delegates: delegates.clone(),
+                        replication: (config.cluster.replication_factor_min, config.cluster.replication_factor_max),
+                    },
                 ),
             ),
         };

@@ -20,7 +20,9 @@ use pincluster_ipfs::{GcStats, Node, RepoStat};
 
 pub use pincluster_ipfs::{AddedEntry, CarImporter, ImportOptions, Imported, Importer, IpfsError, MAX_CHUNK_SIZE};
 use pincluster_model::{Cid, NewPin, PinStatus, PinView, Timestamp, UserName, ValidationError};
-use pincluster_state::{Applied, Command, Pinset, Reader, Reported, StateError, StatusUpdate};
+use pincluster_state::{
+    Applied, Command, PinOutcome, Pinset, Reader, ReplaceOutcome, Reported, StateError, StatusUpdate,
+};
 
 pub use allocate::{allocate, Candidate};
 pub use worker::TrackerOptions;
@@ -218,22 +220,31 @@ impl Tracker {
     ) -> Result<PinView, TrackerError> {
         pin.validate()?;
         let allocation = self.allocation(&pin)?;
+        let command = Command::Pin { user: user.clone(), pin, at: Timestamp::now(), update_from };
+        match self.propose_allocated(command, allocation).await? {
+            Applied::Pin(outcome) => self.follow(&outcome.view).await,
+            _ => Err(TrackerError::Stopped),
+        }
+    }
+
+    /// Proposes `command`, which pins a CID, with the allocation it needs
+    /// (see [`Tracker::allocation`]) in the same entry; the view in its
+    /// outcome shows the allocation.
+    async fn propose_allocated(&self, command: Command, allocation: Option<Command>) -> Result<Applied, TrackerError> {
         let allocations = match &allocation {
             Some(Command::SetAllocations { allocations, .. }) => Some(allocations.clone()),
             _ => None,
         };
-        let command = Command::Pin { user: user.clone(), pin, at: Timestamp::now(), update_from };
         let mut results = self.propose_all(std::iter::once(command).chain(allocation).collect()).await?.into_iter();
-        match results.next().ok_or(TrackerError::Stopped)?? {
-            Applied::Pin(mut outcome) => {
-                // The allocation was applied right after the pin, in the same entry.
-                if let (Some(allocations), Some(Ok(_))) = (allocations, results.next()) {
-                    outcome.view.cluster.allocations = allocations;
-                }
-                self.follow(&outcome.view).await
+        let mut applied = results.next().ok_or(TrackerError::Stopped)??;
+        // The allocation was applied right after the command.
+        if let (Some(allocations), Some(Ok(_))) = (allocations, results.next()) {
+            if let Applied::Pin(PinOutcome { view, .. }) | Applied::Replace(ReplaceOutcome { view, .. }) = &mut applied
+            {
+                view.cluster.allocations = allocations;
             }
-            _ => Err(TrackerError::Stopped),
         }
+        Ok(applied)
     }
 
     /// Replaces `user`'s pin of `old` by `pin` in one step. Blocks the two
@@ -241,8 +252,9 @@ impl Tracker {
     /// in progress.
     pub async fn replace(&self, user: &UserName, old: &Cid, pin: NewPin) -> Result<PinView, TrackerError> {
         pin.validate()?;
+        let allocation = self.allocation(&pin)?;
         let command = Command::Replace { user: user.clone(), old: *old, pin, at: Timestamp::now() };
-        match self.propose(command).await? {
+        match self.propose_allocated(command, allocation).await? {
             Applied::Replace(outcome) => self.follow(&outcome.view).await,
             _ => Err(TrackerError::Stopped),
         }

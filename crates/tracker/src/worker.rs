@@ -415,14 +415,20 @@ impl Workers {
     /// One garbage collection that keeps, besides every finished pin, the
     /// blocks on disk under every unfinished one: a DAG imported by `/add`
     /// whose pin is still queued, or the part of a DAG a failed pin fetched.
-    pub(crate) async fn collect_garbage(&self) -> Result<GcStats, TrackerError> {
-        let state = self.state.clone();
+    /// A CID allocated to other peers is kept only until they hold it (its
+    /// summary is `pinned`): a DAG added here for them is served until then.
+    pub(crate) async fn collect_garbage(self: &Arc<Self>) -> Result<GcStats, TrackerError> {
+        let (state, workers) = (self.state.clone(), self.clone());
         let unfinished = tokio::task::spawn_blocking(move || {
             let mut roots = Vec::new();
             let unfinished: StatusSet =
                 [PinStatus::Queued, PinStatus::Pinning, PinStatus::Failed].into_iter().collect();
             for pin in state.cluster_pins(unfinished) {
-                roots.push(pin?.cid);
+                let pin = pin?;
+                if pin.summary == PinStatus::Pinned && !workers.allocated_here(&pin.allocations) {
+                    continue;
+                }
+                roots.push(pin.cid);
                 if roots.len() > MAX_GC_EXTRA_ROOTS {
                     return Ok(None);
                 }
