@@ -346,3 +346,28 @@ fn id_and_version_describe_this_peer() {
     assert_eq!(status, StatusCode::OK);
     assert!(version["version"].as_str().is_some());
 }
+
+#[test]
+fn a_port_in_use_exits_with_one_line_naming_the_key_to_change() {
+    // A port another program holds (as Kubo holds 4001), for each listener.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let addr = format!("/ip4/127.0.0.1/tcp/{port}");
+    let cases = [
+        (json!({ "ipfs": { "listen_multiaddress": [addr] } }), "ipfs.listen_multiaddress"),
+        (json!({ "cluster": { "listen_multiaddress": [addr] } }), "cluster.listen_multiaddress"),
+        (json!({ "api": { "restapi": { "http_listen_multiaddress": addr } } }), "api.restapi.http_listen_multiaddress"),
+    ];
+    for (overrides, key) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        init_dir(dir.path(), &test_config(overrides));
+        let out = Command::new(binary("pincluster-service"))
+            .args(["--config-dir", &dir.path().to_string_lossy(), "daemon"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{key}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(last.contains(key) && last.contains(&port) && last.contains("in use"), "{key}: {stderr}");
+    }
+}

@@ -246,7 +246,8 @@ impl Default for ApiConfig {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct IpfsConfig {
-    /// Swarm listen addresses.
+    /// Swarm listen addresses of the embedded IPFS node. Port 4011 by
+    /// default, beside a Kubo node's 4001 on the same host.
     pub listen_multiaddress: Vec<Multiaddr>,
     /// Addresses to announce to peers and return as `delegates`; empty = the
     /// dialable listen addresses.
@@ -264,7 +265,7 @@ pub struct IpfsConfig {
 impl Default for IpfsConfig {
     fn default() -> Self {
         IpfsConfig {
-            listen_multiaddress: ["/ip4/0.0.0.0/tcp/4001"].iter().filter_map(|a| a.parse().ok()).collect(),
+            listen_multiaddress: ["/ip4/0.0.0.0/tcp/4011"].iter().filter_map(|a| a.parse().ok()).collect(),
             announce_multiaddress: Vec::new(),
             bootstrap: Vec::new(),
             pin_timeout: Duration::from_secs(120),

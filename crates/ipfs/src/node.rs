@@ -100,7 +100,7 @@ impl Node {
         for addr in &options.listen {
             if let Err(e) = ipfs.add_listening_address(addr.clone()).await {
                 ipfs.exit_daemon().await;
-                return Err(IpfsError::Listen { addr: addr.clone(), reason: format!("{e:#}") });
+                return Err(IpfsError::Listen { addr: addr.clone(), reason: one_line(&format!("{e:#}")) });
             }
         }
         for addr in &options.announce {
@@ -156,12 +156,15 @@ impl Node {
     }
 
     /// Addresses other peers can dial to reach this node, each ending in `/p2p/<peer id>`: the
-    /// announce addresses first, then the bound listen addresses. Suitable as PSA `delegates`.
+    /// announce addresses first, then the bound listen addresses. Suitable as PSA `delegates`:
+    /// never an unspecified address, and loopback ones only when there is nothing else.
     pub async fn delegates(&self) -> Vec<Multiaddr> {
         let mut out: Vec<Multiaddr> = Vec::new();
         let listen = self.listen_addresses().await;
-        for addr in self.inner.announce.iter().chain(listen.iter()) {
-            if is_unspecified(addr) {
+        let all: Vec<&Multiaddr> = self.inner.announce.iter().chain(listen.iter()).collect();
+        let only_loopback = all.iter().all(|a| is_loopback(a) || is_unspecified(a));
+        for addr in all {
+            if is_unspecified(addr) || (is_loopback(addr) && !only_loopback) {
                 continue;
             }
             let full = with_peer_id(addr, self.inner.peer_id);
@@ -228,9 +231,29 @@ fn is_unspecified(addr: &Multiaddr) -> bool {
     })
 }
 
+fn is_loopback(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_loopback(),
+        Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
+}
+
 fn with_peer_id(addr: &Multiaddr, peer: PeerId) -> Multiaddr {
     match addr.iter().last() {
         Some(Protocol::P2p(_)) => addr.clone(),
         _ => addr.clone().with(Protocol::P2p(peer)),
     }
+}
+
+/// An error chain on one line without the empty and repeated links some
+/// layers add (`: : Address already in use: Address already in use`).
+fn one_line(chain: &str) -> String {
+    let mut links: Vec<&str> = Vec::new();
+    for link in chain.split(": ").map(str::trim) {
+        if !link.is_empty() && !links.contains(&link) {
+            links.push(link);
+        }
+    }
+    links.join(": ")
 }

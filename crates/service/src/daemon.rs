@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use pincluster_auth::{Authenticator, TokenOptions};
 use pincluster_config::{ApiConfig, Identity, Overrides, ServiceConfig, CONFIG_FILE, IDENTITY_FILE};
 use pincluster_httpcommon::{ApiServer, RenderError};
-use pincluster_ipfs::{Node, NodeOptions};
+use pincluster_ipfs::{IpfsError, Node, NodeOptions};
 use pincluster_state::{Pinset, StateOptions};
 use pincluster_tracker::{Tracker, TrackerOptions};
 
@@ -81,9 +81,14 @@ pub fn run(dir: &Path, args: DaemonArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the IPFS runtime")?;
     let state = Pinset::open(&state_options(dir, &config)).context("cannot open the pinset")?;
-    let node = node_runtime
-        .block_on(Node::start(node_options(dir, &config, &identity)))
-        .context("cannot start the IPFS node")?;
+    let node = node_runtime.block_on(Node::start(node_options(dir, &config, &identity))).map_err(|e| match e {
+        IpfsError::Listen { addr, reason } => anyhow::anyhow!(
+            "the IPFS node cannot listen on {addr}: {reason}; another program (a Kubo node?) may hold the port: \
+             change ipfs.listen_multiaddress in {}",
+            dir.join(CONFIG_FILE).display()
+        ),
+        other => anyhow::Error::new(other).context("cannot start the IPFS node"),
+    })?;
     let delegates: Vec<String> = node_runtime.block_on(node.delegates()).iter().map(ToString::to_string).collect();
     let (consensus, events) = node_runtime
         .block_on(cluster::start(dir, &config, &identity, state.clone()))
@@ -235,7 +240,10 @@ async fn serve(
         };
         let bound = ApiServer { name, config: api.clone(), auth: auth.clone(), render_error, routes }
             .bind()
-            .with_context(|| format!("cannot start the {name}"))?;
+            .with_context(|| {
+                let file = dir.join(CONFIG_FILE);
+                format!("cannot start the {name} (api.{name}.http_listen_multiaddress in {})", file.display())
+            })?;
         for address in &bound.addresses {
             println!("{name} listening on {}", http_url(address));
         }
@@ -282,7 +290,7 @@ async fn shutdown_signal() -> &'static str {
 fn with_fallback(mut delegates: Vec<String>, peer_id: &str) -> Vec<String> {
     delegates.truncate(MAX_DELEGATES);
     if delegates.is_empty() {
-        delegates.push(format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer_id}"));
+        delegates.push(format!("/ip4/127.0.0.1/tcp/4011/p2p/{peer_id}"));
     }
     delegates
 }
