@@ -109,18 +109,8 @@ impl Tracker {
     /// applied, and after an upgrade. `queued` is not reported: a CID this
     /// peer still has to walk keeps what it reported until the walk ends.
     fn reconcile(&self) {
-        let (state, workers) = (self.state.clone(), self.workers.clone());
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<pincluster_model::ClusterPin>>(2);
-        let scan = tokio::task::spawn_blocking(move || {
-            let mut chunk = Vec::new();
-            for pin in state.cluster_pins(pincluster_model::StatusSet::ALL).flatten() {
-                chunk.push(pin);
-                if chunk.len() == REALLOCATE_BATCH && tx.blocking_send(std::mem::take(&mut chunk)).is_err() {
-                    return;
-                }
-            }
-            let _ = tx.blocking_send(chunk);
-        });
+        let workers = self.workers.clone();
+        let (scan, mut rx) = scan_pins(&self.state, |_| true);
         tokio::spawn(async move {
             let me = workers.options().peer_id.clone();
             let mut reported = 0usize;
@@ -336,6 +326,33 @@ impl Tracker {
 /// How many pins one re-allocation entry moves.
 const REALLOCATE_BATCH: usize = 1000;
 
+type PinChunks = tokio::sync::mpsc::Receiver<Vec<pincluster_model::ClusterPin>>;
+
+/// Walks every cluster pin on a blocking thread and hands those `keep`
+/// selects over in chunks of [`REALLOCATE_BATCH`], two chunks ahead at most.
+fn scan_pins(
+    state: &Pinset,
+    keep: impl Fn(&pincluster_model::ClusterPin) -> bool + Send + 'static,
+) -> (tokio::task::JoinHandle<()>, PinChunks) {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let state = state.clone();
+    let scan = tokio::task::spawn_blocking(move || {
+        let mut chunk = Vec::new();
+        for pin in state.cluster_pins(pincluster_model::StatusSet::ALL).flatten() {
+            if keep(&pin) {
+                chunk.push(pin);
+            }
+            if chunk.len() == REALLOCATE_BATCH && tx.blocking_send(std::mem::take(&mut chunk)).is_err() {
+                return;
+            }
+        }
+        if !chunk.is_empty() {
+            let _ = tx.blocking_send(chunk);
+        }
+    });
+    (scan, rx)
+}
+
 /// Re-allocation: moving pins off a peer that leaves or is down.
 impl Tracker {
     /// Moves every pin allocated to `peer` to other peers (it is leaving):
@@ -356,22 +373,10 @@ impl Tracker {
     async fn reallocate(&self, peer: &str, only_below_min: bool) -> Result<usize, TrackerError> {
         let candidates: Vec<Candidate> = self.log.candidates().into_iter().filter(|c| c.peer_id != peer).collect();
         let up: std::collections::HashSet<String> = candidates.iter().map(|c| c.peer_id.clone()).collect();
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<pincluster_model::ClusterPin>>(2);
-        let (state, gone) = (self.state.clone(), peer.to_string());
-        let scan = tokio::task::spawn_blocking(move || {
-            let mut chunk = Vec::new();
-            for pin in state.cluster_pins(pincluster_model::StatusSet::ALL).flatten() {
-                let everywhere = pin.allocations.is_empty() && pin.peers.iter().any(|p| p.peer == gone);
-                if pin.allocations.contains(&gone) || (everywhere && !only_below_min) {
-                    chunk.push(pin);
-                }
-                if chunk.len() == REALLOCATE_BATCH && tx.blocking_send(std::mem::take(&mut chunk)).is_err() {
-                    return;
-                }
-            }
-            if !chunk.is_empty() {
-                let _ = tx.blocking_send(chunk);
-            }
+        let gone = peer.to_string();
+        let (scan, mut rx) = scan_pins(&self.state, move |pin| {
+            let everywhere = pin.allocations.is_empty() && pin.peers.iter().any(|p| p.peer == gone);
+            pin.allocations.contains(&gone) || (everywhere && !only_below_min)
         });
         let mut moved = 0;
         while let Some(pins) = rx.recv().await {
