@@ -4,9 +4,9 @@
 #     peer, then against the leader and a follower of a 3-peer cluster: req/s
 #     and the ratios to the single peer;
 #  2. kill -9 of the leader -> the first successful POST /pins on a survivor;
-#  3. a dead holder: 1,000 small DAGs added with rf=2 to 3 peers (metric TTL
-#     3 s, repin_delay 5 s); kill -9 of a holder that is not the leader ->
-#     every pin it held re-allocated and pinned again on two live peers;
+#  3. a dead holder: 1,000 small DAGs allocated to 2 of 3 peers (metric TTL
+#     3 s, repin_delay 5 s); kill -9 of the holder that is not the leader ->
+#     all 1,000 re-allocated and pinned again on two live peers;
 #  4. a learner joining a peer that holds LEARNER_PINS pins (default 100,000):
 #     time until it holds them all, and its peak RSS.
 # Usage: benches/cluster.sh [SECONDS] [LEARNER_PINS]   (ONLY=repair or ONLY=learner runs that part alone)
@@ -138,15 +138,21 @@ for p in a b c; do kill -9 "$(cat "$work/$p/pid")" 2>/dev/null || true; done
 fi
 
 if [ -z "${ONLY:-}" ] || [ "${ONLY:-}" = repair ]; then
-echo "== a dead holder's pins: 1,000 DAGs with rf=2 on 3 peers, metric TTL 3 s, repin_delay 5 s"
+echo "== a dead holder's pins: 1,000 DAGs on it and one other peer of 3, metric TTL 3 s, repin_delay 5 s"
 start_peer r0
 start_peer r1 "$(cluster_addr r0)"
 start_peer r2 "$(cluster_addr r0)"
 for _ in $(seq 300); do
   [ "$(curl -s -u bench:bench-pw "$(rest r0)/peers" | grep -c '"error":""')" = 3 ] && break; sleep 0.2
 done
-seq 1000 | xargs -P 8 -I{} sh -c "head -c 2048 /dev/urandom | curl -sf -u bench:bench-pw \
-  -F file=@- '$(rest r0)/add?replication-min=2&replication-max=2' >/dev/null"
+victim=""
+for p in r1 r2; do [ "$(role r0 $p)" != leader ] && victim=$p && break; done
+# Every pin on the victim and r0, so that the victim's death moves all 1,000 to the
+# third peer, which fetches them from r0. Each add is retried until it is taken
+# (allocation needs every peer's first metrics).
+query="replication-min=2&replication-max=2&user-allocations=$(peer_id $victim),$(peer_id r0)"
+seq 1000 | xargs -P 8 -I{} sh -c "head -c 2048 /dev/urandom > $work/add-{}; \
+  until curl -sf -u bench:bench-pw -F file=@$work/add-{} '$(rest r0)/add?$query' >/dev/null; do sleep 0.2; done"
 # held SURVIVORS...: how many pins at least two of the given peers hold (pinned), and how many in all.
 held() {
   curl -s -u bench:bench-pw "$(rest r0)/pins" | python3 -c "
@@ -159,8 +165,6 @@ print(ok, len(pins))" "$@"
 all="$(peer_id r0) $(peer_id r1) $(peer_id r2)"
 # shellcheck disable=SC2086
 until [ "$(held $all)" = "1000 1000" ]; do sleep 1; done
-victim=""
-for p in r1 r2; do [ "$(role r0 $p)" != leader ] && victim=$p && break; done
 held_by_victim=$(curl -s -u bench:bench-pw "$(rest r0)/allocations" | grep -c "$(peer_id $victim)" || true)
 survivors=""
 for p in r0 r1 r2; do [ "$p" != "$victim" ] && survivors="$survivors $(peer_id $p)"; done

@@ -248,7 +248,6 @@ pub(crate) fn log(consensus: &Consensus, config: &ClusterConfig) -> Arc<dyn Log>
 /// Reports this peer's metrics to every member at `cluster.monitor_ping_interval`,
 /// and dials the IPFS nodes of the others so that they fetch from each other.
 pub(crate) async fn report(consensus: Consensus, tracker: Tracker, data_dir: PathBuf, config: ClusterConfig) {
-    let mut dialled: HashSet<String> = HashSet::new();
     loop {
         let dir = data_dir.clone();
         let freespace = tokio::task::spawn_blocking(move || fs2::available_space(&dir)).await.ok().and_then(Result::ok);
@@ -263,19 +262,18 @@ pub(crate) async fn report(consensus: Consensus, tracker: Tracker, data_dir: Pat
             ipfs_addrs: tracker.delegates().await.iter().map(ToString::to_string).collect(),
         };
         consensus.report(metrics).await;
+        // Connections close when idle: dial again every member that is not connected now.
+        let connected: HashSet<String> = tracker.connected_peers().await.into_iter().collect();
         for peer in consensus.peers() {
             let Some((_, metrics)) = peer.metrics else { continue };
+            if peer.id == consensus.id() || connected.contains(&peer.member.peer_id) {
+                continue;
+            }
             for addr in metrics.ipfs_addrs {
-                if peer.id == consensus.id() || dialled.contains(&addr) {
-                    continue;
-                }
-                if let Ok(parsed) = addr.parse() {
-                    match tracker.connect(parsed).await {
-                        Ok(()) => {
-                            dialled.insert(addr);
-                        }
-                        Err(error) => tracing::debug!(%addr, %error, "cannot dial a cluster peer's IPFS node"),
-                    }
+                let Ok(parsed) = addr.parse() else { continue };
+                match tracker.connect(parsed).await {
+                    Ok(()) => break,
+                    Err(error) => tracing::debug!(%addr, %error, "cannot dial a cluster peer's IPFS node"),
                 }
             }
         }

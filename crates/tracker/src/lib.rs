@@ -261,6 +261,12 @@ impl Tracker {
         self.workers.on_node_runtime(async move { node.delegates().await }).await.unwrap_or_default()
     }
 
+    /// The peer IDs the IPFS node is connected to.
+    pub async fn connected_peers(&self) -> Vec<String> {
+        let node = self.workers.node().clone();
+        self.workers.on_node_runtime(async move { node.connected_peers().await }).await.unwrap_or_default()
+    }
+
     /// Dials another IPFS node (a cluster peer's), so that blocks flow both ways.
     pub async fn connect(&self, addr: pincluster_model::Multiaddr) -> Result<(), TrackerError> {
         let node = self.workers.node().clone();
