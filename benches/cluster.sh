@@ -56,6 +56,14 @@ rest() { sed -n 's/^restapi listening on //p' "$work/$1/out"; }
 cluster_addr() { sed -n 's/^cluster listening on //p' "$work/$1/out" | head -1; }
 peer_id() { sed -n 's/^ready: peer //p' "$work/$1/out"; }
 count() { curl -s -u bench:bench-pw "$(rest "$1")/allocations" | wc -l; }
+start_three() { # FIRST SECOND THIRD: a 3-peer cluster, the others joining FIRST; waits until all are up
+  start_peer "$1"
+  start_peer "$2" "$(cluster_addr "$1")"
+  start_peer "$3" "$(cluster_addr "$1")"
+  for _ in $(seq 300); do
+    [ "$(curl -s -u bench:bench-pw "$(rest "$1")/peers" | grep -c '"error":""')" = 3 ] && break; sleep 0.2
+  done
+}
 role() { # role of peer $2 as $1 sees it
   curl -s -u bench:bench-pw "$(rest "$1")/peers" | python3 -c "
 import json, sys
@@ -100,12 +108,7 @@ start_peer single
 single=$(post single 0)
 single_pins=$(count single)
 kill "$(cat "$work/single/pid")"
-start_peer a
-start_peer b "$(cluster_addr a)"
-start_peer c "$(cluster_addr a)"
-for _ in $(seq 300); do
-  [ "$(curl -s -u bench:bench-pw "$(rest a)/peers" | grep -c '"error":""')" = 3 ] && break; sleep 0.2
-done
+start_three a b c
 leader=""; follower=""
 for p in a b c; do
   if [ "$(role a $p)" = leader ]; then leader=$p; elif [ -z "$follower" ]; then follower=$p; fi
@@ -139,12 +142,7 @@ fi
 
 if [ -z "${ONLY:-}" ] || [ "${ONLY:-}" = repair ]; then
 echo "== a dead holder's pins: 1,000 DAGs on it and one other peer of 3, metric TTL 3 s, repin_delay 5 s"
-start_peer r0
-start_peer r1 "$(cluster_addr r0)"
-start_peer r2 "$(cluster_addr r0)"
-for _ in $(seq 300); do
-  [ "$(curl -s -u bench:bench-pw "$(rest r0)/peers" | grep -c '"error":""')" = 3 ] && break; sleep 0.2
-done
+start_three r0 r1 r2
 victim=""
 for p in r1 r2; do [ "$(role r0 $p)" != leader ] && victim=$p && break; done
 # Every pin on the victim and r0, so that the victim's death moves all 1,000 to the

@@ -40,6 +40,11 @@ fn peer_config(extra: Value) -> Value {
     test_config(json!({ "cluster": cluster }))
 }
 
+/// GET `url` as alice: status and JSON body.
+fn alice_get(url: String) -> (StatusCode, Value) {
+    json_of(client().get(url).basic_auth("alice", Some("alice-pw")).send().unwrap())
+}
+
 /// The peers `daemon` lists, one JSON object each.
 fn peers(daemon: &Daemon) -> Vec<Value> {
     let response = client().get(format!("{}/peers", daemon.rest)).basic_auth("alice", Some("alice-pw")).send();
@@ -113,9 +118,7 @@ fn add(daemon: &Daemon, query: &str, bytes: Vec<u8>) -> String {
 }
 
 fn status(daemon: &Daemon, cid: &str) -> Value {
-    let (code, body) = json_of(
-        client().get(format!("{}/pins/{cid}", daemon.rest)).basic_auth("alice", Some("alice-pw")).send().unwrap(),
-    );
+    let (code, body) = alice_get(format!("{}/pins/{cid}", daemon.rest));
     assert_eq!(code, StatusCode::OK, "{body}");
     body
 }
@@ -130,25 +133,13 @@ fn peer_statuses(info: &Value) -> Vec<(String, String)> {
 
 /// How many of alice's pins the PSA lists for `cid` (with `filter`, e.g. `&status=pinned`).
 fn psa_count(daemon: &Daemon, cid: &str, filter: &str) -> u64 {
-    let (code, body) = json_of(
-        client()
-            .get(format!("{}/pins?cid={cid}{filter}", daemon.pinsvc))
-            .basic_auth("alice", Some("alice-pw"))
-            .send()
-            .unwrap(),
-    );
+    let (code, body) = alice_get(format!("{}/pins?cid={cid}{filter}", daemon.pinsvc));
     assert_eq!(code, StatusCode::OK, "{body}");
     body["count"].as_u64().unwrap()
 }
 
 fn allocations(daemon: &Daemon, cid: &str) -> Vec<String> {
-    let (code, body) = json_of(
-        client()
-            .get(format!("{}/allocations/{cid}", daemon.rest))
-            .basic_auth("alice", Some("alice-pw"))
-            .send()
-            .unwrap(),
-    );
+    let (code, body) = alice_get(format!("{}/allocations/{cid}", daemon.rest));
     assert_eq!(code, StatusCode::OK, "{body}");
     body["allocations"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect()
 }
@@ -216,22 +207,14 @@ fn three_voters_pin_through_a_follower_on_exactly_two_peers() {
 
 /// The PSA status of alice's pin of `cid` on `daemon`.
 fn psa_status(daemon: &Daemon, cid: &str) -> String {
-    let (code, body) = json_of(
-        client().get(format!("{}/pins/{cid}", daemon.pinsvc)).basic_auth("alice", Some("alice-pw")).send().unwrap(),
-    );
+    let (code, body) = alice_get(format!("{}/pins/{cid}", daemon.pinsvc));
     assert_eq!(code, StatusCode::OK, "{body}");
     body["status"].as_str().unwrap_or_default().to_string()
 }
 
 /// `daemon`'s own repo size metric, in bytes.
 fn repo_size(daemon: &Daemon) -> u64 {
-    let (_, metrics) = json_of(
-        client()
-            .get(format!("{}/monitor/metrics/reposize", daemon.rest))
-            .basic_auth("alice", Some("alice-pw"))
-            .send()
-            .unwrap(),
-    );
+    let (_, metrics) = alice_get(format!("{}/monitor/metrics/reposize", daemon.rest));
     let own = metrics.as_array().and_then(|m| m.iter().find(|m| m["peer"] == daemon.peer_id.as_str()).cloned());
     own.and_then(|m| m["value"].as_str().and_then(|v| v.parse().ok())).unwrap_or(0)
 }
