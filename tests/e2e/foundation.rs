@@ -101,6 +101,18 @@ fn second_daemon_on_the_same_folder_exits_and_sigterm_stops_cleanly() {
     assert!(status.success(), "{status:?}");
 }
 
+/// Runs the daemon on the config folder `dir`, which must fail to start;
+/// returns the last line of its stderr, and the whole of it.
+fn failed_start(dir: &std::path::Path) -> (String, String) {
+    let out = Command::new(binary("pincluster-service"))
+        .args(["--config-dir", &dir.to_string_lossy(), "daemon"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "the daemon started: {stderr}");
+    (stderr.lines().last().unwrap_or_default().to_string(), stderr)
+}
+
 #[test]
 fn config_errors_exit_with_one_line_naming_file_and_key() {
     let cases = [
@@ -117,13 +129,7 @@ fn config_errors_exit_with_one_line_naming_file_and_key() {
         let dir = tempfile::tempdir().unwrap();
         init_dir(dir.path(), &json!({}));
         std::fs::write(dir.path().join("service.json"), text).unwrap();
-        let out = Command::new(binary("pincluster-service"))
-            .args(["--config-dir", &dir.path().to_string_lossy(), "daemon"])
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{text}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let last = stderr.lines().last().unwrap_or_default();
+        let (last, stderr) = failed_start(dir.path());
         assert!(last.contains("service.json") && last.contains(key), "{text}: {stderr}");
     }
 }
@@ -361,13 +367,7 @@ fn a_port_in_use_exits_with_one_line_naming_the_key_to_change() {
     for (overrides, key) in cases {
         let dir = tempfile::tempdir().unwrap();
         init_dir(dir.path(), &test_config(overrides));
-        let out = Command::new(binary("pincluster-service"))
-            .args(["--config-dir", &dir.path().to_string_lossy(), "daemon"])
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{key}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let last = stderr.lines().last().unwrap_or_default();
+        let (last, stderr) = failed_start(dir.path());
         assert!(last.contains(key) && last.contains(&port) && last.contains("in use"), "{key}: {stderr}");
     }
 }
