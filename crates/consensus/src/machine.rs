@@ -5,8 +5,9 @@
 //!
 //! Applying is not fsynced: the entry is durable in the log, and after a
 //! crash openraft applies again from the stored last applied log id. A
-//! snapshot is built only after the pinset is synced, so the log is never
-//! purged past what the pinset holds on disk.
+//! snapshot begins only once the pinset is synced, so the log is never
+//! purged past what the pinset holds on disk; it is written from the
+//! pinset's copy-on-write view while entries go on being applied.
 
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -17,7 +18,7 @@ use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
 use openraft::{
     Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, RaftLogId, SnapshotMeta, StorageIOError, StoredMembership,
 };
-use pincluster_state::{Applied, Command, Pinset, StateError};
+use pincluster_state::{Applied, Command, Pinset, SnapshotWriter, StateError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
@@ -227,7 +228,7 @@ impl<R: Read> Read for Tee<R> {
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
-    type SnapshotBuilder = Built;
+    type SnapshotBuilder = Builder;
 
     async fn applied_state(
         &mut self,
@@ -247,11 +248,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(responses)
     }
 
-    /// Writes the snapshot here, on the state machine's task, so that no entry
-    /// is applied while the pinset is read: a point-in-time view. The
-    /// builder only hands it out.
+    /// Marks the snapshot's point in the pinset here, on the state machine's
+    /// task, between two entries: the pinset keeps that point-in-time view
+    /// for the builder, which writes it while entries go on being applied.
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        let subject = ErrorSubject::Snapshot(None);
         let meta = SnapshotMeta {
             last_log_id: self.meta.last_applied,
             last_membership: self.meta.membership.clone(),
@@ -262,30 +262,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 rand::random::<u32>()
             ),
         };
-        if let Err(error) = self.pinset.sync().await {
-            return Built { result: Err(storage_error(subject, ErrorVerb::Write, &error)) };
-        }
-        let (reader, dir, snapshot_meta) = (self.pinset.reader(), self.dir.clone(), meta.clone());
-        let written = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, std::fs::File)> {
-            let tmp = dir.join("building.tmp");
-            let mut out = BufWriter::new(std::fs::File::create(&tmp)?);
-            let count = reader.write_snapshot(&mut out).map_err(std::io::Error::other)?;
-            out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-            std::fs::rename(&tmp, dir.join(CURRENT_DATA))?;
-            write_current_meta(&dir, &snapshot_meta)?;
-            // Opened now, so that a newer snapshot replacing the file later does not change this one.
-            Ok((count, std::fs::File::open(dir.join(CURRENT_DATA))?))
-        })
-        .await;
-        let result = match written {
-            Ok(Ok((count, file))) => {
-                tracing::info!(snapshot = %meta.snapshot_id, entries = count, "snapshot written");
-                Ok((meta, Some(file)))
-            }
-            Ok(Err(e)) => Err(storage_error(subject, ErrorVerb::Write, &e)),
-            Err(e) => Err(storage_error(subject, ErrorVerb::Write, &e)),
-        };
-        Built { result }
+        let walk = self
+            .pinset
+            .begin_snapshot()
+            .await
+            .map_err(|error| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, &error));
+        Builder { meta, dir: self.dir.clone(), walk: Some(walk) }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
@@ -352,19 +334,39 @@ async fn current_snapshot(dir: &Path) -> Result<Option<Snapshot<TypeConfig>>, St
     Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
 }
 
-/// A snapshot already written by [`StateMachine::get_snapshot_builder`].
-pub struct Built {
-    /// The snapshot's description and its open data file, taken by the first build.
-    result: Result<(SnapshotMeta<NodeId, Member>, Option<std::fs::File>), StorageError>,
+/// A snapshot begun by [`StateMachine::get_snapshot_builder`], written by
+/// [`RaftSnapshotBuilder::build_snapshot`] into the snapshot folder.
+pub struct Builder {
+    meta: SnapshotMeta<NodeId, Member>,
+    dir: PathBuf,
+    /// The pinset's view, taken by the first build.
+    walk: Option<Result<SnapshotWriter, StorageError>>,
 }
 
-impl RaftSnapshotBuilder<TypeConfig> for Built {
+impl RaftSnapshotBuilder<TypeConfig> for Builder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let (meta, file) = self.result.as_mut().map_err(|e| e.clone())?;
-        let subject = ErrorSubject::Snapshot(Some(meta.signature()));
-        let file = file.take().ok_or_else(|| {
-            storage_error(subject, ErrorVerb::Read, &std::io::Error::other("snapshot already handed out"))
-        })?;
-        Ok(Snapshot { meta: meta.clone(), snapshot: Box::new(tokio::fs::File::from_std(file)) })
+        let subject = ErrorSubject::Snapshot(Some(self.meta.signature()));
+        let walk = self.walk.take().ok_or_else(|| {
+            storage_error(subject.clone(), ErrorVerb::Read, &std::io::Error::other("already built"))
+        })??;
+        let (dir, meta) = (self.dir.clone(), self.meta.clone());
+        let written = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, std::fs::File)> {
+            let tmp = dir.join("building.tmp");
+            let mut out = BufWriter::new(std::fs::File::create(&tmp)?);
+            let count = walk.write(&mut out).map_err(std::io::Error::other)?;
+            out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            std::fs::rename(&tmp, dir.join(CURRENT_DATA))?;
+            write_current_meta(&dir, &meta)?;
+            // Opened now, so that a newer snapshot replacing the file later does not change this one.
+            Ok((count, std::fs::File::open(dir.join(CURRENT_DATA))?))
+        })
+        .await;
+        let (count, file) = match written {
+            Ok(Ok(written)) => written,
+            Ok(Err(e)) => return Err(storage_error(subject, ErrorVerb::Write, &e)),
+            Err(e) => return Err(storage_error(subject, ErrorVerb::Write, &e)),
+        };
+        tracing::info!(snapshot = %self.meta.snapshot_id, entries = count, "snapshot written");
+        Ok(Snapshot { meta: self.meta.clone(), snapshot: Box::new(tokio::fs::File::from_std(file)) })
     }
 }

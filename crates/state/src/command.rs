@@ -263,6 +263,19 @@ fn entry_from(entry: EntryV1) -> Result<ClusterEntry, StateError> {
 }
 
 impl Command {
+    /// Every CID whose shared entry applying this command may change (a
+    /// snapshot being written saves their entries first; see `snapshot.rs`).
+    pub(crate) fn cids(&self) -> Vec<Cid> {
+        match self {
+            Command::Pin { pin, .. } => vec![pin.cid],
+            Command::Replace { old, pin, .. } => vec![*old, pin.cid],
+            Command::Unpin { cid, .. } | Command::UnpinAll { cid } | Command::SetAllocations { cid, .. } => vec![*cid],
+            Command::Expire { cids, .. } => cids.clone(),
+            Command::Restore { entry, .. } => vec![entry.pin.cid],
+            Command::Report { statuses, .. } => statuses.iter().map(|s| s.cid).collect(),
+        }
+    }
+
     /// The versioned binary form a replicated log stores.
     pub fn encode(&self) -> Result<Vec<u8>, StateError> {
         let cmd = match self {

@@ -133,6 +133,7 @@ pub use command::{Applied, Command, Reported};
 pub use error::{StateError, StorageError};
 pub use raftlog::LogStore;
 pub use scan::{ClusterPins, ClusterSummaries, ClusterSummary};
+pub use snapshot::SnapshotWriter;
 
 use writer::{Done, Entry, Op, Request};
 
@@ -304,6 +305,8 @@ struct Inner {
     db: sled::Db,
     writer: WriterHandle,
     checkpoint: Checkpoint,
+    /// The snapshot being written, shared with the writer thread.
+    cow: Arc<snapshot::Cow>,
 }
 
 /// The writer thread; dropping it stops the thread after it answered what it holds.
@@ -392,14 +395,16 @@ impl Pinset {
         snapshot::recover(&db)?;
         let applied = read::counter(&db, keys::APPLIED_KEY)?;
         let (requests, rx) = mpsc::channel();
-        let thread =
-            writer::spawn(db.clone(), rx, log_file, applied).map_err(|e| StateError::from(sled::Error::Io(e)))?;
+        let cow = Arc::new(snapshot::Cow::default());
+        let thread = writer::spawn(db.clone(), rx, log_file, applied, Arc::clone(&cow))
+            .map_err(|e| StateError::from(sled::Error::Io(e)))?;
         Ok(Pinset {
             reader: Reader {
                 inner: Arc::new(Inner {
                     db,
                     writer: WriterHandle { requests: Some(requests), thread: Some(thread) },
                     checkpoint: Checkpoint { options: options.clone(), armed: true },
+                    cow,
                 }),
             },
         })
@@ -423,7 +428,7 @@ impl Pinset {
         let Ok(inner) = Arc::try_unwrap(self.reader.inner) else {
             return Ok(false);
         };
-        let Inner { db, writer, mut checkpoint } = inner;
+        let Inner { db, writer, mut checkpoint, cow: _ } = inner;
         drop(db);
         drop(writer);
         checkpoint.run()?;

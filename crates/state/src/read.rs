@@ -1,7 +1,7 @@
 //! Point reads shared by the public read methods and the query engine; read
 //! [`view`] first. Reads go straight to sled and never wait for the writer.
 
-use pincluster_model::{Cid, ClusterPin, PinStatus, PinView, Timestamp, UserName};
+use pincluster_model::{Cid, ClusterPin, PinStatus, PinView, Timestamp, UserName, UserPin};
 
 use crate::keys;
 use crate::records::{self, ClusterRecord, LocalRecord};
@@ -63,11 +63,43 @@ pub(crate) fn listing(
 /// The entry of a cluster record: its joined pin with every holder's pin
 /// object (a holder removed since the record was read is left out).
 pub(crate) fn entry(db: &sled::Db, rec: ClusterRecord, pin: ClusterPin) -> Result<ClusterEntry, StateError> {
+    if let Some(only) = only_holder(&rec) {
+        return Ok(ClusterEntry { pin, holders: vec![only] });
+    }
     let mut holders = Vec::with_capacity(rec.holders.len());
     for (user, created) in rec.holders {
         if let Some(view) = listing(db, &user, pin.summary, created, &rec.cid)? {
             holders.push((user, view.user));
         }
+    }
+    Ok(ClusterEntry { pin, holders })
+}
+
+/// The holder of a CID that only one user holds, from the cluster record's
+/// copy of their pin: most CIDs need no lookup of a listing record.
+fn only_holder(rec: &ClusterRecord) -> Option<(UserName, UserPin)> {
+    (rec.holders.len() == 1 && rec.first_is_current()).then(|| rec.first.clone()).flatten()
+}
+
+/// The shared half of `rec`'s entry (its local half fresh, as a new peer
+/// starts), reading the holders' listing records through `get`, which sees
+/// the state the record was read from (the tree, or the writer's overlay).
+pub(crate) fn shared_entry(
+    rec: ClusterRecord,
+    get: impl Fn(&[u8]) -> Result<Option<Vec<u8>>, StateError>,
+) -> Result<ClusterEntry, StateError> {
+    let pin = rec.joined(&LocalRecord::fresh(rec.created));
+    if let Some(only) = only_holder(&rec) {
+        return Ok(ClusterEntry { pin, holders: vec![only] });
+    }
+    let mut holders = Vec::with_capacity(rec.holders.len());
+    for (user, created) in rec.holders {
+        let key = keys::by_status(&user, rec.summary, created)?;
+        let bytes = get(&key)?.ok_or_else(|| StateError::Corrupt {
+            key: keys::display(&key),
+            reason: "a holder has no listing record".into(),
+        })?;
+        holders.push((user, records::decode_listing(&key, &bytes)?.user));
     }
     Ok(ClusterEntry { pin, holders })
 }

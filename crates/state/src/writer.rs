@@ -37,6 +37,7 @@ use tokio::sync::oneshot;
 
 use crate::apply;
 use crate::keys;
+use crate::snapshot::Cow;
 use crate::{Applied, Command, StateError, StatusUpdate};
 
 /// The most operations the writer puts in one group commit.
@@ -72,6 +73,9 @@ pub(crate) enum Op {
     Local { cid: Cid, update: StatusUpdate, at: Timestamp },
     /// Raw writes by key (`None` removes): installing a snapshot.
     Raw(Vec<(Vec<u8>, Option<Vec<u8>>)>),
+    /// The point a snapshot begins at: from here on, commands save the
+    /// entries they change for it first (see `snapshot.rs`).
+    BeginSnapshot,
 }
 
 /// The result of one successful operation.
@@ -117,8 +121,9 @@ pub(crate) fn spawn(
     rx: Receiver<Request>,
     log_file: File,
     applied: u64,
+    cow: Arc<Cow>,
 ) -> std::io::Result<JoinHandle<()>> {
-    thread::Builder::new().name("pinset-writer".into()).spawn(move || Writer { db, applied }.run(rx, log_file))
+    thread::Builder::new().name("pinset-writer".into()).spawn(move || Writer { db, applied, cow }.run(rx, log_file))
 }
 
 /// Pending writes of the current group over the groups in flight and the tree.
@@ -180,6 +185,7 @@ impl<'a> Staged<'a> {
                 self.pending.extend(writes);
                 Ok(Done::Local)
             }
+            Op::BeginSnapshot => Err(StateError::Refused("a snapshot begins in the writer".into())),
         };
         match result {
             Ok(_) => self.commit(),
@@ -194,6 +200,8 @@ struct Writer {
     db: sled::Db,
     /// The index of the last log entry applied (in the tree or in flight).
     applied: u64,
+    /// The snapshot being written, if any, which commands save entries for.
+    cow: Arc<Cow>,
 }
 
 impl Writer {
@@ -297,7 +305,17 @@ impl Writer {
             Entry::At(index) if index <= self.applied => return Vec::new(),
             Entry::At(index) | Entry::Install(index) => Some(index),
         };
-        let results = std::mem::take(&mut request.ops).into_iter().map(|op| staged.apply(op)).collect();
+        let results = std::mem::take(&mut request.ops)
+            .into_iter()
+            .map(|op| match op {
+                Op::BeginSnapshot => self.cow.begin().map(|()| Done::Local),
+                Op::Command(command) => {
+                    self.cow.save(staged, &command);
+                    staged.apply(Op::Command(command))
+                }
+                op => staged.apply(op),
+            })
+            .collect();
         if let Some(index) = index {
             self.applied = index;
             staged.put(keys::APPLIED_KEY.to_vec(), keys::encode_u64(index).to_vec());
