@@ -520,27 +520,33 @@ async fn submit(shared: &Shared, commands: &[Command]) -> Result<Results, Consen
 /// it knows, retried until `deadline` while there is none.
 async fn append_on_leader(shared: &Shared, batch: Batch, deadline: tokio::time::Instant) -> Result<(), ConsensusError> {
     loop {
-        let last_error = match shared.raft.client_write(batch.clone()).await {
-            Ok(_) => return Ok(()),
-            Err(RaftError::APIError(openraft::error::ClientWriteError::ForwardToLeader(forward))) => {
-                match (forward.leader_id, forward.leader_node) {
-                    (Some(leader), Some(node)) if leader != shared.id => match peer_of(&node) {
-                        Some(peer) => {
-                            add_addresses(&shared.net, &node).await;
-                            match call(&shared.net, peer, &Rpc::Propose(batch.clone())).await {
-                                Ok(Reply::Proposed(Ok(()))) => return Ok(()),
-                                Ok(Reply::Proposed(Err(e))) | Ok(Reply::Refused(e)) => e,
-                                Ok(_) => "unexpected reply".into(),
-                                Err(e) => e.to_string(),
-                            }
-                        }
-                        None => format!("the leader's peer ID {} is invalid", node.peer_id),
-                    },
-                    _ => "no leader elected yet".into(),
+        // A follower that knows the leader forwards at once; otherwise the
+        // local Raft appends (as leader) or says where the leader is.
+        let leader = match known_leader(shared) {
+            Some(leader) => Some(leader),
+            None => match shared.raft.client_write(batch.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(openraft::error::ClientWriteError::ForwardToLeader(forward))) => {
+                    forward.leader_id.zip(forward.leader_node).filter(|(leader, _)| *leader != shared.id)
                 }
-            }
-            Err(RaftError::APIError(e)) => return Err(ConsensusError::Refused(e.to_string())),
-            Err(RaftError::Fatal(_)) => return Err(ConsensusError::Closed),
+                Err(RaftError::APIError(e)) => return Err(ConsensusError::Refused(e.to_string())),
+                Err(RaftError::Fatal(_)) => return Err(ConsensusError::Closed),
+            },
+        };
+        let last_error = match leader {
+            Some((_, node)) => match peer_of(&node) {
+                Some(peer) => {
+                    add_addresses(&shared.net, &node).await;
+                    match call(&shared.net, peer, &Rpc::Propose(batch.clone())).await {
+                        Ok(Reply::Proposed(Ok(()))) => return Ok(()),
+                        Ok(Reply::Proposed(Err(e))) | Ok(Reply::Refused(e)) => e,
+                        Ok(_) => "unexpected reply".into(),
+                        Err(e) => e.to_string(),
+                    }
+                }
+                None => format!("the leader's peer ID {} is invalid", node.peer_id),
+            },
+            None => "no leader elected yet".into(),
         };
         if tokio::time::Instant::now() + Duration::from_millis(100) >= deadline {
             return Err(ConsensusError::NoLeader(last_error));
@@ -548,6 +554,16 @@ async fn append_on_leader(shared: &Shared, batch: Batch, deadline: tokio::time::
         tracing::debug!(error = %last_error, "no leader to append to yet; retrying");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The leader this follower knows of, with its member record; `None` when
+/// this peer leads or knows no leader.
+fn known_leader(shared: &Shared) -> Option<(NodeId, Member)> {
+    let metrics = shared.raft.metrics();
+    let metrics = metrics.borrow();
+    let leader = metrics.current_leader.filter(|leader| *leader != shared.id)?;
+    let node = metrics.membership_config.membership().get_node(&leader)?.clone();
+    Some((leader, node))
 }
 
 fn peer_of(member: &Member) -> Option<PeerId> {
