@@ -9,7 +9,8 @@
 #     all 1,000 re-allocated and pinned again on two live peers;
 #  4. a learner joining a peer that holds LEARNER_PINS pins (default 100,000):
 #     time until it holds them all, and its peak RSS.
-# Usage: benches/cluster.sh [SECONDS] [LEARNER_PINS]   (ONLY=repair or ONLY=learner runs that part alone)
+# Usage: benches/cluster.sh [SECONDS] [LEARNER_PINS]
+#   (ONLY=throughput, ONLY=repair or ONLY=learner runs that part alone; throughput includes the failover)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
@@ -24,7 +25,7 @@ trap 'for p in "$work"/*/pid; do kill -9 "$(cat "$p")" 2>/dev/null || true; done
 
 # start_peer NAME [BOOTSTRAP [learner]]: a release daemon in $work/NAME; sets the
 # files $work/NAME/{pid,out} and prints nothing. SNAPSHOT_EVERY, when set, is
-# cluster.raft_snapshot_threshold.
+# cluster.raft_snapshot_threshold; IMPORT, a `state import` file loaded first.
 start_peer() {
   local dir=$work/$1
   mkdir -p "$dir"
@@ -48,6 +49,7 @@ if os.environ.get("SNAPSHOT_EVERY"):
     c["cluster"]["raft_trailing_logs"] = 10
 json.dump(c, open(path, "w"))
 PY
+  [ -n "${IMPORT:-}" ] && "$BIN" --config-dir "$dir/cfg" state import "$IMPORT" >/dev/null
   RUST_LOG=warn,pincluster_consensus=info "$BIN" --config-dir "$dir/cfg" daemon > "$dir/out" 2>> "$dir/err" & echo $! > "$dir/pid"
   for _ in $(seq 300); do grep -q '^ready' "$dir/out" 2>/dev/null && break; sleep 0.1; done
 }
@@ -102,7 +104,7 @@ LUA
   echo "$(echo "$out" | sed -n 's/^Requests\/sec: *//p') $(echo "$out" | sed -n 's/.*Non-2xx or 3xx responses: *//p')"
 }
 
-if [ -z "${ONLY:-}" ]; then
+if [ -z "${ONLY:-}" ] || [ "${ONLY:-}" = throughput ]; then
 echo "== durable POST /pins, ${SECS}s each, 32 connections"
 start_peer single
 single=$(post single 0)
@@ -139,6 +141,7 @@ until curl -sf -o /dev/null -u bench:bench-pw -H 'content-type: application/json
 echo "first write after the leader's kill -9: $(python3 -c "print(round($(date +%s.%N) - $start, 2))") s"
 for p in a b c; do kill -9 "$(cat "$work/$p/pid")" 2>/dev/null || true; done
 fi
+[ "${ONLY:-}" = throughput ] && exit 0
 
 if [ -z "${ONLY:-}" ] || [ "${ONLY:-}" = repair ]; then
 echo "== a dead holder's pins: 1,000 DAGs on it and one other peer of 3, metric TTL 3 s, repin_delay 5 s"
@@ -178,12 +181,25 @@ fi
 [ -n "${ONLY:-}" ] && [ "${ONLY:-}" != learner ] && exit 0
 
 echo "== a learner catching up $LEARNER_PINS pins"
-# LEARNER_SNAPSHOT_EVERY sets the holder's raft_snapshot_threshold (default 5000
-# entries). Each snapshot writes the whole pinset, so a small value on a large
-# pinset makes preloading quadratic (50 on 100,000 pins did not finish in 10 min).
-SNAPSHOT_EVERY=${LEARNER_SNAPSHOT_EVERY:-} start_peer big
-python3 benches/preload.py "$(psa big)" "$(curl -s -u bench:bench-pw -X POST "$(psa big)/token" \
-  | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')" "$LEARNER_PINS" >/dev/null
+# The holder's pins are imported offline (`state import`), as an operator
+# restores a backup: far faster than posting them, and the same pinset. The
+# holder then puts them in its first snapshot, which the learner receives.
+# LEARNER_SNAPSHOT_EVERY sets the holder's raft_snapshot_threshold.
+python3 - "$work/pins.ndjson" "$LEARNER_PINS" <<'PY'
+import base64, hashlib, json, sys
+with open(sys.argv[1], "w") as f:
+    f.write('{"format":"pincluster-state","version":1}\n')
+    for i in range(int(sys.argv[2])):
+        d = hashlib.sha256(b"bench-%d" % i).digest()
+        cid = "b" + base64.b32encode(bytes([1, 0x55, 0x12, 0x20]) + d).decode().lower().rstrip("=")
+        t = 1_700_000_000_000 + i
+        f.write(json.dumps({"cid": cid, "mode": "recursive", "replication_factor_min": -1,
+            "replication_factor_max": -1, "user_allocations": [], "allocations": [], "expire_at": None,
+            "created": t, "holders": [{"user": "bench", "name": f"pin-{i}", "meta": {}, "origins": [],
+            "created": t}]}, separators=(",", ":")) + "\n")
+PY
+IMPORT=$work/pins.ndjson SNAPSHOT_EVERY=${LEARNER_SNAPSHOT_EVERY:-} start_peer big
+until grep -q 'pins from before the cluster log are in a snapshot' "$work/big/err"; do sleep 0.5; done
 start=$(date +%s.%N)
 start_peer learner "$(cluster_addr big)" learner
 until [ "$(count learner)" -ge "$LEARNER_PINS" ]; do sleep 1; done

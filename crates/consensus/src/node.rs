@@ -180,6 +180,8 @@ enum Reply {
     Noted,
     /// Not answered: not a member, or the request did not decode.
     Refused(String),
+    /// Not now: a snapshot is being installed; the sender backs off and retries.
+    Busy,
 }
 
 /// One caller's commands on their way to a log entry.
@@ -207,6 +209,10 @@ struct Shared {
     options: ConsensusOptions,
     /// The pinset held entries before this log began (a single peer's own log).
     history: bool,
+    /// One snapshot chunk at a time: the last chunk's call lasts as long as
+    /// the install, and the leader's retries meanwhile would each hold a
+    /// chunk in memory until it ends.
+    installing: tokio::sync::Semaphore,
 }
 
 /// A running cluster peer. Cheap to clone.
@@ -270,6 +276,7 @@ impl Consensus {
             seq: AtomicU64::new(rand::random::<u64>() >> 1),
             options,
             history,
+            installing: tokio::sync::Semaphore::new(1),
         });
         let (proposals, queue) = mpsc::channel(PROPOSAL_QUEUE);
         tokio::spawn(batcher(Arc::clone(&shared), queue));
@@ -594,8 +601,10 @@ async fn serve(shared: Arc<Shared>, mut inbound: Inbound) {
     }
 }
 
-async fn answer(shared: &Shared, request: InboundRequest) {
-    let reply = match decode::<Rpc>(&request.body) {
+async fn answer(shared: &Shared, mut request: InboundRequest) {
+    // The raw bytes go once decoded: a call may wait long for its answer (an install).
+    let rpc = decode::<Rpc>(&std::mem::take(&mut request.body));
+    let reply = match rpc {
         Err(error) => Reply::Refused(format!("undecodable request: {error}")),
         Ok(Rpc::Join { member, voter, proof }) => {
             Reply::Joined(admit(shared, &request.peer, member, voter, proof).await)
@@ -606,7 +615,10 @@ async fn answer(shared: &Shared, request: InboundRequest) {
         }
         Ok(Rpc::Append(rpc)) => Reply::Append(shared.raft.append_entries(rpc).await.map_err(|e| e.to_string())),
         Ok(Rpc::Vote(rpc)) => Reply::Vote(shared.raft.vote(rpc).await.map_err(|e| e.to_string())),
-        Ok(Rpc::Snapshot(rpc)) => Reply::Snapshot(shared.raft.install_snapshot(rpc).await.map_err(|e| e.to_string())),
+        Ok(Rpc::Snapshot(rpc)) => match shared.installing.try_acquire() {
+            Ok(_one) => Reply::Snapshot(shared.raft.install_snapshot(rpc).await.map_err(|e| e.to_string())),
+            Err(_) => Reply::Busy,
+        },
         Ok(Rpc::Metrics(metrics)) => {
             note(shared, node_id(&request.peer), metrics);
             Reply::Noted
@@ -859,6 +871,11 @@ impl RaftNetwork<TypeConfig> for Client {
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
         match self.send(&Rpc::Snapshot(rpc)).await? {
             Reply::Snapshot(result) => self.remote(result),
+            // openraft backs off from an unreachable peer before it sends again.
+            Reply::Busy => Err(RPCError::Unreachable(Unreachable::new(&std::io::Error::other(format!(
+                "peer {} is installing a snapshot",
+                self.target
+            ))))),
             other => unexpected(other),
         }
     }

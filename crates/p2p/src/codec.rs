@@ -41,6 +41,8 @@ impl BytesCodec {
         if body.len() != len {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "message shorter than its length prefix"));
         }
+        // Growing by doubling may have left up to twice the message allocated.
+        body.shrink_to_fit();
         Ok(body)
     }
 
