@@ -134,13 +134,15 @@ pub(crate) fn spawn(
 pub(crate) struct Staged<'a> {
     db: &'a sled::Db,
     in_flight: &'a VecDeque<(u64, Arc<Overlay>)>,
+    /// The snapshot being written, if any: commands save its entries before they change them.
+    cow: &'a Cow,
     committed: Overlay,
     pending: Overlay,
 }
 
 impl<'a> Staged<'a> {
-    pub(crate) fn new(db: &'a sled::Db, in_flight: &'a VecDeque<(u64, Arc<Overlay>)>) -> Staged<'a> {
-        Staged { db, in_flight, committed: BTreeMap::new(), pending: BTreeMap::new() }
+    pub(crate) fn new(db: &'a sled::Db, in_flight: &'a VecDeque<(u64, Arc<Overlay>)>, cow: &'a Cow) -> Staged<'a> {
+        Staged { db, in_flight, cow, committed: BTreeMap::new(), pending: BTreeMap::new() }
     }
 
     pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
@@ -179,13 +181,17 @@ impl<'a> Staged<'a> {
     /// Applies one operation; its writes are kept only when it succeeds.
     fn apply(&mut self, op: Op) -> Result<Done, StateError> {
         let result = match op {
-            Op::Command(command) => apply::command(self, command).map(|applied| Done::Command(Box::new(applied))),
+            Op::Command(command) => {
+                let cow = self.cow;
+                cow.save(self, &command);
+                apply::command(self, command).map(|applied| Done::Command(Box::new(applied)))
+            }
             Op::Local { cid, update, at } => apply::local(self, &cid, update, at).map(|()| Done::Local),
             Op::Raw(writes) => {
                 self.pending.extend(writes);
                 Ok(Done::Local)
             }
-            Op::BeginSnapshot => Err(StateError::Refused("a snapshot begins in the writer".into())),
+            Op::BeginSnapshot => self.cow.begin().map(|()| Done::Local),
         };
         match result {
             Ok(_) => self.commit(),
@@ -258,7 +264,8 @@ impl Writer {
                 }
             }
             let db = self.db.clone();
-            let mut staged = Staged::new(&db, &in_flight);
+            let cow = Arc::clone(&self.cow);
+            let mut staged = Staged::new(&db, &in_flight, &cow);
             let (mut durable, mut quick) = (Vec::new(), Vec::new());
             for mut request in requests {
                 let results = self.apply_request(&mut staged, &mut request);
@@ -305,17 +312,7 @@ impl Writer {
             Entry::At(index) if index <= self.applied => return Vec::new(),
             Entry::At(index) | Entry::Install(index) => Some(index),
         };
-        let results = std::mem::take(&mut request.ops)
-            .into_iter()
-            .map(|op| match op {
-                Op::BeginSnapshot => self.cow.begin().map(|()| Done::Local),
-                Op::Command(command) => {
-                    self.cow.save(staged, &command);
-                    staged.apply(Op::Command(command))
-                }
-                op => staged.apply(op),
-            })
-            .collect();
+        let results = std::mem::take(&mut request.ops).into_iter().map(|op| staged.apply(op)).collect();
         if let Some(index) = index {
             self.applied = index;
             staged.put(keys::APPLIED_KEY.to_vec(), keys::encode_u64(index).to_vec());
