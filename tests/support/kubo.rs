@@ -33,6 +33,20 @@ pub struct Kubo {
 
 impl Kubo {
     pub fn start() -> Kubo {
+        Kubo::start_with(&[])
+    }
+
+    /// Starts Kubo in the private network of the `swarm.key` file at `key`.
+    pub fn start_in_private_network(key: &Path) -> Kubo {
+        Kubo::start_with(&["--swarm-key".as_ref(), key.as_os_str()])
+    }
+
+    /// Starts Kubo as a DHT client: it announces what it adds but is never in a routing table.
+    pub fn start_dht_client() -> Kubo {
+        Kubo::start_with(&["--dht-client".as_ref()])
+    }
+
+    fn start_with(args: &[&std::ffi::OsStr]) -> Kubo {
         let python = repo_root().join(".venv/bin/python");
         assert!(python.exists(), "{} is missing: run ./scripts/setup-test-deps.sh (make test does)", python.display());
         let dir = tempfile::tempdir().expect("temp dir");
@@ -41,6 +55,7 @@ impl Kubo {
             .arg(repo_root().join("scripts/kubo_peer.py"))
             .arg("--dir")
             .arg(dir.path())
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))

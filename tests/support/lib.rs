@@ -38,15 +38,15 @@ pub fn binary(name: &str) -> PathBuf {
 pub const USERS: [(&str, &str); 3] = [("alice", "alice-pw"), ("bob", "bob-pw"), ("testuser", "testpass")];
 
 /// A service.json for tests: both APIs on port 0 with [`USERS`], the IPFS
-/// node on a loopback port 0; `extra` is merged over it (objects merge, other
-/// values replace).
+/// node on a loopback port 0 with no DHT bootstrap peers (tests have no
+/// network); `extra` is merged over it (objects merge, other values replace).
 pub fn test_config(extra: Value) -> Value {
     let users: serde_json::Map<String, Value> = USERS.iter().map(|(u, p)| (u.to_string(), json!(p))).collect();
     let api = json!({ "http_listen_multiaddress": "/ip4/127.0.0.1/tcp/0", "basic_auth_credentials": users });
     let mut base = json!({
         "cluster": { "peername": "test-peer", "listen_multiaddress": ["/ip4/127.0.0.1/tcp/0"] },
         "api": { "restapi": api.clone(), "pinsvcapi": api },
-        "ipfs": { "listen_multiaddress": ["/ip4/127.0.0.1/tcp/0"] },
+        "ipfs": { "listen_multiaddress": ["/ip4/127.0.0.1/tcp/0"], "bootstrap": [] },
     });
     merge(&mut base, extra);
     base

@@ -7,10 +7,13 @@ mod duration;
 mod identity;
 mod load;
 mod schema;
+mod swarm_key;
 
 pub use duration::Duration;
 pub use identity::{Identity, IDENTITY_FILE};
 pub use load::{init, init_with, load, ConfigError, InitReport, Overrides, CONFIG_FILE};
 pub use schema::{
-    ApiConfig, ApiSections, ClusterConfig, IpfsConfig, ListenAddresses, ServiceConfig, StateConfig, TrackerConfig,
+    amino_bootstrap, ApiConfig, ApiSections, ClusterConfig, DhtMode, IpfsConfig, ListenAddresses, ReprovideStrategy,
+    ReproviderConfig, ServiceConfig, StateConfig, TrackerConfig,
 };
+pub use swarm_key::read_swarm_key;

@@ -252,8 +252,21 @@ pub struct IpfsConfig {
     /// Addresses to announce to peers and return as `delegates`; empty = the
     /// dialable listen addresses.
     pub announce_multiaddress: Vec<Multiaddr>,
-    /// Peers to connect to at start (with `/p2p/<id>`); empty is allowed.
+    /// DHT bootstrap peers (with `/p2p/<id>`; `/dnsaddr/` names are
+    /// resolved). The default is the public IPFS (Amino) DHT's list, as Kubo
+    /// ships it; `[]` keeps the node off the public DHT. With a swarm key the
+    /// default list is dropped (it cannot reach a private network).
     pub bootstrap: Vec<Multiaddr>,
+    /// Whether the node answers DHT queries: "auto" (the public DHT once the
+    /// node has a confirmed public address, as Kubo's `auto`; the LAN DHT
+    /// always), "client" (never: behind a NAT) or "server" (always).
+    pub dht_mode: DhtMode,
+    /// A private network's key in Kubo's `swarm.key` format; the node then
+    /// speaks only to peers with the same key, over TCP. Empty = the public
+    /// network.
+    pub swarm_key_file: String,
+    /// What is announced to the DHT and re-announced on a schedule.
+    pub reprovider: ReproviderConfig,
     /// A pin fails when no block arrives for this long.
     pub pin_timeout: Duration,
     /// Largest DAG a pin may fetch, in bytes; "0" = no limit.
@@ -267,10 +280,81 @@ impl Default for IpfsConfig {
         IpfsConfig {
             listen_multiaddress: ["/ip4/0.0.0.0/tcp/4011"].iter().filter_map(|a| a.parse().ok()).collect(),
             announce_multiaddress: Vec::new(),
-            bootstrap: Vec::new(),
+            bootstrap: amino_bootstrap(),
+            dht_mode: DhtMode::Auto,
+            swarm_key_file: String::new(),
+            reprovider: ReproviderConfig::default(),
             pin_timeout: Duration::from_secs(120),
             max_dag_size: 1 << 40,
             max_outstanding_wants: 256,
+        }
+    }
+}
+
+/// The public IPFS DHT's bootstrap peers, as Kubo ships them (boxo's
+/// fallback list).
+pub fn amino_bootstrap() -> Vec<Multiaddr> {
+    [
+        "/dnsaddr/bootstrap.libp2p.io/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN",
+        "/dnsaddr/bootstrap.libp2p.io/p2p/QmQCU2EcMqAqQPR2i9bChDtGNJchTbq5TbXJJ16u19uLTa",
+        "/dnsaddr/bootstrap.libp2p.io/p2p/QmbLHAnMoJPWSCR5Zhtx6BHJX9KiKNN6tpvbUcqanj75Nb",
+        "/dnsaddr/bootstrap.libp2p.io/p2p/QmcZf59bWwK5XFi76CZX8cbJ4BhTzzA3gU1ZjYZcYW3dwt",
+        "/dnsaddr/va1.bootstrap.libp2p.io/p2p/12D3KooWKnDdG3iXw9eTFijk3EWSunZcFi54Zka4wmtqtt6rPxc8",
+        "/ip4/104.131.131.82/tcp/4001/p2p/QmaCpDMGvV2BGHeYERUEnRQAwe3N8SzbUtfsmvsqQLuvuJ",
+        "/ip4/104.131.131.82/udp/4001/quic-v1/p2p/QmaCpDMGvV2BGHeYERUEnRQAwe3N8SzbUtfsmvsqQLuvuJ",
+    ]
+    .iter()
+    .filter_map(|a| a.parse().ok())
+    .collect()
+}
+
+/// `ipfs.dht_mode`.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DhtMode {
+    #[default]
+    Auto,
+    Client,
+    Server,
+}
+
+/// `ipfs.reprovider.strategy`, Kubo's names.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ReprovideStrategy {
+    /// The root CID of every pin this peer holds.
+    #[default]
+    Roots,
+    /// Every block of every pin this peer holds.
+    All,
+    /// Nothing is announced.
+    None,
+}
+
+/// The `ipfs.reprovider` section: announcing what this peer keeps.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReproviderConfig {
+    /// "roots" (default), "all" or "none". A pin is announced when it
+    /// reaches `pinned`, and again on every run.
+    pub strategy: ReprovideStrategy,
+    /// Time between the starts of two runs over everything held (Kubo: 22h;
+    /// DHT records live 48h); "0s" = announce new pins only.
+    pub interval: Duration,
+    /// Most announcements started per second, so a large pinset is spread
+    /// over the interval instead of starving pinning.
+    pub max_per_second: u32,
+    /// Most announcements in flight at once.
+    pub concurrency: usize,
+}
+
+impl Default for ReproviderConfig {
+    fn default() -> Self {
+        ReproviderConfig {
+            strategy: ReprovideStrategy::Roots,
+            interval: Duration::from_secs(22 * 3600),
+            max_per_second: 100,
+            concurrency: 16,
         }
     }
 }

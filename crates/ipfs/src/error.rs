@@ -24,10 +24,19 @@ pub enum IpfsError {
     /// No block arrived for the whole stall timeout.
     #[error(
         "no progress for {}s: no peer sent the {waiting} block(s) still wanted \
-         (first: {first_wanted}); {blocks} block(s), {bytes} bytes were in store before giving up",
-        stalled_for.as_secs()
+         (first: {first_wanted}){}; {blocks} block(s), {bytes} bytes were in store before giving up",
+        stalled_for.as_secs(),
+        providers.map(|p| format!("; {p}")).unwrap_or_default()
     )]
-    Stalled { stalled_for: Duration, waiting: usize, first_wanted: Cid, blocks: u64, bytes: u64 },
+    Stalled {
+        stalled_for: Duration,
+        waiting: usize,
+        first_wanted: Cid,
+        blocks: u64,
+        bytes: u64,
+        /// What the DHT lookup for the root found, when one ran.
+        providers: Option<ProvidersFound>,
+    },
     /// The DAG is larger than the configured maximum.
     #[error("DAG of {cid} exceeds the maximum size of {max_bytes} bytes")]
     TooLarge { cid: Cid, max_bytes: u64 },
@@ -55,5 +64,32 @@ pub enum IpfsError {
 impl IpfsError {
     pub(crate) fn store(error: impl std::fmt::Display) -> IpfsError {
         IpfsError::Store(error.to_string())
+    }
+}
+
+/// What a pin's DHT provider lookup had found when the pin gave up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProvidersFound {
+    /// The node knows no DHT peer to ask (no bootstrap peer reachable).
+    NoDhtPeers,
+    /// The lookup was still running, with this many providers so far.
+    Searching(usize),
+    /// The lookup ended with this many providers.
+    Done(usize),
+}
+
+impl std::fmt::Display for ProvidersFound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProvidersFound::NoDhtPeers => {
+                f.write_str("no DHT peer to look for providers (no bootstrap peer reachable)")
+            }
+            ProvidersFound::Searching(0) | ProvidersFound::Done(0) => {
+                f.write_str("no provider found in the DHT and no connected peer has it")
+            }
+            ProvidersFound::Searching(n) | ProvidersFound::Done(n) => {
+                write!(f, "{n} DHT provider(s) found, none of them sent it")
+            }
+        }
     }
 }

@@ -22,7 +22,9 @@
 
 mod bitswap;
 mod blockfile;
+mod bootstrap;
 mod car;
+mod dht;
 mod error;
 mod gc;
 mod import;
@@ -31,9 +33,19 @@ mod sink;
 mod walk;
 
 pub use car::{CarImporter, MAX_CAR_BLOCK};
-pub use error::IpfsError;
+pub use dht::{DhtMode, DhtStatus};
+pub use error::{IpfsError, ProvidersFound};
 pub use gc::{GcStats, RepoStat};
 pub use import::{AddedEntry, ImportOptions, Imported, Importer, MAX_CHUNK_SIZE};
 pub use node::{Node, NodeOptions};
 pub use sink::ImportProtection;
 pub use walk::{DagStats, FetchOptions};
+
+/// Aborts a background task when dropped, however its owner ends.
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

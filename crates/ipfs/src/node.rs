@@ -16,6 +16,7 @@ use rust_ipfs::{Ipfs, Keypair, PeerId};
 use tokio::io::AsyncWriteExt;
 
 use crate::bitswap::{Bitswap, InboundBehaviour};
+use crate::dht::{Dht, DhtHandle, DhtMode, DhtStatus};
 use crate::gc::Guard;
 use crate::IpfsError;
 
@@ -34,11 +35,24 @@ pub struct NodeOptions {
     /// Addresses other peers can dial, advertised first (identify, delegates). Empty: the bound
     /// listen addresses are used.
     pub announce: Vec<Multiaddr>,
-    /// Kademlia bootstrap peers (each ending in `/p2p/<peer id>`). Empty is allowed: the node then
-    /// only talks to peers it dials or that dial it, and does not announce its pins.
+    /// DHT bootstrap peers (each ending in `/p2p/<peer id>`; `/dnsaddr/` and `/dns*/` names are
+    /// resolved). Empty is allowed: the DHT then only learns peers that dial us or that we dial.
     pub bootstrap: Vec<Multiaddr>,
+    /// How the public DHT serves others.
+    pub dht_mode: DhtMode,
+    /// A private network's 32-byte key (Kubo's `swarm.key`): only peers with the same key can
+    /// connect, over TCP only (QUIC cannot carry a pre-shared key).
+    pub swarm_key: Option<[u8; 32]>,
     /// Folder of the block store and pin records; created when missing. One node per folder.
     pub repo_path: PathBuf,
+}
+
+/// The node's own swarm behaviours, beside the engine's: Bitswap's inbound streams and the DHTs.
+#[derive(libp2p::swarm::NetworkBehaviour)]
+#[behaviour(prelude = "libp2p::swarm::derive_prelude", to_swarm = "std::convert::Infallible")]
+pub(crate) struct Behaviour {
+    inbound: InboundBehaviour,
+    dht: Dht,
 }
 
 /// A running embedded IPFS node. Cheap to clone: clones share the same node.
@@ -60,8 +74,9 @@ pub(crate) struct Inner {
     pub(crate) ipfs: Ipfs,
     pub(crate) peer_id: PeerId,
     announce: Vec<Multiaddr>,
-    /// True when bootstrap peers were configured: pins are then announced on the DHT.
-    pub(crate) announces: bool,
+    pub(crate) dht: DhtHandle,
+    /// Stops the bootstrap and refresh task with the node.
+    _bootstrap: crate::AbortOnDrop,
     pub(crate) guard: Guard,
     pub(crate) bitswap: Bitswap,
     pub(crate) repo_path: PathBuf,
@@ -75,24 +90,33 @@ impl Node {
         let keypair = Keypair::from_protobuf_encoding(&options.keypair_protobuf)
             .map_err(|e| IpfsError::Identity(e.to_string()))?;
         let peer_id = keypair.public().to_peer_id();
+        if options.swarm_key.is_some() {
+            if let Some(addr) = options.listen.iter().find(|a| a.iter().any(|p| matches!(p, Protocol::QuicV1))) {
+                return Err(IpfsError::Listen {
+                    addr: addr.clone(),
+                    reason: "QUIC cannot be used in a private network (swarm key set): listen on TCP only".into(),
+                });
+            }
+        }
         let identify = IdentifyConfiguration {
             agent_version: format!("pincluster/{}", env!("CARGO_PKG_VERSION")),
             ..IdentifyConfiguration::default()
         };
         let (inbound_tx, inbound_rx) = tokio::sync::mpsc::unbounded_channel();
-        let mut builder = IpfsBuilder::<InboundBehaviour>::with_keypair(&keypair)
+        let (dht, dht_handle) = Dht::new(peer_id, options.dht_mode);
+        let mut builder = IpfsBuilder::<Behaviour>::with_keypair(&keypair)
             .map_err(|e| IpfsError::Identity(e.to_string()))?
-            .with_custom_behaviour(move |_| Ok(InboundBehaviour::new(inbound_tx)))
+            .with_custom_behaviour(move |_| Ok(Behaviour { inbound: InboundBehaviour::new(inbound_tx), dht }))
             .with_identify(identify)
             .with_ping(Default::default())
+            .with_autonat()
             .with_streams()
-            .with_kademlia()
             .enable_tcp()
-            .enable_quic()
             .set_path(&options.repo_path);
-        for addr in &options.bootstrap {
-            builder = builder.add_bootstrap(addr.clone());
-        }
+        builder = match options.swarm_key {
+            Some(key) => builder.enable_pnet(libp2p::pnet::PreSharedKey::new(key)),
+            None => builder.enable_quic(),
+        };
         let ipfs = builder.start().await.map_err(|e| IpfsError::Start(format!("{e:#}")))?;
 
         // Listening after the start (not through the builder) reports bind failures to the caller
@@ -115,27 +139,29 @@ impl Node {
                 return Err(e);
             }
         };
-        let announces = !options.bootstrap.is_empty();
-        if announces {
-            let ipfs = ipfs.clone();
-            tokio::spawn(async move {
-                if let Err(e) = ipfs.bootstrap().await {
-                    tracing::warn!(error = %e, "DHT bootstrap failed");
-                }
-            });
-        }
-        tracing::info!(%peer_id, "IPFS node started");
+        let bootstrap = crate::AbortOnDrop(tokio::spawn(crate::bootstrap::run(
+            ipfs.clone(),
+            dht_handle.clone(),
+            options.bootstrap,
+        )));
+        tracing::info!(%peer_id, private_network = options.swarm_key.is_some(), "IPFS node started");
         Ok(Node {
             inner: Arc::new(Inner {
                 ipfs,
                 peer_id,
                 announce: options.announce,
-                announces,
+                dht: dht_handle,
+                _bootstrap: bootstrap,
                 guard: Guard::default(),
                 bitswap,
                 repo_path: options.repo_path,
             }),
         })
+    }
+
+    /// The DHT's routing tables and announcement counters.
+    pub fn dht_status(&self) -> DhtStatus {
+        self.inner.dht.status()
     }
 
     /// The node's peer ID in its usual text form (`12D3Koo…` for Ed25519 keys).

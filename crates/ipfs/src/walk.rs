@@ -7,17 +7,20 @@
 //! store before it reaches the walk; the pin record is written only after the whole DAG is on
 //! disk.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cid::Cid;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
+use libp2p::kad::RecordKey;
 use multiaddr::Multiaddr;
 use pincluster_model::{PinMode, Progress};
 use rust_ipfs::repo::{PinMode as EnginePinMode, PinStore};
 use rust_ipfs::Block;
 use tokio::time::Instant;
 
+use crate::error::ProvidersFound;
 use crate::gc::Protection;
 use crate::{IpfsError, Node};
 
@@ -30,7 +33,7 @@ const DAG_JSON: u64 = 0x0129;
 #[derive(Clone, Debug)]
 pub struct FetchOptions {
     /// Peers dialled first, best effort: a failed dial does not fail the pin. After them, every
-    /// connected peer is asked, then DHT providers (when bootstrap peers are configured).
+    /// connected peer is asked, then DHT providers.
     pub origins: Vec<Multiaddr>,
     /// The pin fails when no block arrives for this long.
     pub stall_timeout: Duration,
@@ -81,7 +84,8 @@ impl Node {
         mut progress: impl FnMut(Progress),
     ) -> Result<DagStats, IpfsError> {
         self.dial_origins(&options.origins).await;
-        let _lookup = self.inner.announces.then(|| AbortOnDrop(tokio::spawn(dial_providers(self.clone(), *cid))));
+        let lookup = ProviderLookup::default();
+        let _lookup = crate::AbortOnDrop(tokio::spawn(dial_providers(self.clone(), *cid, lookup.clone())));
         let protection = self.inner.guard.protect();
         let mut walk = Walk {
             node: self,
@@ -94,7 +98,12 @@ impl Node {
             fetched: Vec::new(),
             progress: &mut progress,
         };
-        walk.run(*cid).await?;
+        walk.run(*cid).await.map_err(|e| match e {
+            IpfsError::Stalled { stalled_for, waiting, first_wanted, blocks, bytes, .. } => {
+                IpfsError::Stalled { stalled_for, waiting, first_wanted, blocks, bytes, providers: lookup.outcome() }
+            }
+            other => other,
+        })?;
         let Walk { stats, refs, fetched, .. } = walk;
         // Every fetched block is on disk before the pin is recorded.
         crate::blockfile::sync_blocks(&self.inner.repo_path, &fetched).await?;
@@ -114,19 +123,44 @@ impl Node {
             }
         }
         drop(protection);
-
-        if self.inner.announces {
-            let ipfs = self.inner.ipfs.clone();
-            let cid = *cid;
-            tokio::spawn(async move {
-                if let Err(e) = ipfs.provide(cid).await {
-                    tracing::debug!(%cid, error = %e, "DHT announce failed");
-                }
-            });
-        }
         Ok(stats)
     }
 
+    /// Announces this node on the DHT as a provider of `cid`; false when no DHT peer took the
+    /// record (or there is none).
+    pub async fn provide(&self, cid: &Cid) -> bool {
+        self.inner.dht.provide(RecordKey::new(&cid.hash().to_bytes())).await
+    }
+
+    /// Announces every block of the local DAG under `root` (what is on disk; nothing is fetched),
+    /// a few at a time; returns how many announcements reached a peer and how many did not.
+    pub async fn provide_dag(&self, root: &Cid) -> (u64, u64) {
+        let repo = self.inner.ipfs.repo();
+        let mut seen = std::collections::HashSet::new();
+        let mut stack = vec![*root];
+        let mut inflight = FuturesUnordered::new();
+        let (mut ok, mut failed) = (0u64, 0u64);
+        loop {
+            while inflight.len() < PROVIDE_DAG_CONCURRENCY {
+                let Some(cid) = stack.pop() else { break };
+                if !seen.insert(*cid.hash()) {
+                    continue;
+                }
+                if let Ok(Some(block)) = repo.get_block_now(&cid).await {
+                    let mut links: Vec<Cid> = Vec::new();
+                    if cid.codec() != RAW && block.references(&mut links).is_ok() {
+                        stack.extend(links);
+                    }
+                }
+                inflight.push(async move { self.provide(&cid).await });
+            }
+            match inflight.next().await {
+                Some(true) => ok += 1,
+                Some(false) => failed += 1,
+                None => return (ok, failed),
+            }
+        }
+    }
     /// Removes the pin of `cid` (direct or recursive, whichever form of the CID was pinned). The
     /// blocks stay until [`Node::gc`]. Unpinning a CID that is not pinned is not an error.
     pub async fn unpin(&self, cid: &Cid) -> Result<(), IpfsError> {
@@ -181,48 +215,49 @@ impl Node {
 const PROVIDER_LOOKUP_DELAY: Duration = Duration::from_secs(3);
 /// The most providers dialled per lookup.
 const MAX_PROVIDERS: usize = 8;
+/// Blocks of one DAG announced at once by [`Node::provide_dag`].
+const PROVIDE_DAG_CONCURRENCY: usize = 8;
 
-/// Aborts a background task when the pin ends, however it ends.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// What one pin's provider lookup found, for the reason of a pin that stalls.
+#[derive(Clone, Default)]
+struct ProviderLookup(Arc<Mutex<Option<ProvidersFound>>>);
 
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+impl ProviderLookup {
+    fn outcome(&self) -> Option<ProvidersFound> {
+        self.0.lock().ok().and_then(|found| *found)
+    }
+
+    fn set(&self, found: ProvidersFound) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(found);
+        }
     }
 }
 
 /// Looks up DHT providers of `root` (after a short delay, so pins served by origins or
-/// connected peers never pay for it) and dials a few; the Bitswap engine then asks them.
-async fn dial_providers(node: Node, root: Cid) {
+/// connected peers never pay for it); the DHT dials each one found and the Bitswap engine then
+/// asks them.
+async fn dial_providers(node: Node, root: Cid, lookup: ProviderLookup) {
     tokio::time::sleep(PROVIDER_LOOKUP_DELAY).await;
-    let ipfs = &node.inner.ipfs;
-    let mut providers = match ipfs.get_providers(root).await {
-        Ok(providers) => providers,
-        Err(e) => {
-            tracing::debug!(%root, error = %e, "provider lookup failed");
-            return;
+    let dht = &node.inner.dht;
+    if !dht.has_peers() {
+        lookup.set(ProvidersFound::NoDhtPeers);
+        return;
+    }
+    let mut found = dht.find_providers(RecordKey::new(&root.hash().to_bytes())).await;
+    let mut providers = 0usize;
+    lookup.set(ProvidersFound::Searching(0));
+    while let Some(peer) = found.recv().await {
+        providers += 1;
+        tracing::info!(%root, %peer, "found a provider in the DHT");
+        lookup.set(ProvidersFound::Searching(providers));
+        if providers >= MAX_PROVIDERS {
+            break;
         }
-    };
-    let mut dialled = std::collections::HashSet::new();
-    let lookup = async {
-        while let Some(Ok(peers)) = providers.next().await {
-            for peer in peers {
-                if peer == node.inner.peer_id || !dialled.insert(peer) {
-                    continue;
-                }
-                if let Err(e) = ipfs.connect(peer).await {
-                    tracing::debug!(%peer, error = %e, "provider not reachable");
-                }
-                if dialled.len() >= MAX_PROVIDERS {
-                    return;
-                }
-            }
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(30), lookup).await;
-    tracing::debug!(%root, providers = dialled.len(), "provider lookup done");
+    }
+    lookup.set(ProvidersFound::Done(providers));
+    tracing::debug!(%root, providers, "provider lookup done");
 }
-
 /// The pin record is kept under the CIDv1 form, so a pin made as CIDv0 is found as CIDv1 too.
 fn canonical(cid: &Cid) -> Cid {
     Cid::new_v1(cid.codec(), *cid.hash())
@@ -291,6 +326,7 @@ impl<F: FnMut(Progress)> Walk<'_, F> {
                         first_wanted: wanted.first().copied().unwrap_or(root),
                         blocks: self.stats.blocks,
                         bytes: self.stats.bytes,
+                        providers: None,
                     });
                 }
             }

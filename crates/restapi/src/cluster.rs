@@ -18,7 +18,7 @@ use crate::Context;
 const METRIC_NAMES: [&str; 4] = ["freespace", "ping", "pinqueue", "reposize"];
 
 pub(crate) async fn id(ctx: web::Data<Context>) -> HttpResponse {
-    HttpResponse::Ok().json(wire::Id::of_this_peer(&ctx.options, &ctx.members()))
+    HttpResponse::Ok().json(wire::Id::of_this_peer(&ctx.options, &ctx.members(), &ctx.tracker))
 }
 
 pub(crate) async fn version() -> HttpResponse {
@@ -33,7 +33,7 @@ pub(crate) async fn peers(req: HttpRequest, ctx: web::Data<Context>) -> HttpResp
         .iter()
         .map(|p| {
             if p.member.peer_id == members.me {
-                wire::Id::of_this_peer(&ctx.options, &members)
+                wire::Id::of_this_peer(&ctx.options, &members, &ctx.tracker)
             } else {
                 wire::Id::of_member(p, &members)
             }
@@ -58,7 +58,7 @@ pub(crate) async fn add_peer(
     let peer = options::parse_peer_id(body.peer_id.trim()).map_err(ApiError::bad)?;
     let members = ctx.members();
     if peer == ctx.options.peer_id {
-        return Ok(HttpResponse::Ok().json(wire::Id::of_this_peer(&ctx.options, &members)));
+        return Ok(HttpResponse::Ok().json(wire::Id::of_this_peer(&ctx.options, &members, &ctx.tracker)));
     }
     if let Some(member) = members.peers.iter().find(|p| p.member.peer_id == peer) {
         return Ok(HttpResponse::Ok().json(wire::Id::of_member(member, &members)));

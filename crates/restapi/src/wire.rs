@@ -32,6 +32,74 @@ pub(crate) struct IpfsId {
     id: String,
     addresses: Vec<String>,
     error: String,
+    /// This peer's DHT (pincluster's own field; absent for other members).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dht: Option<Dht>,
+    /// What this peer announces to the DHT (pincluster's own field).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reprovider: Option<Reprovider>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Dht {
+    /// `server` when the public DHT answers queries, else `client`.
+    mode: &'static str,
+    wan_peers: usize,
+    lan_peers: usize,
+    lookups: u64,
+    announced: u64,
+    announce_failures: u64,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Reprovider {
+    strategy: &'static str,
+    /// The run in progress: its start (RFC 3339) and the pins it has covered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    running_since: Option<String>,
+    run_done: u64,
+    /// The last complete run: its end, its pins and its duration in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_run_end: Option<String>,
+    last_run_pins: u64,
+    last_run_seconds: f64,
+    /// New pins announced since start, and announcements no DHT peer took.
+    announced: u64,
+    failed: u64,
+}
+
+impl Dht {
+    fn of(status: pincluster_tracker::DhtStatus) -> Dht {
+        Dht {
+            mode: if status.wan_server { "server" } else { "client" },
+            wan_peers: status.wan_peers,
+            lan_peers: status.lan_peers,
+            lookups: status.lookups,
+            announced: status.announced,
+            announce_failures: status.announce_failures,
+        }
+    }
+}
+
+impl Reprovider {
+    fn of(status: pincluster_tracker::ReprovideStatus) -> Reprovider {
+        use pincluster_tracker::ReprovideStrategy;
+        let time = |ms: u64| pincluster_model::Timestamp(ms).to_rfc3339();
+        Reprovider {
+            strategy: match status.strategy {
+                ReprovideStrategy::Roots => "roots",
+                ReprovideStrategy::All => "all",
+                ReprovideStrategy::None => "none",
+            },
+            running_since: status.running_since.map(time),
+            run_done: status.run_done,
+            last_run_end: status.last_run_end.map(time),
+            last_run_pins: status.last_run_pins,
+            last_run_seconds: status.last_run_ms as f64 / 1000.0,
+            announced: status.announced,
+            failed: status.failed,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -52,7 +120,11 @@ pub(crate) struct Id {
 
 impl Id {
     /// This peer, whose IPFS node is embedded (same peer ID), among `members`.
-    pub(crate) fn of_this_peer(options: &RestOptions, members: &crate::members::Members) -> Id {
+    pub(crate) fn of_this_peer(
+        options: &RestOptions,
+        members: &crate::members::Members,
+        tracker: &pincluster_tracker::Tracker,
+    ) -> Id {
         Id {
             id: options.peer_id.clone(),
             addresses: options.addresses.clone(),
@@ -62,7 +134,13 @@ impl Id {
             commit: option_env!("PINCLUSTER_COMMIT").unwrap_or(""),
             rpc_protocol_version: RPC_PROTOCOL_VERSION,
             error: String::new(),
-            ipfs: IpfsId { id: options.peer_id.clone(), addresses: options.addresses.clone(), error: String::new() },
+            ipfs: IpfsId {
+                id: options.peer_id.clone(),
+                addresses: options.addresses.clone(),
+                error: String::new(),
+                dht: Some(Dht::of(tracker.dht_status())),
+                reprovider: Some(Reprovider::of(tracker.reprovide_status())),
+            },
             peername: options.peername.clone(),
             role: members.peers.iter().find(|p| p.member.peer_id == options.peer_id).map_or("voter", |p| role(p.role)),
         }
@@ -83,7 +161,13 @@ impl Id {
             commit: "",
             rpc_protocol_version: RPC_PROTOCOL_VERSION,
             error: members.down(peer).unwrap_or_default(),
-            ipfs: IpfsId { id: peer.member.peer_id.clone(), addresses: ipfs_addresses, error: String::new() },
+            ipfs: IpfsId {
+                id: peer.member.peer_id.clone(),
+                addresses: ipfs_addresses,
+                error: String::new(),
+                dht: None,
+                reprovider: None,
+            },
             peername: peer.member.name.clone(),
             role: role(peer.role),
         }

@@ -9,9 +9,9 @@ use anyhow::Context as _;
 use pincluster_auth::{Authenticator, TokenOptions};
 use pincluster_config::{ApiConfig, Identity, Overrides, ServiceConfig, CONFIG_FILE, IDENTITY_FILE};
 use pincluster_httpcommon::{ApiServer, RenderError};
-use pincluster_ipfs::{IpfsError, Node, NodeOptions};
+use pincluster_ipfs::{DhtMode, IpfsError, Node, NodeOptions};
 use pincluster_state::{Pinset, StateOptions};
-use pincluster_tracker::{Tracker, TrackerOptions};
+use pincluster_tracker::{ReprovideOptions, ReprovideStrategy, Tracker, TrackerOptions};
 
 use crate::cluster;
 use crate::reload::{self, Reloadable};
@@ -81,7 +81,7 @@ pub fn run(dir: &Path, args: DaemonArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the IPFS runtime")?;
     let state = Pinset::open(&state_options(dir, &config)).context("cannot open the pinset")?;
-    let node = node_runtime.block_on(Node::start(node_options(dir, &config, &identity))).map_err(|e| match e {
+    let node = node_runtime.block_on(Node::start(node_options(dir, &config, &identity)?)).map_err(|e| match e {
         IpfsError::Listen { addr, reason } => anyhow::anyhow!(
             "the IPFS node cannot listen on {addr}: {reason}; another program (a Kubo node?) may hold the port: \
              change ipfs.listen_multiaddress in {}",
@@ -95,7 +95,7 @@ pub fn run(dir: &Path, args: DaemonArgs) -> anyhow::Result<()> {
         .context("cannot start the cluster")?;
     let tracker = {
         let _entered = node_runtime.enter();
-        let mut options = tracker_options(&config);
+        let mut options = tracker_options(dir, &config);
         options.peer_id = identity.peer_id();
         let tracker = Tracker::start(state.clone(), node.clone(), options, cluster::log(&consensus, &config.cluster));
         tokio::spawn(cluster::follow(tracker.clone(), events));
@@ -127,17 +127,35 @@ pub fn run(dir: &Path, args: DaemonArgs) -> anyhow::Result<()> {
     result
 }
 
-fn node_options(dir: &Path, config: &ServiceConfig, identity: &Identity) -> NodeOptions {
-    NodeOptions {
-        keypair_protobuf: identity.keypair_protobuf(),
-        listen: config.ipfs.listen_multiaddress.clone(),
-        announce: config.ipfs.announce_multiaddress.clone(),
-        bootstrap: config.ipfs.bootstrap.clone(),
-        repo_path: dir.join("data").join("ipfs"),
+fn node_options(dir: &Path, config: &ServiceConfig, identity: &Identity) -> anyhow::Result<NodeOptions> {
+    let ipfs = &config.ipfs;
+    let swarm_key = match ipfs.swarm_key_file.trim() {
+        "" => None,
+        file => Some(pincluster_config::read_swarm_key(&dir.join(file)).map_err(|reason| {
+            anyhow::anyhow!("ipfs.swarm_key_file in {}: {reason}", dir.join(pincluster_config::CONFIG_FILE).display())
+        })?),
+    };
+    let mut bootstrap = ipfs.bootstrap.clone();
+    if swarm_key.is_some() && bootstrap == pincluster_config::amino_bootstrap() {
+        tracing::info!("private network: the public DHT bootstrap list is not used (set ipfs.bootstrap to your peers)");
+        bootstrap.clear();
     }
+    Ok(NodeOptions {
+        keypair_protobuf: identity.keypair_protobuf(),
+        listen: ipfs.listen_multiaddress.clone(),
+        announce: ipfs.announce_multiaddress.clone(),
+        bootstrap,
+        dht_mode: match ipfs.dht_mode {
+            pincluster_config::DhtMode::Auto => DhtMode::Auto,
+            pincluster_config::DhtMode::Client => DhtMode::Client,
+            pincluster_config::DhtMode::Server => DhtMode::Server,
+        },
+        swarm_key,
+        repo_path: dir.join("data").join("ipfs"),
+    })
 }
 
-fn tracker_options(config: &ServiceConfig) -> TrackerOptions {
+fn tracker_options(dir: &Path, config: &ServiceConfig) -> TrackerOptions {
     let tracker = &config.pin_tracker;
     TrackerOptions {
         concurrent_pins: tracker.concurrent_pins,
@@ -150,6 +168,17 @@ fn tracker_options(config: &ServiceConfig) -> TrackerOptions {
         max_outstanding_wants: config.ipfs.max_outstanding_wants,
         peer_id: String::new(),
         allocate_by: config.cluster.allocate_by.clone(),
+        reprovide: ReprovideOptions {
+            strategy: match config.ipfs.reprovider.strategy {
+                pincluster_config::ReprovideStrategy::Roots => ReprovideStrategy::Roots,
+                pincluster_config::ReprovideStrategy::All => ReprovideStrategy::All,
+                pincluster_config::ReprovideStrategy::None => ReprovideStrategy::None,
+            },
+            interval: config.ipfs.reprovider.interval.non_zero(),
+            max_per_second: config.ipfs.reprovider.max_per_second,
+            concurrency: config.ipfs.reprovider.concurrency,
+            state_file: dir.join("data").join("reprovide.state"),
+        },
     }
 }
 

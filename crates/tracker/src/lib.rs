@@ -10,6 +10,7 @@
 
 mod allocate;
 mod report;
+mod reprovide;
 mod worker;
 
 use std::sync::Arc;
@@ -18,13 +19,16 @@ use futures_util::future::BoxFuture;
 
 use pincluster_ipfs::{GcStats, Node, RepoStat};
 
-pub use pincluster_ipfs::{AddedEntry, CarImporter, ImportOptions, Imported, Importer, IpfsError, MAX_CHUNK_SIZE};
+pub use pincluster_ipfs::{
+    AddedEntry, CarImporter, DhtStatus, ImportOptions, Imported, Importer, IpfsError, MAX_CHUNK_SIZE,
+};
 use pincluster_model::{Cid, NewPin, PinStatus, PinView, Timestamp, UserName, ValidationError};
 use pincluster_state::{
     Applied, Command, PinOutcome, Pinset, Reader, ReplaceOutcome, Reported, StateError, StatusUpdate,
 };
 
 pub use allocate::{allocate, Candidate};
+pub use reprovide::{ReprovideOptions, ReprovideStatus, ReprovideStrategy};
 pub use worker::TrackerOptions;
 use worker::Workers;
 
@@ -134,6 +138,16 @@ impl Tracker {
                 tracing::info!(count = reported, "statuses that the log did not hold are reported again");
             }
         });
+    }
+
+    /// What the reprovider has announced to the DHT.
+    pub fn reprovide_status(&self) -> ReprovideStatus {
+        self.workers.reprovider.status()
+    }
+
+    /// The embedded node's DHT routing tables and counters.
+    pub fn dht_status(&self) -> pincluster_ipfs::DhtStatus {
+        self.workers.node().dht_status()
     }
 
     /// The pinset, read-only: every write goes through the tracker.

@@ -15,6 +15,7 @@ use pincluster_state::{Pinset, StateError, StatusUpdate};
 use tokio::sync::{mpsc, Notify};
 
 use crate::report::Reporter;
+use crate::reprovide::{ReprovideOptions, ReprovideStrategy, Reprovider};
 use crate::TrackerError;
 
 /// How often a running pin writes its progress to the pinset.
@@ -49,6 +50,8 @@ pub struct TrackerOptions {
     pub peer_id: String,
     /// The metrics allocation orders peers by (`cluster.allocate_by`).
     pub allocate_by: Vec<String>,
+    /// Announcing held pins to the DHT.
+    pub reprovide: ReprovideOptions,
 }
 
 impl Default for TrackerOptions {
@@ -64,6 +67,13 @@ impl Default for TrackerOptions {
             max_outstanding_wants: 256,
             peer_id: String::new(),
             allocate_by: vec!["tag:group".into(), "freespace".into()],
+            reprovide: ReprovideOptions {
+                strategy: ReprovideStrategy::None,
+                interval: None,
+                max_per_second: 100,
+                concurrency: 16,
+                state_file: std::path::PathBuf::new(),
+            },
         }
     }
 }
@@ -84,6 +94,8 @@ pub(crate) struct Workers {
     runtime: tokio::runtime::Handle,
     /// Where every recorded status goes, to be reported through the log.
     pub(crate) reporter: Arc<Reporter>,
+    /// Announces pins once they are pinned, and all of them on a schedule.
+    pub(crate) reprovider: Reprovider,
 }
 
 impl Workers {
@@ -93,6 +105,7 @@ impl Workers {
     pub(crate) fn start(state: Pinset, node: Node, options: TrackerOptions) -> Arc<Workers> {
         let capacity = options.max_pin_queue_size.max(1);
         let (queue, receiver) = mpsc::channel(capacity);
+        let reprovider = Reprovider::start(state.clone(), node.clone(), options.reprovide.clone());
         let workers = Arc::new(Workers {
             state,
             node,
@@ -104,6 +117,7 @@ impl Workers {
             gc_wanted: Notify::new(),
             runtime: tokio::runtime::Handle::current(),
             reporter: Arc::new(Reporter::default()),
+            reprovider,
         });
         let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
         for _ in 0..workers.options.concurrent_pins.max(1) {
@@ -261,7 +275,9 @@ impl Workers {
                     ..StatusUpdate::status(PinStatus::Pinned)
                 };
                 tracing::info!(%cid, blocks = stats.blocks, bytes = stats.bytes, fetched = stats.fetched_blocks, "pinned");
-                if !self.record(&cid, update).await {
+                if self.record(&cid, update).await {
+                    self.reprovider.announce(cid);
+                } else {
                     // Unpinned while the last block arrived: release it again.
                     let node = self.node.clone();
                     let _ = node.unpin(&cid).await;
