@@ -70,9 +70,12 @@ async fn join(ipfs: &Ipfs, dht: &DhtHandle, resolver: Option<&TokioResolver>, bo
         }
     }
     let dials = targets.into_iter().map(|(peer, addr)| async move {
-        dht.add_peer(peer, addr.clone()).await;
         match tokio::time::timeout(DIAL_TIMEOUT, ipfs.connect(addr.clone())).await {
-            Ok(Ok(_)) => Some(peer),
+            Ok(Ok(_)) => {
+                // Only a peer that answered goes in a routing table.
+                dht.add_peer(peer, addr).await;
+                Some(peer)
+            }
             Ok(Err(e)) => {
                 tracing::debug!(%addr, error = %e, "bootstrap peer not reachable");
                 None
