@@ -71,11 +71,17 @@ mod tests {
 
     #[test]
     fn bad_files_say_what_is_wrong() {
-        assert!(parse_swarm_key(b"").unwrap_err().contains("empty"));
-        assert!(parse_swarm_key(b"/key/other/\n/base16/\n00").unwrap_err().contains("first line"));
-        assert!(parse_swarm_key(format!("{HEADER}\n/base32/\nAA").as_bytes()).unwrap_err().contains("second line"));
-        assert!(parse_swarm_key(format!("{HEADER}\n/base16/\nabcd").as_bytes()).unwrap_err().contains("64 hex"));
+        assert!(parse_swarm_key(b"").expect_err("refused").contains("empty"));
+        assert!(parse_swarm_key(b"/key/other/\n/base16/\n00").expect_err("refused").contains("first line"));
+        assert!(parse_swarm_key(format!("{HEADER}\n/base32/\nAA").as_bytes())
+            .expect_err("refused")
+            .contains("second line"));
+        assert!(parse_swarm_key(format!("{HEADER}\n/base16/\nabcd").as_bytes())
+            .expect_err("refused")
+            .contains("64 hex"));
         let short = base64::engine::general_purpose::STANDARD.encode([1u8; 16]);
-        assert!(parse_swarm_key(format!("{HEADER}\n/base64/\n{short}").as_bytes()).unwrap_err().contains("16 bytes"));
+        assert!(parse_swarm_key(format!("{HEADER}\n/base64/\n{short}").as_bytes())
+            .expect_err("refused")
+            .contains("16 bytes"));
     }
 }

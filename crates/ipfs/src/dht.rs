@@ -423,11 +423,9 @@ impl Dht {
             }
             kad::Event::UnroutablePeer { peer } => self.confirmed(class, peer, None),
             kad::Event::RoutingUpdated { .. } => self.update_counts(),
-            kad::Event::ModeChanged { new_mode } => {
-                if class == Class::Wan {
-                    self.shared.wan_server.store(new_mode == Mode::Server, Ordering::Relaxed);
-                    tracing::info!(mode = %new_mode, "public DHT mode changed");
-                }
+            kad::Event::ModeChanged { new_mode } if class == Class::Wan => {
+                self.shared.wan_server.store(new_mode == Mode::Server, Ordering::Relaxed);
+                tracing::info!(mode = %new_mode, "public DHT mode changed");
             }
             kad::Event::OutboundQueryProgressed { id, result, step, .. } => {
                 self.on_progress(class, id, result, step.last)

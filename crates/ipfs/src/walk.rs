@@ -85,7 +85,9 @@ impl Node {
     ) -> Result<DagStats, IpfsError> {
         self.dial_origins(&options.origins).await;
         let lookup = ProviderLookup::default();
-        let _lookup = crate::AbortOnDrop(tokio::spawn(dial_providers(self.clone(), *cid, lookup.clone())));
+        // Without origins the DHT is the likely source: ask it at once, beside connected peers.
+        let delay = if options.origins.is_empty() { Duration::ZERO } else { PROVIDER_LOOKUP_DELAY };
+        let _lookup = crate::AbortOnDrop(tokio::spawn(dial_providers(self.clone(), *cid, delay, lookup.clone())));
         let protection = self.inner.guard.protect();
         let mut walk = Walk {
             node: self,
@@ -211,8 +213,9 @@ impl Node {
     }
 }
 
-/// When a pin has not finished after this long, DHT providers of its root are looked up.
-const PROVIDER_LOOKUP_DELAY: Duration = Duration::from_secs(3);
+/// When a pin with origins has not finished after this long, DHT providers of its root are
+/// looked up too (Kubo's Bitswap waits 1 s before its provider search).
+const PROVIDER_LOOKUP_DELAY: Duration = Duration::from_secs(1);
 /// The most providers dialled per lookup.
 const MAX_PROVIDERS: usize = 8;
 /// Blocks of one DAG announced at once by [`Node::provide_dag`].
@@ -234,11 +237,11 @@ impl ProviderLookup {
     }
 }
 
-/// Looks up DHT providers of `root` (after a short delay, so pins served by origins or
-/// connected peers never pay for it); the DHT dials each one found and the Bitswap engine then
+/// Looks up DHT providers of `root` (after `delay`, so pins served by their origins never pay
+/// for it); the DHT dials each one found and the Bitswap engine then
 /// asks them.
-async fn dial_providers(node: Node, root: Cid, lookup: ProviderLookup) {
-    tokio::time::sleep(PROVIDER_LOOKUP_DELAY).await;
+async fn dial_providers(node: Node, root: Cid, delay: Duration, lookup: ProviderLookup) {
+    tokio::time::sleep(delay).await;
     let dht = &node.inner.dht;
     if !dht.has_peers() {
         lookup.set(ProvidersFound::NoDhtPeers);

@@ -2,7 +2,7 @@
 //! store.
 #![allow(clippy::unwrap_used)] // Unwrap is fine in tests.
 
-use pincluster_ipfs::{IpfsError, Node, NodeOptions};
+use pincluster_ipfs::{DhtMode, IpfsError, Node, NodeOptions};
 use pincluster_model::Multiaddr;
 
 fn options(dir: &std::path::Path, seed: u8) -> NodeOptions {
@@ -12,6 +12,8 @@ fn options(dir: &std::path::Path, seed: u8) -> NodeOptions {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         announce: vec!["/dns4/pin.example.org/tcp/4001".parse().unwrap()],
         bootstrap: Vec::new(),
+        dht_mode: DhtMode::Auto,
+        swarm_key: None,
         repo_path: dir.to_path_buf(),
     }
 }

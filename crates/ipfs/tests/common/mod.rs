@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use pincluster_ipfs::{Node, NodeOptions};
+use pincluster_ipfs::{DhtMode, Node, NodeOptions};
 use pincluster_model::{Cid, Multiaddr};
 use rand::{RngCore, SeedableRng};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
@@ -132,6 +132,8 @@ pub async fn start_node(dir: &Path, seed: u8) -> Node {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         announce: Vec::new(),
         bootstrap: Vec::new(),
+        dht_mode: DhtMode::Auto,
+        swarm_key: None,
         repo_path: dir.to_path_buf(),
     })
     .await
