@@ -53,7 +53,7 @@ fn daemon_in_dht(bootstrap: &[String], extra: Value) -> Daemon {
     let mut config = test_config(
         json!({ "ipfs": { "bootstrap": bootstrap, "pin_timeout": "30s" }, "pin_tracker": { "max_retries": 0 } }),
     );
-    merge_into(&mut config, extra);
+    merge(&mut config, extra);
     let daemon = Daemon::start(config);
     if !bootstrap.is_empty() {
         eventually(Duration::from_secs(30), "a LAN DHT peer", || {
@@ -66,17 +66,6 @@ fn daemon_in_dht(bootstrap: &[String], extra: Value) -> Daemon {
 /// Whether the daemon's node has connected to `peer`: the swarm logs every connection.
 fn connected(daemon: &Daemon, peer: &str) -> bool {
     daemon.log().lines().any(|l| l.contains("connection established") && l.contains(peer))
-}
-
-fn merge_into(base: &mut Value, extra: Value) {
-    match (base, extra) {
-        (Value::Object(b), Value::Object(e)) => {
-            for (k, v) in e {
-                merge_into(b.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (b, e) => *b = e,
-    }
 }
 
 /// `a` and `b` connect (both ways known); the LAN DHT adds each to the other's table.

@@ -52,7 +52,8 @@ pub fn test_config(extra: Value) -> Value {
     base
 }
 
-fn merge(base: &mut Value, extra: Value) {
+/// Merges `extra` into `base`: objects merge key by key, other values replace.
+pub fn merge(base: &mut Value, extra: Value) {
     match (base, extra) {
         (Value::Object(b), Value::Object(e)) => {
             for (k, v) in e {
