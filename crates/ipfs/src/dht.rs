@@ -84,6 +84,13 @@ pub struct DhtStatus {
     pub announce_failures: u64,
 }
 
+impl DhtStatus {
+    /// Peers in both routing tables.
+    pub fn peers(&self) -> usize {
+        self.wan_peers + self.lan_peers
+    }
+}
+
 enum Command {
     AddPeer(PeerId, Multiaddr),
     Bootstrap,
@@ -145,8 +152,7 @@ impl DhtHandle {
 
     /// Whether either routing table has a peer.
     pub(crate) fn has_peers(&self) -> bool {
-        let status = self.status();
-        status.wan_peers + status.lan_peers > 0
+        self.status().peers() > 0
     }
 }
 

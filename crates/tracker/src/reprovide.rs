@@ -191,7 +191,7 @@ impl Run {
     /// Announces every pin this peer holds, oldest first, from where an interrupted run stopped;
     /// new pins queued meanwhile go first.
     async fn full_run(&mut self, queue: &mut mpsc::Receiver<Cid>, ticker: &mut tokio::time::Interval) {
-        if self.node.dht_status().wan_peers + self.node.dht_status().lan_peers == 0 {
+        if self.node.dht_status().peers() == 0 {
             // Nobody to announce to: try again later rather than fail every pin.
             tracing::debug!("reprovide run postponed: no DHT peer");
             tokio::time::sleep(Duration::from_secs(60)).await;
