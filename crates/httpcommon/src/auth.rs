@@ -35,9 +35,14 @@ impl FromRequest for Authenticated {
     }
 }
 
-/// Whether a request may pass without credentials: CORS preflights and health checks.
+/// Whether a request may pass without credentials: CORS preflights, health
+/// checks and the dashboard's static files (its data routes, under
+/// `/ui/api/`, are authenticated like any other).
 fn bypasses_auth(req: &ServiceRequest) -> bool {
-    req.method() == Method::OPTIONS || (req.method() == Method::GET && req.path() == "/health")
+    let path = req.path();
+    let static_ui = (path == "/ui" || path.starts_with("/ui/")) && !path.starts_with("/ui/api/");
+    req.method() == Method::OPTIONS
+        || ((req.method() == Method::GET || req.method() == Method::HEAD) && (path == "/health" || static_ui))
 }
 
 pub(crate) async fn middleware(

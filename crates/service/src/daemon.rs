@@ -258,13 +258,23 @@ async fn serve(
             ),
             _ => (
                 pincluster_pinsvc::render_error,
-                pincluster_pinsvc::routes(
-                    tracker.clone(),
-                    pincluster_pinsvc::PinsvcOptions {
-                        delegates: delegates.clone(),
-                        replication: (config.cluster.replication_factor_min, config.cluster.replication_factor_max),
-                    },
-                ),
+                {
+                    let psa = pincluster_pinsvc::routes(
+                        tracker.clone(),
+                        pincluster_pinsvc::PinsvcOptions {
+                            delegates: delegates.clone(),
+                            replication: (
+                                config.cluster.replication_factor_min,
+                                config.cluster.replication_factor_max,
+                            ),
+                        },
+                    );
+                    let dashboard = pincluster_dashboard::routes();
+                    std::sync::Arc::new(move |cfg: &mut actix_web::web::ServiceConfig| {
+                        psa(cfg);
+                        dashboard(cfg);
+                    })
+                },
             ),
         };
         let bound = ApiServer { name, config: api.clone(), auth: auth.clone(), render_error, routes }
