@@ -44,8 +44,15 @@ RULES = [
     (
         "actix-web",
         re.compile(r"^actix-web$"),
-        {"pincluster-httpcommon", "pincluster-pinsvc", "pincluster-restapi", "pincluster-service"},
+        {"pincluster-httpcommon", "pincluster-pinsvc", "pincluster-restapi", "pincluster-dashboard", "pincluster-service"},
         {None},
+    ),
+    # Libraries record through the `metrics` facade; only the binary chooses the exporter.
+    (
+        "the Prometheus exporter",
+        re.compile(r"^metrics-exporter-prometheus$"),
+        {"pincluster-service"},
+        {None, "dev", "build"},
     ),
 ]
 
@@ -109,6 +116,7 @@ def self_test():
         metadata("pincluster-p2p", "rust-ipfs"),
         metadata("pincluster-tracker", "openraft"),
         metadata("pincluster-state", "openraft", "dev"),
+        metadata("pincluster-httpcommon", "metrics-exporter-prometheus"),
     ]
     must_pass = [
         metadata("pincluster-config", "libp2p-identity"),
@@ -118,6 +126,7 @@ def self_test():
         metadata("pincluster-consensus", "openraft"),
         metadata("pincluster-state", "sled"),
         metadata("pincluster-tests", "sled", "dev"),
+        metadata("pincluster-service", "metrics-exporter-prometheus"),
     ]
     failures = [m["packages"][0] for m in must_fail if not layering_violations(m)]
     failures += [m["packages"][0] for m in must_pass if layering_violations(m)]

@@ -73,6 +73,8 @@ pub struct Daemon {
     pub peer_id: String,
     /// The cluster port's address, with `/p2p/<peer id>`: what others bootstrap from.
     pub cluster: String,
+    /// `http://HOST:PORT/metrics` when metrics have a listener of their own.
+    pub metrics: String,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
@@ -96,6 +98,7 @@ impl Daemon {
             pinsvc: String::new(),
             peer_id: String::new(),
             cluster: String::new(),
+            metrics: String::new(),
             stderr: Default::default(),
         }
     }
@@ -144,6 +147,8 @@ impl Daemon {
                         self.rest = url.to_string();
                     } else if let Some(url) = line.strip_prefix("pinsvcapi listening on ") {
                         self.pinsvc = url.to_string();
+                    } else if let Some(url) = line.strip_prefix("metrics listening on ") {
+                        self.metrics = url.to_string();
                     } else if let Some(addr) = line.strip_prefix("cluster listening on ") {
                         self.cluster = addr.to_string();
                     } else if let Some(peer) = line.strip_prefix("ready: peer ") {

@@ -99,7 +99,32 @@ fn validate(config: &ServiceConfig) -> Result<(), (String, String)> {
     if config.pin_tracker.concurrent_pins == 0 {
         return Err(("pin_tracker.concurrent_pins".into(), "must be at least 1".into()));
     }
-    validate_cluster(&config.cluster).map_err(|(key, reason)| (format!("cluster.{key}"), reason))
+    validate_cluster(&config.cluster).map_err(|(key, reason)| (format!("cluster.{key}"), reason))?;
+    validate_observations(&config.observations).map_err(|(key, reason)| (format!("observations.{key}"), reason))
+}
+
+fn validate_observations(observations: &crate::ObservationsConfig) -> Result<(), (String, String)> {
+    if let Some(addr) = &observations.metrics_listen_multiaddress {
+        let (host_ok, port_ok) = socket_parts(addr);
+        if !(host_ok && port_ok) {
+            let reason = format!("{addr} is not of the form /ip4/HOST/tcp/PORT or /ip6/HOST/tcp/PORT");
+            return Err(("metrics_listen_multiaddress".into(), reason));
+        }
+        if !is_loopback(addr) && !observations.metrics_allow_unauthenticated {
+            let reason = format!(
+                "{addr} is not a loopback address and this listener has no authentication; \
+                 set metrics_allow_unauthenticated: true to serve metrics on it anyway"
+            );
+            return Err(("metrics_listen_multiaddress".into(), reason));
+        }
+    }
+    if observations.reporting_interval.0.is_zero() {
+        return Err(("reporting_interval".into(), "must be more than 0s".into()));
+    }
+    if !(0.0..=1.0).contains(&observations.sampling_ratio) {
+        return Err(("sampling_ratio".into(), "must be between 0 and 1".into()));
+    }
+    Ok(())
 }
 
 fn validate_cluster(cluster: &crate::ClusterConfig) -> Result<(), (String, String)> {
@@ -194,7 +219,8 @@ fn socket_parts(addr: &Multiaddr) -> (bool, bool) {
     (host, port)
 }
 
-fn is_loopback(addr: &Multiaddr) -> bool {
+/// Whether `addr` starts with a loopback IP.
+pub fn is_loopback(addr: &Multiaddr) -> bool {
     match addr.iter().next() {
         Some(Protocol::Ip4(ip)) => ip.is_loopback(),
         Some(Protocol::Ip6(ip)) => ip.is_loopback(),

@@ -23,6 +23,8 @@ pub struct ServiceConfig {
     pub pin_tracker: TrackerConfig,
     /// The pinset database.
     pub state: StateConfig,
+    /// Metrics, tracing and logs, for operators.
+    pub observations: ObservationsConfig,
 }
 
 /// The `cluster` section: this peer among the others.
@@ -233,7 +235,7 @@ impl Default for ApiConfig {
             cors_allowed_origins: vec!["*".into()],
             cors_allowed_methods: ["GET", "POST", "DELETE"].map(String::from).to_vec(),
             cors_allowed_headers: ["Authorization", "Content-Type"].map(String::from).to_vec(),
-            cors_exposed_headers: ["Content-Type", "X-Stream-Output", "X-Chunked-Output", "X-Content-Length"]
+            cors_exposed_headers: ["Content-Type", "X-Stream-Output", "X-Chunked-Output", "X-Content-Length", "X-Request-Id"]
                 .map(String::from)
                 .to_vec(),
             cors_allow_credentials: true,
@@ -405,4 +407,57 @@ impl Default for StateConfig {
     fn default() -> Self {
         StateConfig { cache_capacity: 16 * 1024 * 1024 }
     }
+}
+
+/// The `observations` section: what an operator sees of the peer
+/// (Cluster's `observations`, with Prometheus on by default and OTLP in
+/// place of Jaeger).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObservationsConfig {
+    /// Serve `GET /metrics` in the Prometheus text format.
+    pub enable_metrics: bool,
+    /// Where `/metrics` is served: `null` = on the REST API listener (open
+    /// when it listens on loopback only, else behind its credentials); an
+    /// address = a listener of its own, without authentication (loopback
+    /// unless `metrics_allow_unauthenticated`).
+    pub metrics_listen_multiaddress: Option<Multiaddr>,
+    /// Serve `/metrics` without credentials on any address.
+    pub metrics_allow_unauthenticated: bool,
+    /// How often the gauges (pins by status, queue, peers, disk, Raft) and
+    /// the dashboard's history are sampled.
+    pub reporting_interval: Duration,
+    /// `text` (human-readable) or `json` (one object per line) logs.
+    pub log_format: LogFormat,
+    /// OTLP over HTTP endpoint that receives traces, e.g.
+    /// `http://127.0.0.1:4318/v1/traces`; empty = no export.
+    pub otlp_endpoint: String,
+    /// The service name traces are exported under.
+    pub service_name: String,
+    /// Share of requests traced when exporting, 0 to 1.
+    pub sampling_ratio: f64,
+}
+
+impl Default for ObservationsConfig {
+    fn default() -> Self {
+        ObservationsConfig {
+            enable_metrics: true,
+            metrics_listen_multiaddress: None,
+            metrics_allow_unauthenticated: false,
+            reporting_interval: Duration::from_secs(10),
+            log_format: LogFormat::Text,
+            otlp_endpoint: String::new(),
+            service_name: "pincluster".into(),
+            sampling_ratio: 1.0,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }

@@ -38,23 +38,24 @@ impl FromRequest for Authenticated {
 /// Whether a request may pass without credentials: CORS preflights, health
 /// checks and the dashboard's static files (its data routes, under
 /// `/ui/api/`, are authenticated like any other).
-fn bypasses_auth(req: &ServiceRequest) -> bool {
+fn bypasses_auth(req: &ServiceRequest, context: &Context) -> bool {
     let path = req.path();
     let static_ui = (path == "/ui" || path.starts_with("/ui/")) && !path.starts_with("/ui/api/");
     req.method() == Method::OPTIONS
-        || ((req.method() == Method::GET || req.method() == Method::HEAD) && (path == "/health" || static_ui))
+        || ((req.method() == Method::GET || req.method() == Method::HEAD)
+            && (path == "/health" || static_ui || (path == "/metrics" && context.open_metrics)))
 }
 
 pub(crate) async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
-    if bypasses_auth(&req) {
-        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
-    }
     let Some(context) = req.app_data::<web::Data<Context>>().cloned() else {
         return Err(actix_web::error::ErrorInternalServerError("authentication is not configured"));
     };
+    if bypasses_auth(&req, &context) {
+        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+    }
     let headers = req.headers().get_all(header::AUTHORIZATION).filter_map(|v| v.to_str().ok());
     match context.auth.authenticate(headers) {
         Ok(user) => {
@@ -63,6 +64,13 @@ pub(crate) async fn middleware(
         }
         Err(error) => {
             tracing::debug!(path = req.path(), %error, "request refused");
+            let reason = match error {
+                AuthError::NoCredentials => "no_credentials",
+                AuthError::BadBasic => "wrong_user_or_password",
+                AuthError::InvalidToken(_) => "invalid_token",
+                AuthError::Disabled => "disabled",
+            };
+            metrics::counter!(crate::observe::AUTH_FAILURES, "api" => context.name, "reason" => reason).increment(1);
             let response = unauthorized(&context, &error);
             Ok(req.into_response(response))
         }

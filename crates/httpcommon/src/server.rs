@@ -1,5 +1,6 @@
 //! Builds and binds one HTTP API: listeners from multiaddrs, timeouts, header
-//! and body limits, CORS, configured headers, auth, `/token` and `/health`.
+//! and body limits, CORS, configured headers, request IDs and metrics, auth,
+//! `/token`, `/health` and, where asked, `/metrics`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,7 +41,21 @@ pub struct ApiServer {
     pub render_error: RenderError,
     /// Registers the API's own routes and app data.
     pub routes: Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>,
+    /// Serve `GET /metrics` from this renderer.
+    pub metrics: Option<MetricsEndpoint>,
 }
+
+/// `GET /metrics` on an API's listener.
+#[derive(Clone)]
+pub struct MetricsEndpoint {
+    /// The Prometheus text exposition of every metric.
+    pub render: Arc<dyn Fn() -> String + Send + Sync>,
+    /// Served without credentials.
+    pub open: bool,
+}
+
+/// The content type of the Prometheus text format.
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// A started server and the addresses it really listens on (port 0 resolved).
 pub struct BoundServer {
@@ -50,7 +65,10 @@ pub struct BoundServer {
 
 /// Shared by every worker of one API.
 pub(crate) struct Context {
+    pub(crate) name: &'static str,
     pub(crate) auth: Authenticator,
+    /// `/metrics` is served without credentials.
+    pub(crate) open_metrics: bool,
     pub(crate) render_error: RenderError,
     max_header_bytes: usize,
     headers: Vec<(HeaderName, HeaderValue)>,
@@ -62,7 +80,9 @@ impl ApiServer {
     pub fn bind(self) -> Result<BoundServer, HttpError> {
         let config = self.config;
         let context = web::Data::new(Context {
+            name: self.name,
             auth: self.auth,
+            open_metrics: self.metrics.as_ref().is_some_and(|m| m.open),
             render_error: self.render_error,
             max_header_bytes: config.max_header_bytes,
             headers: config
@@ -76,6 +96,7 @@ impl ApiServer {
                 .collect(),
         });
         let routes = self.routes;
+        let metrics = self.metrics.map(|m| m.render);
         let render = self.render_error;
         let max_body = config.max_body_bytes;
         let cors_config = config.clone();
@@ -88,11 +109,17 @@ impl ApiServer {
                 .app_data(web::PathConfig::default().error_handler(move |e, _| path_error(e, render)))
                 .route("/health", web::get().to(HttpResponse::NoContent))
                 .route("/token", web::post().to(token))
-                .configure(|cfg| routes(cfg))
+                .configure(|cfg| {
+                    if let Some(render) = metrics.clone() {
+                        cfg.route("/metrics", web::get().to(move || metrics_text(render.clone())));
+                    }
+                    routes(cfg)
+                })
                 .default_service(web::to(move || async move { render(StatusCode::NOT_FOUND, "not found") }))
                 .wrap(from_fn(auth::middleware))
                 .wrap(cors(&cors_config))
                 .wrap(from_fn(limits_and_headers))
+                .wrap(from_fn(crate::observe::middleware))
                 .wrap(NormalizePath::trim())
         })
         .client_request_timeout(config.read_header_timeout.0)
@@ -112,7 +139,7 @@ impl ApiServer {
 }
 
 /// `/ip4/HOST/tcp/PORT` or `/ip6/HOST/tcp/PORT` as a socket address.
-fn socket_address(address: &Multiaddr) -> Option<SocketAddr> {
+pub fn socket_address(address: &Multiaddr) -> Option<SocketAddr> {
     let mut parts = address.iter();
     let ip: std::net::IpAddr = match parts.next()? {
         Protocol::Ip4(ip) => ip.into(),
@@ -122,6 +149,14 @@ fn socket_address(address: &Multiaddr) -> Option<SocketAddr> {
     match (parts.next()?, parts.next()) {
         (Protocol::Tcp(port), None) => Some(SocketAddr::new(ip, port)),
         _ => None,
+    }
+}
+
+/// `GET /metrics`: rendered off the worker thread, as it walks every series.
+async fn metrics_text(render: Arc<dyn Fn() -> String + Send + Sync>) -> HttpResponse {
+    match web::block(move || render()).await {
+        Ok(text) => HttpResponse::Ok().content_type(PROMETHEUS_TEXT).body(text),
+        Err(_) => HttpResponse::ServiceUnavailable().finish(),
     }
 }
 

@@ -132,6 +132,9 @@ impl Node {
                 Err(e) => tracing::warn!(%cid, error = %e, "gc could not remove block"),
             }
         }
+        metrics::counter!(crate::metrics::GC_RUNS).increment(1);
+        metrics::counter!(crate::metrics::GC_FREED_BYTES).increment(stats.removed_bytes);
+        metrics::counter!(crate::metrics::GC_REMOVED_BLOCKS).increment(stats.removed_blocks);
         tracing::info!(blocks = stats.removed_blocks, bytes = stats.removed_bytes, "gc done");
         Ok(stats)
     }

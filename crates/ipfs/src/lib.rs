@@ -28,10 +28,12 @@ mod dht;
 mod error;
 mod gc;
 mod import;
+pub mod metrics;
 mod node;
 mod sink;
 mod walk;
 
+pub use bitswap::Traffic;
 pub use car::{CarImporter, MAX_CAR_BLOCK};
 pub use dht::{DhtMode, DhtStatus};
 pub use error::{IpfsError, ProvidersFound};

@@ -159,6 +159,11 @@ impl Node {
         })
     }
 
+    /// What went over Bitswap since the node started.
+    pub fn bitswap_traffic(&self) -> crate::Traffic {
+        self.inner.bitswap.traffic()
+    }
+
     /// The DHT's routing tables and announcement counters.
     pub fn dht_status(&self) -> DhtStatus {
         self.inner.dht.status()

@@ -4,16 +4,20 @@
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context as _;
+use metrics_exporter_prometheus::PrometheusHandle;
 use pincluster_auth::{Authenticator, TokenOptions};
 use pincluster_config::{ApiConfig, Identity, Overrides, ServiceConfig, CONFIG_FILE, IDENTITY_FILE};
-use pincluster_httpcommon::{ApiServer, RenderError};
+use pincluster_dashboard::{Board, DashboardOptions};
+use pincluster_httpcommon::{ApiServer, MetricsEndpoint, RenderError};
 use pincluster_ipfs::{DhtMode, IpfsError, Node, NodeOptions};
 use pincluster_state::{Pinset, StateOptions};
 use pincluster_tracker::{ReprovideOptions, ReprovideStrategy, Tracker, TrackerOptions};
 
 use crate::cluster;
+use crate::observe;
 use crate::reload::{self, Reloadable};
 
 /// The lock file that keeps a second daemon off the same folder.
@@ -55,12 +59,16 @@ impl DaemonArgs {
 }
 
 pub fn run(dir: &Path, args: DaemonArgs) -> anyhow::Result<()> {
-    if !dir.join(CONFIG_FILE).exists() {
-        let report = pincluster_config::init(dir, false)?;
-        tracing::info!(dir = %dir.display(), peer_id = %report.peer_id, "initialised a new config folder");
-    }
+    let initialised =
+        if dir.join(CONFIG_FILE).exists() { None } else { Some(pincluster_config::init(dir, false)?.peer_id) };
     let overrides = args.overrides();
     let mut config = pincluster_config::load(dir, std::env::vars(), &overrides)?;
+    let _logging = observe::init_logging(Some(&config.observations))?;
+    if let Some(peer_id) = initialised {
+        tracing::info!(dir = %dir.display(), %peer_id, "initialised a new config folder");
+    }
+    let metrics = config.observations.enable_metrics.then(observe::install_metrics).transpose()?;
+    let board = Arc::new(Board::default());
     if !args.bootstrap.is_empty() {
         config.cluster.bootstrap = args.bootstrap.clone();
     }
@@ -101,6 +109,15 @@ pub fn run(dir: &Path, args: DaemonArgs) -> anyhow::Result<()> {
         tokio::spawn(cluster::follow(tracker.clone(), events));
         tokio::spawn(cluster::report(consensus.clone(), tracker.clone(), dir.join("data"), config.cluster.clone()));
         tokio::spawn(cluster::repair(consensus.clone(), tracker.clone(), config.cluster.clone()));
+        tokio::spawn(observe::sample(observe::Sampled {
+            tracker: tracker.clone(),
+            consensus: consensus.clone(),
+            board: board.clone(),
+            data_dir: dir.join("data"),
+            interval: config.observations.reporting_interval.0,
+            metric_ttl: config.cluster.metric_ttl.0,
+            handle: metrics.clone(),
+        }));
         tracker
     };
     let result = actix_web::rt::System::new().block_on(serve(
@@ -108,8 +125,7 @@ pub fn run(dir: &Path, args: DaemonArgs) -> anyhow::Result<()> {
         config,
         identity,
         overrides,
-        tracker,
-        consensus.clone(),
+        Services { tracker, consensus: consensus.clone(), metrics, board },
         delegates,
     ));
     node_runtime.block_on(consensus.shutdown());
@@ -214,25 +230,51 @@ fn authenticator(api: &ApiConfig) -> Authenticator {
     Authenticator::new(api.basic_auth_credentials.clone(), TokenOptions { ttl: api.token_ttl.non_zero() })
 }
 
+/// What the HTTP servers serve from.
+struct Services {
+    tracker: Tracker,
+    consensus: pincluster_consensus::Consensus,
+    metrics: Option<PrometheusHandle>,
+    board: Arc<Board>,
+}
+
 async fn serve(
     dir: &Path,
     config: ServiceConfig,
     identity: Identity,
     overrides: Overrides,
-    tracker: Tracker,
-    consensus: pincluster_consensus::Consensus,
+    services: Services,
     delegates: Vec<String>,
 ) -> anyhow::Result<()> {
+    let Services { tracker, consensus, metrics, board } = services;
     let peer_id = identity.peer_id();
     let delegates = with_fallback(delegates, &peer_id);
 
     let mut servers = Vec::new();
     let mut reloadable = Vec::new();
+    let render_metrics =
+        metrics.map(|handle| -> Arc<dyn Fn() -> String + Send + Sync> { Arc::new(move || handle.render()) });
+    let observations = &config.observations;
+    if let (Some(render), Some(address)) = (&render_metrics, &observations.metrics_listen_multiaddress) {
+        let (server, bound) = observe::metrics_server(address, render.clone()).with_context(|| {
+            format!(
+                "cannot serve metrics (observations.metrics_listen_multiaddress in {})",
+                dir.join(CONFIG_FILE).display()
+            )
+        })?;
+        println!("metrics listening on {}/metrics", http_url(&bound));
+        servers.push(server);
+    }
+    // The admin API's authenticator: whoever it accepts is an admin of the dashboard.
+    let mut admin_auth = None;
     let apis: [(&'static str, Option<&ApiConfig>); 2] =
         [("restapi", config.api.restapi.as_ref()), ("pinsvcapi", config.api.pinsvcapi.as_ref())];
     for (name, api) in apis {
         let Some(api) = api else { continue };
         let auth = authenticator(api);
+        if name == "restapi" {
+            admin_auth = Some(auth.clone());
+        }
         if !auth.enabled() {
             tracing::warn!(api = name, "authentication is off: basic_auth_credentials is null");
         }
@@ -256,33 +298,41 @@ async fn serve(
                     },
                 ),
             ),
-            _ => (
-                pincluster_pinsvc::render_error,
-                {
-                    let psa = pincluster_pinsvc::routes(
-                        tracker.clone(),
-                        pincluster_pinsvc::PinsvcOptions {
-                            delegates: delegates.clone(),
-                            replication: (
-                                config.cluster.replication_factor_min,
-                                config.cluster.replication_factor_max,
-                            ),
-                        },
-                    );
-                    let dashboard = pincluster_dashboard::routes();
-                    std::sync::Arc::new(move |cfg: &mut actix_web::web::ServiceConfig| {
-                        psa(cfg);
-                        dashboard(cfg);
-                    })
-                },
-            ),
+            _ => (pincluster_pinsvc::render_error, {
+                let psa = pincluster_pinsvc::routes(
+                    tracker.clone(),
+                    pincluster_pinsvc::PinsvcOptions {
+                        delegates: delegates.clone(),
+                        replication: (config.cluster.replication_factor_min, config.cluster.replication_factor_max),
+                    },
+                );
+                let dashboard = pincluster_dashboard::routes(DashboardOptions {
+                    board: board.clone(),
+                    admin_auth: admin_auth.clone(),
+                    render_error: pincluster_pinsvc::render_error,
+                });
+                std::sync::Arc::new(move |cfg: &mut actix_web::web::ServiceConfig| {
+                    psa(cfg);
+                    dashboard(cfg);
+                })
+            }),
         };
-        let bound = ApiServer { name, config: api.clone(), auth: auth.clone(), render_error, routes }
+        // /metrics on the REST API unless it has a listener of its own; open
+        // without credentials only on loopback, unless configured otherwise.
+        let metrics = render_metrics
+            .clone()
+            .filter(|_| name == "restapi" && observations.metrics_listen_multiaddress.is_none())
+            .map(|render| MetricsEndpoint {
+                render,
+                open: observations.metrics_allow_unauthenticated
+                    || api.http_listen_multiaddress.to_vec().iter().all(pincluster_config::is_loopback),
+            });
+        let bound = ApiServer { name, config: api.clone(), auth: auth.clone(), render_error, routes, metrics }
             .bind()
             .with_context(|| {
-                let file = dir.join(CONFIG_FILE);
-                format!("cannot start the {name} (api.{name}.http_listen_multiaddress in {})", file.display())
-            })?;
+            let file = dir.join(CONFIG_FILE);
+            format!("cannot start the {name} (api.{name}.http_listen_multiaddress in {})", file.display())
+        })?;
         for address in &bound.addresses {
             println!("{name} listening on {}", http_url(address));
         }

@@ -4,6 +4,7 @@
 
 mod cluster;
 mod daemon;
+mod observe;
 mod reload;
 mod statefile;
 
@@ -56,21 +57,21 @@ fn config_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".pincluster"))
 }
 
-/// The log filter without `RUST_LOG`: our own `info`, and the swarm's per-connection chatter
-/// (each identify exchange, each failed dial of a public peer) left out, since a node on the
-/// public network makes thousands of connections.
-const DEFAULT_LOG: &str = "info,connexa=warn,connexa::task::swarm=off,quinn_udp=error";
-
 fn main() {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // The daemon sets up its logs once its config is read (format, trace export).
+    let daemon = matches!(cli.command, None | Some(Command::Daemon(_)));
+    let _logging = if daemon {
+        None
+    } else {
+        match observe::init_logging(None) {
+            Ok(logging) => Some(logging),
+            Err(error) => {
+                eprintln!("pincluster-service: {error:#}");
+                std::process::exit(1);
+            }
+        }
+    };
     let result = config_dir(cli.config_dir).and_then(|dir| match cli.command {
         Some(Command::Init { force, peers }) => init(&dir, force, &peers),
         Some(Command::Daemon(args)) => daemon::run(&dir, args),

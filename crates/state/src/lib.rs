@@ -107,6 +107,7 @@ mod check;
 mod command;
 mod error;
 mod keys;
+pub mod metrics;
 mod migrate;
 mod query;
 mod raftlog;

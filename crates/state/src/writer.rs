@@ -351,6 +351,9 @@ fn commit_loop(
             continue;
         }
         let writes = group.writes;
+        metrics::counter!(crate::metrics::WRITE_BATCHES).increment(1);
+        metrics::histogram!(crate::metrics::BATCH_REQUESTS).record((group.durable.len() + group.quick.len()) as f64);
+        metrics::histogram!(crate::metrics::BATCH_KEYS).record(writes as f64);
         if let Err(error) = db.apply_batch(group.batch) {
             let error = StateError::from(error);
             tracing::error!(%error, "pinset group commit failed; refusing further writes");
@@ -385,12 +388,14 @@ fn sync_loop(db: &sled::Db, log_file: &File, synced: &Receiver<InTree>, failed: 
         let mut round = vec![first];
         round.extend(synced.try_iter());
         let mut result = if failed.load(Ordering::Acquire) { Err(StateError::Closed) } else { Ok(()) };
+        let started = std::time::Instant::now();
         if result.is_ok() {
             // sled's flush writes its buffers (up to everything applied so far) to the file.
             result = db.flush().map(|_| ()).map_err(StateError::from);
         }
         if result.is_ok() {
             result = log_file.sync_data().map_err(|e| StateError::from(sled::Error::Io(e)));
+            metrics::histogram!(crate::metrics::FSYNC_DURATION).record(started.elapsed().as_secs_f64());
         }
         if let Err(error) = &result {
             if !failed.swap(true, Ordering::AcqRel) {

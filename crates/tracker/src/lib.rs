@@ -9,6 +9,7 @@
 //! workers alone write this peer's local records (status, progress).
 
 mod allocate;
+pub mod metrics;
 mod report;
 mod reprovide;
 mod worker;
@@ -20,7 +21,7 @@ use futures_util::future::BoxFuture;
 use pincluster_ipfs::{GcStats, Node, RepoStat};
 
 pub use pincluster_ipfs::{
-    AddedEntry, CarImporter, DhtStatus, ImportOptions, Imported, Importer, IpfsError, MAX_CHUNK_SIZE,
+    AddedEntry, CarImporter, DhtStatus, ImportOptions, Imported, Importer, IpfsError, Traffic, MAX_CHUNK_SIZE,
 };
 use pincluster_model::{Cid, NewPin, PinStatus, PinView, Timestamp, UserName, ValidationError};
 use pincluster_state::{
@@ -29,7 +30,7 @@ use pincluster_state::{
 
 pub use allocate::{allocate, Candidate};
 pub use reprovide::{ReprovideOptions, ReprovideStatus, ReprovideStrategy};
-pub use worker::TrackerOptions;
+pub use worker::{QueueStatus, TrackerOptions};
 use worker::Workers;
 
 /// Why a tracker operation failed.
@@ -143,6 +144,16 @@ impl Tracker {
     /// What the reprovider has announced to the DHT.
     pub fn reprovide_status(&self) -> ReprovideStatus {
         self.workers.reprovider.status()
+    }
+
+    /// The workers' queue, now.
+    pub fn queue_status(&self) -> QueueStatus {
+        self.workers.queue_status()
+    }
+
+    /// What went over Bitswap since the node started.
+    pub fn bitswap_traffic(&self) -> pincluster_ipfs::Traffic {
+        self.workers.node().bitswap_traffic()
     }
 
     /// The embedded node's DHT routing tables and counters.

@@ -79,6 +79,17 @@ impl Default for TrackerOptions {
 }
 
 /// The queue and what workers share.
+/// What the workers are doing, for metrics and the dashboard.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueStatus {
+    /// CIDs waiting in the in-memory queue (more may wait on disk).
+    pub queued: usize,
+    /// Pins being fetched now: busy workers.
+    pub running: usize,
+    /// Workers in all (`pin_tracker.concurrent_pins`).
+    pub workers: usize,
+}
+
 pub(crate) struct Workers {
     state: Pinset,
     node: Node,
@@ -157,6 +168,15 @@ impl Workers {
     pub(crate) fn resync(&self) {
         self.overflowed.notify_one();
         self.gc_wanted.notify_one();
+    }
+
+    /// The in-memory queue and the workers, now.
+    pub(crate) fn queue_status(&self) -> QueueStatus {
+        QueueStatus {
+            queued: self.queue.max_capacity() - self.queue.capacity(),
+            running: lock(&self.running).len(),
+            workers: self.options.concurrent_pins.max(1),
+        }
     }
 
     /// Queues `cid` unless it is already queued or running.
@@ -275,6 +295,7 @@ impl Workers {
                     ..StatusUpdate::status(PinStatus::Pinned)
                 };
                 tracing::info!(%cid, blocks = stats.blocks, bytes = stats.bytes, fetched = stats.fetched_blocks, "pinned");
+                metrics::counter!(crate::metrics::PIN_ATTEMPTS, "outcome" => "pinned").increment(1);
                 if self.record(&cid, update).await {
                     self.reprovider.announce(cid);
                 } else {
@@ -298,6 +319,7 @@ impl Workers {
             format!("{reason} (gave up after {attempts} attempt(s))")
         };
         tracing::warn!(%cid, %details, "pin failed");
+        metrics::counter!(crate::metrics::PIN_ATTEMPTS, "outcome" => "failed").increment(1);
         let update = StatusUpdate { error: Some(details), ..StatusUpdate::status(PinStatus::Failed) };
         if !self.record(&cid, update).await || retries_left == 0 {
             return;

@@ -60,6 +60,7 @@ type Key = Vec<u8>;
 /// Handle to the Bitswap tasks of one node.
 pub(crate) struct Bitswap {
     commands: mpsc::UnboundedSender<Command>,
+    traffic: Arc<Counters>,
     next_token: AtomicU64,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -85,6 +86,27 @@ struct Shared {
     /// Outbound queues per peer (created on first use).
     peers: Mutex<HashMap<PeerId, Outbound>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    traffic: Arc<Counters>,
+}
+
+/// Running totals of what went over Bitswap.
+#[derive(Default)]
+struct Counters {
+    received_blocks: AtomicU64,
+    received_bytes: AtomicU64,
+    sent_blocks: AtomicU64,
+    sent_bytes: AtomicU64,
+}
+
+/// What went over Bitswap since the node started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Blocks received, verified and stored.
+    pub received_blocks: u64,
+    pub received_bytes: u64,
+    /// Blocks served to other peers.
+    pub sent_blocks: u64,
+    pub sent_bytes: u64,
 }
 
 #[derive(Clone)]
@@ -102,6 +124,7 @@ impl Bitswap {
         mut inbound: mpsc::UnboundedReceiver<(PeerId, rust_ipfs::Stream)>,
     ) -> Result<Bitswap, IpfsError> {
         let (commands, receiver) = mpsc::unbounded_channel();
+        let traffic = Arc::new(Counters::default());
         let shared = Arc::new(Shared {
             ipfs: ipfs.clone(),
             repo_path,
@@ -109,6 +132,7 @@ impl Bitswap {
             wanted: Mutex::default(),
             peers: Mutex::default(),
             tasks: Mutex::default(),
+            traffic: traffic.clone(),
         });
         let mut tasks = Vec::new();
         let acceptor = shared.clone();
@@ -146,7 +170,7 @@ impl Bitswap {
         }));
         let engine = Engine { shared, wants: HashMap::new(), peers: HashSet::new(), best: None };
         tasks.push(tokio::spawn(engine.run(receiver)));
-        Ok(Bitswap { commands, next_token: AtomicU64::new(0), tasks: Mutex::new(tasks) })
+        Ok(Bitswap { commands, traffic, next_token: AtomicU64::new(0), tasks: Mutex::new(tasks) })
     }
 
     /// Fetches one block from the network; it is hash-checked and on disk when this returns.
@@ -166,6 +190,17 @@ impl Bitswap {
     }
 
     /// Stops every task (the node is shutting down).
+    /// What went over Bitswap so far.
+    pub(crate) fn traffic(&self) -> Traffic {
+        let t = &self.traffic;
+        Traffic {
+            received_blocks: t.received_blocks.load(Ordering::Relaxed),
+            received_bytes: t.received_bytes.load(Ordering::Relaxed),
+            sent_blocks: t.sent_blocks.load(Ordering::Relaxed),
+            sent_bytes: t.sent_bytes.load(Ordering::Relaxed),
+        }
+    }
+
     pub(crate) fn stop(&self) {
         for task in self.tasks.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
             task.abort();
@@ -343,9 +378,12 @@ async fn serve(shared: &Arc<Shared>, peer: PeerId, wants: Vec<Want>) {
         match block {
             Some(block) if !want.have_only => {
                 let wire = WireBlock { prefix: message::prefix_of(&want.cid), data: block.data().to_vec() };
+                let size = wire.data.len() as u64;
                 if shared.outbound(peer).blocks.send(wire).await.is_err() {
                     return;
                 }
+                shared.traffic.sent_blocks.fetch_add(1, Ordering::Relaxed);
+                shared.traffic.sent_bytes.fetch_add(size, Ordering::Relaxed);
             }
             Some(_) => presences.push((want.cid, true)),
             None if want.send_dont_have => presences.push((want.cid, false)),
@@ -379,6 +417,8 @@ async fn receive(shared: &Arc<Shared>, peer: PeerId, wire: WireBlock) {
         tracing::warn!(cid = %wanted, result = ?written, "cannot store received block");
         return;
     }
+    shared.traffic.received_blocks.fetch_add(1, Ordering::Relaxed);
+    shared.traffic.received_bytes.fetch_add(block.data().len() as u64, Ordering::Relaxed);
     let _ = shared.commands.send(Command::Stored { key, block, from: peer });
 }
 
