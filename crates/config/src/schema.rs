@@ -235,9 +235,15 @@ impl Default for ApiConfig {
             cors_allowed_origins: vec!["*".into()],
             cors_allowed_methods: ["GET", "POST", "DELETE"].map(String::from).to_vec(),
             cors_allowed_headers: ["Authorization", "Content-Type"].map(String::from).to_vec(),
-            cors_exposed_headers: ["Content-Type", "X-Stream-Output", "X-Chunked-Output", "X-Content-Length", "X-Request-Id"]
-                .map(String::from)
-                .to_vec(),
+            cors_exposed_headers: [
+                "Content-Type",
+                "X-Stream-Output",
+                "X-Chunked-Output",
+                "X-Content-Length",
+                "X-Request-Id",
+            ]
+            .map(String::from)
+            .to_vec(),
             cors_allow_credentials: true,
             cors_max_age: Duration::from_secs(0),
         }

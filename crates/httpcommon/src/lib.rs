@@ -12,4 +12,4 @@ mod server;
 
 pub use auth::Authenticated;
 pub use observe::{describe_metrics, RequestId, REQUEST_ID};
-pub use server::{socket_address, ApiServer, BoundServer, HttpError, MetricsEndpoint, RenderError, PROMETHEUS_TEXT};
+pub use server::{metrics_text, socket_address, ApiServer, BoundServer, HttpError, MetricsEndpoint, RenderError};

@@ -55,7 +55,7 @@ pub struct MetricsEndpoint {
 }
 
 /// The content type of the Prometheus text format.
-pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// A started server and the addresses it really listens on (port 0 resolved).
 pub struct BoundServer {
@@ -153,7 +153,7 @@ pub fn socket_address(address: &Multiaddr) -> Option<SocketAddr> {
 }
 
 /// `GET /metrics`: rendered off the worker thread, as it walks every series.
-async fn metrics_text(render: Arc<dyn Fn() -> String + Send + Sync>) -> HttpResponse {
+pub async fn metrics_text(render: Arc<dyn Fn() -> String + Send + Sync>) -> HttpResponse {
     match web::block(move || render()).await {
         Ok(text) => HttpResponse::Ok().content_type(PROMETHEUS_TEXT).body(text),
         Err(_) => HttpResponse::ServiceUnavailable().finish(),

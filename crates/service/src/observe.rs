@@ -249,7 +249,8 @@ async fn sample_once(s: &Sampled, last: &mut Option<(Instant, pincluster_tracker
             down += 1;
         }
         gauge!(CLUSTER_PEER_UP, "peer" => peer.member.name.clone()).set(if fresh { 1.0 } else { 0.0 });
-        if let Some(Some(matched)) = raft.replication.as_ref().and_then(|r| r.get(&peer.id)) {
+        let follower = raft.replication.as_ref().filter(|_| peer.id != me).and_then(|r| r.get(&peer.id));
+        if let Some(Some(matched)) = follower {
             gauge!(RAFT_REPLICATION_LAG, "peer" => peer.member.name.clone())
                 .set(last_log.saturating_sub(matched.index) as f64);
         }
@@ -300,20 +301,7 @@ pub(crate) fn metrics_server(
     let server = HttpServer::new(move || {
         let render = render.clone();
         App::new()
-            .route(
-                "/metrics",
-                web::get().to(move || {
-                    let render = render.clone();
-                    async move {
-                        match web::block(move || render()).await {
-                            Ok(text) => {
-                                HttpResponse::Ok().content_type(pincluster_httpcommon::PROMETHEUS_TEXT).body(text)
-                            }
-                            Err(_) => HttpResponse::ServiceUnavailable().finish(),
-                        }
-                    }
-                }),
-            )
+            .route("/metrics", web::get().to(move || pincluster_httpcommon::metrics_text(render.clone())))
             .default_service(web::to(HttpResponse::NotFound))
     })
     .workers(1)

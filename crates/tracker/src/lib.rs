@@ -30,8 +30,8 @@ use pincluster_state::{
 
 pub use allocate::{allocate, Candidate};
 pub use reprovide::{ReprovideOptions, ReprovideStatus, ReprovideStrategy};
-pub use worker::{QueueStatus, TrackerOptions};
 use worker::Workers;
+pub use worker::{QueueStatus, TrackerOptions};
 
 /// Why a tracker operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +179,7 @@ impl Tracker {
     }
 
     /// Proposes commands in one log entry; answers once they are applied here.
+    #[tracing::instrument(name = "log.propose", skip_all, fields(commands = commands.len()))]
     async fn propose_all(&self, commands: Vec<Command>) -> Result<Proposed, TrackerError> {
         self.log.propose(commands).await.map_err(|e| match e {
             LogError::Unavailable(text) => TrackerError::Unavailable(text),
@@ -227,6 +228,7 @@ impl Tracker {
     /// Pins `pin.cid` for `user`; with `update_from`, Cluster's pin update
     /// (see [`Command::Pin`]): the rules run where the command is applied, so
     /// they cannot race with other writes.
+    #[tracing::instrument(name = "tracker.pin", skip_all, fields(cid = %pin.cid, user = %user))]
     pub async fn pin_from(
         &self,
         user: &UserName,
@@ -265,6 +267,7 @@ impl Tracker {
     /// Replaces `user`'s pin of `old` by `pin` in one step. Blocks the two
     /// DAGs share are not fetched again: the collector waits while pins are
     /// in progress.
+    #[tracing::instrument(name = "tracker.replace", skip_all, fields(old = %old, cid = %pin.cid, user = %user))]
     pub async fn replace(&self, user: &UserName, old: &Cid, pin: NewPin) -> Result<PinView, TrackerError> {
         pin.validate()?;
         let allocation = self.allocation(&pin)?;
@@ -276,6 +279,7 @@ impl Tracker {
     }
 
     /// Drops `user`'s pin of `cid`; the content goes when no user holds it.
+    #[tracing::instrument(name = "tracker.unpin", skip_all, fields(cid = %cid, user = %user))]
     pub async fn unpin(&self, user: &UserName, cid: &Cid) -> Result<(), TrackerError> {
         self.propose(Command::Unpin { user: user.clone(), cid: *cid }).await.map(drop)
     }

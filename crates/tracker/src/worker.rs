@@ -219,6 +219,7 @@ impl Workers {
     }
 
     /// One attempt at one pin, with every status change recorded.
+    #[tracing::instrument(name = "pin", skip(self), fields(%cid))]
     async fn pin_one(self: Arc<Self>, cid: Cid) {
         let entry = match self.state.cluster_pin(&cid) {
             Ok(Some(entry)) => entry,
