@@ -161,9 +161,19 @@ pub(crate) struct Sampled {
     pub(crate) handle: Option<PrometheusHandle>,
 }
 
+/// The block store's figures take a walk of its folder: read at most this often.
+const REPO_STAT_EVERY: Duration = Duration::from_secs(60);
+
+/// What one sampling carries over to the next.
+#[derive(Default)]
+struct Previous {
+    traffic: Option<(Instant, pincluster_tracker::Traffic)>,
+    repo: Option<Instant>,
+}
+
 /// Samples the gauges and the dashboard's board every interval, for ever.
 pub(crate) async fn sample(sampled: Sampled) {
-    let mut last: Option<(Instant, pincluster_tracker::Traffic)> = None;
+    let mut last = Previous::default();
     let mut ticker = tokio::time::interval(sampled.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -176,7 +186,7 @@ pub(crate) async fn sample(sampled: Sampled) {
     }
 }
 
-async fn sample_once(s: &Sampled, last: &mut Option<(Instant, pincluster_tracker::Traffic)>) -> Overview {
+async fn sample_once(s: &Sampled, last: &mut Previous) -> Overview {
     use metrics::{counter, gauge};
     let state = s.tracker.state();
     let count = |status: PinStatus| state.cluster_count(StatusSet::only(status)).unwrap_or(0);
@@ -203,7 +213,7 @@ async fn sample_once(s: &Sampled, last: &mut Option<(Instant, pincluster_tracker
     counter!(pincluster_ipfs::metrics::BITSWAP_SENT_BLOCKS).absolute(traffic.sent_blocks);
     counter!(pincluster_ipfs::metrics::BITSWAP_SENT_BYTES).absolute(traffic.sent_bytes);
     let now = Instant::now();
-    let (received_rate, sent_rate) = match last.replace((now, traffic)) {
+    let (received_rate, sent_rate) = match last.traffic.replace((now, traffic)) {
         Some((then, before)) => {
             let seconds = now.duration_since(then).as_secs_f64().max(0.001);
             (
@@ -219,9 +229,13 @@ async fn sample_once(s: &Sampled, last: &mut Option<(Instant, pincluster_tracker
     gauge!(DHT_PEERS, "dht" => "wan").set(dht.wan_peers as f64);
     gauge!(DHT_PEERS, "dht" => "lan").set(dht.lan_peers as f64);
 
-    let repo = s.tracker.repo_stat().await.unwrap_or_default();
-    gauge!(BLOCKSTORE_BYTES).set(repo.bytes as f64);
-    gauge!(BLOCKSTORE_BLOCKS).set(repo.blocks as f64);
+    if last.repo.is_none_or(|at| at.elapsed() >= REPO_STAT_EVERY) {
+        last.repo = Some(now);
+        if let Ok(repo) = s.tracker.repo_stat().await {
+            gauge!(BLOCKSTORE_BYTES).set(repo.bytes as f64);
+            gauge!(BLOCKSTORE_BLOCKS).set(repo.blocks as f64);
+        }
+    }
     let dir = s.data_dir.clone();
     let free = tokio::task::spawn_blocking(move || fs2::available_space(&dir)).await.ok().and_then(Result::ok);
     if let Some(free) = free {
