@@ -5,8 +5,10 @@
 
 mod add;
 mod cluster;
+mod dashboard;
 mod dht;
 mod foundation;
+mod observe;
 mod pinning;
 mod psa;
 mod rest;

@@ -358,7 +358,7 @@ fn paging_by_before_over_a_burst_never_skips_or_repeats() {
     }
 }
 
-fn require_tool(path: &std::path::Path, what: &str) {
+pub(crate) fn require_tool(path: &std::path::Path, what: &str) {
     assert!(
         path.exists(),
         "{} is missing: run ./scripts/setup-test-deps.sh (make test does) to install {what}",
