@@ -13,7 +13,7 @@ function notify(text, kind = 'info') {
   message.dataset.kind = kind;
 }
 
-/** Who the token belongs to. Until the daemon serves /ui/api/session (404), a plain user. */
+/** Who the token belongs to; if the session route fails for another reason than 401, a plain user. */
 async function loadSession(typedUser) {
   try {
     const session = await http.request('GET', '/ui/api/session');
