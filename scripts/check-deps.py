@@ -44,7 +44,14 @@ RULES = [
     (
         "actix-web",
         re.compile(r"^actix-web$"),
-        {"pincluster-httpcommon", "pincluster-pinsvc", "pincluster-restapi", "pincluster-dashboard", "pincluster-service"},
+        {
+            "pincluster-httpcommon",
+            "pincluster-pinsvc",
+            "pincluster-restapi",
+            "pincluster-dashboard",
+            "pincluster-gateway",
+            "pincluster-service",
+        },
         {None},
     ),
     # Libraries record through the `metrics` facade; only the binary chooses the exporter.

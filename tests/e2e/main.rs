@@ -8,6 +8,7 @@ mod cluster;
 mod dashboard;
 mod dht;
 mod foundation;
+mod gateway;
 mod observe;
 mod pinning;
 mod psa;

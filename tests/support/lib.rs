@@ -75,6 +75,8 @@ pub struct Daemon {
     pub cluster: String,
     /// `http://HOST:PORT/metrics` when metrics have a listener of their own.
     pub metrics: String,
+    /// `http://HOST:PORT` of the trustless gateway when `api.gateway` is set.
+    pub gateway: String,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
@@ -99,6 +101,7 @@ impl Daemon {
             peer_id: String::new(),
             cluster: String::new(),
             metrics: String::new(),
+            gateway: String::new(),
             stderr: Default::default(),
         }
     }
@@ -149,6 +152,8 @@ impl Daemon {
                         self.pinsvc = url.to_string();
                     } else if let Some(url) = line.strip_prefix("metrics listening on ") {
                         self.metrics = url.to_string();
+                    } else if let Some(url) = line.strip_prefix("gateway listening on ") {
+                        self.gateway = url.to_string();
                     } else if let Some(addr) = line.strip_prefix("cluster listening on ") {
                         self.cluster = addr.to_string();
                     } else if let Some(peer) = line.strip_prefix("ready: peer ") {

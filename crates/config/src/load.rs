@@ -91,6 +91,9 @@ fn validate(config: &ServiceConfig) -> Result<(), (String, String)> {
         let Some(api) = api else { continue };
         validate_api(api).map_err(|(key, reason)| (format!("api.{name}.{key}"), reason))?;
     }
+    if let Some(gateway) = &config.api.gateway {
+        validate_gateway(gateway).map_err(|(key, reason)| (format!("api.gateway.{key}"), reason))?;
+    }
     for (i, addr) in config.ipfs.listen_multiaddress.iter().enumerate() {
         if !addr.iter().any(|p| matches!(p, Protocol::Tcp(_) | Protocol::Udp(_))) {
             return Err((format!("ipfs.listen_multiaddress[{i}]"), format!("{addr} has no /tcp or /udp port")));
@@ -208,6 +211,38 @@ fn validate_api(api: &ApiConfig) -> Result<(), (String, String)> {
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+fn validate_gateway(gateway: &crate::GatewayConfig) -> Result<(), (String, String)> {
+    let addresses = gateway.http_listen_multiaddress.to_vec();
+    if addresses.is_empty() {
+        return Err((
+            "http_listen_multiaddress".into(),
+            "needs at least one address (or set api.gateway to null)".into(),
+        ));
+    }
+    for (i, addr) in addresses.iter().enumerate() {
+        let (host_ok, port_ok) = socket_parts(addr);
+        if !(host_ok && port_ok) {
+            return Err((
+                format!("http_listen_multiaddress[{i}]"),
+                format!("{addr} is not of the form /ip4/HOST/tcp/PORT or /ip6/HOST/tcp/PORT"),
+            ));
+        }
+    }
+    if gateway.max_concurrent_per_client == 0 {
+        return Err(("max_concurrent_per_client".into(), "must be at least 1".into()));
+    }
+    if gateway.max_bytes_per_second != 0 && gateway.max_bytes_per_second < 1024 {
+        return Err(("max_bytes_per_second".into(), "must be 0 (no limit) or at least 1024".into()));
+    }
+    if gateway.max_header_bytes < 1024 {
+        return Err(("max_header_bytes".into(), "must be at least 1024".into()));
+    }
+    if gateway.write_timeout.0.is_zero() {
+        return Err(("write_timeout".into(), "must be more than 0s".into()));
     }
     Ok(())
 }

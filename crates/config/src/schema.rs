@@ -128,11 +128,65 @@ pub struct ApiSections {
     pub restapi: Option<ApiConfig>,
     /// The IPFS Pinning Service API.
     pub pinsvcapi: Option<ApiConfig>,
+    /// The trustless HTTP gateway (raw blocks and CAR files of pinned
+    /// content, no authentication); `null` (the default) = off.
+    pub gateway: Option<GatewayConfig>,
 }
 
 impl Default for ApiSections {
     fn default() -> Self {
-        ApiSections { restapi: Some(ApiConfig::with_port(9094)), pinsvcapi: Some(ApiConfig::with_port(9097)) }
+        ApiSections {
+            restapi: Some(ApiConfig::with_port(9094)),
+            pinsvcapi: Some(ApiConfig::with_port(9097)),
+            gateway: None,
+        }
+    }
+}
+
+/// The `api.gateway` section: an IPFS Trustless Gateway for what this peer
+/// has pinned. It never fetches from the network and has no authentication:
+/// what it serves is public content that clients verify block by block.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Where to listen: `/ip4/…/tcp/PORT` or `/ip6/…/tcp/PORT`, one or a list.
+    pub http_listen_multiaddress: ListenAddresses,
+    /// Also answer plain requests (no trustless `Accept` or `format`) with
+    /// the file's bytes and a content type, with `Range` support, like a
+    /// classic path gateway.
+    pub deserialized_responses: bool,
+    /// Requests one client IP may have in progress at once; more get 429.
+    pub max_concurrent_per_client: usize,
+    /// Bytes per second sent by all responses together; 0 = no limit.
+    pub max_bytes_per_second: u64,
+    /// A response whose client takes nothing for this long is ended, so a
+    /// stalled reader holds neither memory nor a slot.
+    pub write_timeout: Duration,
+    /// Longest time to read the request head.
+    pub read_header_timeout: Duration,
+    /// How long an idle keep-alive connection stays open.
+    pub idle_timeout: Duration,
+    /// Largest request head (request line and headers), in bytes; larger ones get 431.
+    pub max_header_bytes: usize,
+    /// Headers added to every response: name to list of values.
+    pub headers: BTreeMap<String, Vec<String>>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            http_listen_multiaddress: ListenAddresses::One(
+                "/ip4/127.0.0.1/tcp/8080".parse().unwrap_or_else(|_| Multiaddr::empty()),
+            ),
+            deserialized_responses: false,
+            max_concurrent_per_client: 16,
+            max_bytes_per_second: 0,
+            write_timeout: Duration::from_secs(60),
+            read_header_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            max_header_bytes: 8192,
+            headers: BTreeMap::new(),
+        }
     }
 }
 

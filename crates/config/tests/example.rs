@@ -20,6 +20,19 @@ fn example_parses() {
     let text = include_str!("../../../service.json.example");
     let config = load_text(text).unwrap();
     assert!(config.api.restapi.is_some() && config.api.pinsvcapi.is_some());
+    let gateway = config.api.gateway.expect("the example enables the gateway");
+    assert_eq!(gateway.http_listen_multiaddress.to_vec()[0].to_string(), "/ip4/127.0.0.1/tcp/8080");
+    assert_eq!(gateway, pincluster_config::GatewayConfig::default(), "the example shows the defaults");
+}
+
+#[test]
+fn gateway_is_off_by_default_and_its_mistakes_name_the_key() {
+    let config = load_text("{}").unwrap();
+    assert!(config.api.gateway.is_none());
+    let error = load_text(r#"{"api":{"gateway":{"max_concurrent_per_client":0}}}"#).unwrap_err();
+    assert!(error.contains("api.gateway.max_concurrent_per_client"), "{error}");
+    let error = load_text(r#"{"api":{"gateway":{"http_listen_multiaddress":"/dns4/x/tcp/1"}}}"#).unwrap_err();
+    assert!(error.contains("api.gateway.http_listen_multiaddress[0]"), "{error}");
 }
 
 #[test]

@@ -16,7 +16,9 @@
 //!   the blocks stored under their CIDv1 names) and never removes a block an in-progress pin or
 //!   import has seen, nor the local DAGs of the extra roots it is given;
 //! - UnixFS import ([`Node::importer`], Kubo's CIDs for the same file and options) and CAR import
-//!   ([`Node::car_importer`], every block hash-checked) for `/add`.
+//!   ([`Node::car_importer`], every block hash-checked) for `/add`;
+//! - reads that never reach the network ([`Node::local_block`], [`Node::is_pinned_block`],
+//!   [`block_links`]) for the HTTP gateway.
 //!
 //! CIDs are the `cid` 0.11 crate's type, the same one `pincluster-model` re-exports.
 
@@ -28,17 +30,20 @@ mod dht;
 mod error;
 mod gc;
 mod import;
+mod local;
 pub mod metrics;
 mod node;
 mod sink;
 mod walk;
 
 pub use bitswap::Traffic;
+pub use bytes::Bytes;
 pub use car::{CarImporter, MAX_CAR_BLOCK};
 pub use dht::{DhtMode, DhtStatus};
 pub use error::{IpfsError, ProvidersFound};
 pub use gc::{GcStats, RepoStat};
 pub use import::{AddedEntry, ImportOptions, Imported, Importer, MAX_CHUNK_SIZE};
+pub use local::block_links;
 pub use node::{Node, NodeOptions};
 pub use sink::ImportProtection;
 pub use walk::{DagStats, FetchOptions};

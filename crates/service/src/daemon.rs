@@ -339,6 +339,16 @@ async fn serve(
         reloadable.push(Reloadable { api: name, auth });
         servers.push(bound.server);
     }
+    if let Some(gateway) = &config.api.gateway {
+        let bound = pincluster_gateway::server(gateway, tracker.clone()).bind().with_context(|| {
+            let file = dir.join(CONFIG_FILE);
+            format!("cannot start the gateway (api.gateway.http_listen_multiaddress in {})", file.display())
+        })?;
+        for address in &bound.addresses {
+            println!("gateway listening on {}", http_url(address));
+        }
+        servers.push(bound.server);
+    }
     println!("ready: peer {peer_id}");
 
     let handles: Vec<_> = servers.iter().map(|s| s.handle()).collect();

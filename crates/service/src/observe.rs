@@ -129,6 +129,7 @@ pub(crate) fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     pincluster_state::metrics::describe();
     pincluster_ipfs::metrics::describe();
     pincluster_tracker::metrics::describe();
+    pincluster_gateway::metrics::describe();
     use metrics::{describe_gauge, Unit};
     describe_gauge!(PINS, "Pins by this peer's status (queued, pinning, pinned, failed).");
     describe_gauge!(QUEUE_LENGTH, "Pins waiting in the workers' in-memory queue.");

@@ -21,7 +21,8 @@ use futures_util::future::BoxFuture;
 use pincluster_ipfs::{GcStats, Node, RepoStat};
 
 pub use pincluster_ipfs::{
-    AddedEntry, CarImporter, DhtStatus, ImportOptions, Imported, Importer, IpfsError, Traffic, MAX_CHUNK_SIZE,
+    block_links, AddedEntry, CarImporter, DhtStatus, ImportOptions, Imported, Importer, IpfsError, Traffic,
+    MAX_CHUNK_SIZE,
 };
 use pincluster_model::{Cid, NewPin, PinStatus, PinView, Timestamp, UserName, ValidationError};
 use pincluster_state::{
@@ -326,6 +327,17 @@ impl Tracker {
     /// Starts the import of a CAR file into the node; as [`Tracker::importer`].
     pub fn car_importer(&self) -> CarImporter {
         self.workers.node().car_importer()
+    }
+
+    /// The block of `cid` from the node's local store (hash-checked), never from the network;
+    /// `None` when it is not there. For readers such as the HTTP gateway.
+    pub async fn local_block(&self, cid: &Cid) -> Result<Option<pincluster_ipfs::Bytes>, IpfsError> {
+        self.workers.node().local_block(cid).await
+    }
+
+    /// Whether the node holds `cid` under a pin (a pinned root or a block below one).
+    pub async fn is_pinned_block(&self, cid: &Cid) -> Result<bool, IpfsError> {
+        self.workers.node().is_pinned_block(cid).await
     }
 
     /// Block store figures.
