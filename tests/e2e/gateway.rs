@@ -7,7 +7,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pincluster_tests::*;
-use reqwest::blocking::multipart::{Form, Part};
 use serde_json::{json, Value};
 
 const MIB: usize = 1024 * 1024;
@@ -158,16 +157,8 @@ fn the_gateway_refuses_as_the_spec_says_and_never_fetches() {
     assert_eq!(get(&format!("{gw}/ipfs/{}", fake_cid(1)), raw).0, StatusCode::NOT_FOUND);
 
     // In the store but not pinned: 404; pinned (from the local blocks alone), served.
-    let cached = b"imported, not pinned\n".to_vec();
-    let form = Form::new().part("file", Part::bytes(cached).file_name("cached.txt"));
-    let response = client()
-        .post(format!("{}/add?no-pin=true", daemon.rest))
-        .basic_auth("alice", Some("alice-pw"))
-        .multipart(form)
-        .send()
-        .unwrap();
-    let added: Value = serde_json::from_str(response.text().unwrap().lines().next().unwrap()).unwrap();
-    let cached_cid = added["cid"].as_str().unwrap().to_string();
+    let added = add_files(&daemon, "no-pin=true", &[("cached.txt", b"imported, not pinned\n")]);
+    let cached_cid = added[0]["cid"].as_str().unwrap().to_string();
     assert_eq!(get(&format!("{gw}/ipfs/{cached_cid}"), raw).0, StatusCode::NOT_FOUND);
     pin(&daemon, &cached_cid, &[]);
     assert_eq!(get(&format!("{gw}/ipfs/{cached_cid}"), raw).0, StatusCode::OK, "its blocks were there");
@@ -200,15 +191,7 @@ fn the_gateway_refuses_as_the_spec_says_and_never_fetches() {
     // One request in progress per client: a second gets 429 until the first is done. A CAR of
     // 1 MiB at 200 kB/s takes five seconds.
     let big = random_file(&files.path().join("big.bin"), MIB, 3);
-    let form = Form::new().part("file", Part::bytes(big).file_name("big.bin"));
-    let response = client()
-        .post(format!("{}/add", daemon.rest))
-        .basic_auth("alice", Some("alice-pw"))
-        .multipart(form)
-        .send()
-        .unwrap();
-    let added: Value = serde_json::from_str(response.text().unwrap().lines().next().unwrap()).unwrap();
-    let big_cid = added["cid"].as_str().unwrap().to_string();
+    let big_cid = add_files(&daemon, "", &[("big.bin", &big)])[0]["cid"].as_str().unwrap().to_string();
     pin(&daemon, &big_cid, &[]);
     let first = client().get(format!("{gw}/ipfs/{big_cid}?format=car")).send().unwrap();
     assert_eq!(first.status(), StatusCode::OK);
@@ -234,4 +217,35 @@ fn the_gateway_refuses_as_the_spec_says_and_never_fetches() {
     ] {
         assert!(text.contains(wanted), "{wanted} missing from the metrics");
     }
+}
+
+#[test]
+fn plain_responses_when_enabled_serve_a_files_bytes_with_ranges() {
+    let gateway = json!({ "http_listen_multiaddress": "/ip4/127.0.0.1/tcp/0", "deserialized_responses": true });
+    let daemon = Daemon::start(gateway_config(gateway, json!({})));
+    let gw = &daemon.gateway;
+    let text = b"0123456789 plain bytes for people\n";
+    let added = add_files(&daemon, "wrap-with-directory=true", &[("hello.txt", text)]);
+    let dir = added.last().unwrap()["cid"].as_str().unwrap().to_string();
+    pin(&daemon, &dir, &[]);
+
+    let (status, body, headers) = get(&format!("{gw}/ipfs/{dir}/hello.txt"), None);
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body.as_bytes(), text);
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert_eq!(headers["cache-control"], "public, max-age=29030400, immutable");
+
+    let ranged = client().get(format!("{gw}/ipfs/{dir}/hello.txt")).header("Range", "bytes=2-5").send().unwrap();
+    assert_eq!(ranged.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(ranged.headers()["content-range"], format!("bytes 2-5/{}", text.len()));
+    assert_eq!(ranged.bytes().unwrap().as_ref(), &text[2..=5]);
+    let outside = client().get(format!("{gw}/ipfs/{dir}/hello.txt")).header("Range", "bytes=900-").send().unwrap();
+    assert_eq!(outside.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+
+    // Still only what is pinned, and the verifiable formats still answer as before.
+    assert_eq!(get(&format!("{gw}/ipfs/{}/a.txt", fake_cid(5)), None).0, StatusCode::NOT_FOUND);
+    assert_eq!(get(&format!("{gw}/ipfs/{dir}/nope.txt"), None).0, StatusCode::NOT_FOUND);
+    let (status, _, headers) = get(&format!("{gw}/ipfs/{dir}?format=car"), None);
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers["content-type"].to_str().unwrap().starts_with(CAR));
 }

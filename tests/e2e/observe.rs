@@ -9,8 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pincluster_tests::{client, eventually, test_config, Daemon};
-use reqwest::blocking::multipart::{Form, Part};
+use pincluster_tests::{add_files, client, eventually, test_config, Daemon};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -73,21 +72,6 @@ impl Drop for Prometheus {
     }
 }
 
-/// Adds a small file through the REST API's `/add`, which pins it.
-fn add_file(daemon: &Daemon, bytes: &[u8]) -> String {
-    let form = Form::new().part("file", Part::bytes(bytes.to_vec()).file_name("hello.txt"));
-    let response = client()
-        .post(format!("{}/add", daemon.rest))
-        .basic_auth("alice", Some("alice-pw"))
-        .multipart(form)
-        .send()
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let body = response.text().unwrap();
-    let last: Value = serde_json::from_str(body.lines().last().unwrap()).unwrap();
-    last["cid"].as_str().unwrap().to_string()
-}
-
 #[test]
 fn a_real_prometheus_scrapes_pin_and_request_series_that_change_after_a_pin() {
     let daemon = Daemon::start(test_config(json!({ "observations": { "reporting_interval": "1s" } })));
@@ -102,7 +86,8 @@ fn a_real_prometheus_scrapes_pin_and_request_series_that_change_after_a_pin() {
     });
     assert_eq!(pinned, 0.0, "a new peer has no pins");
 
-    let cid = add_file(&daemon, b"hello from the metrics test\n");
+    let added = add_files(&daemon, "", &[("hello.txt", b"hello from the metrics test\n")]);
+    let cid = added.last().unwrap()["cid"].as_str().unwrap().to_string();
     eventually(Duration::from_secs(60), "the pinned gauge reaches 1 in Prometheus", || {
         prometheus.value("pincluster_pins{status=\"pinned\"}").filter(|v| *v == 1.0)
     });
