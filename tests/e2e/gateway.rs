@@ -213,7 +213,7 @@ fn the_gateway_refuses_as_the_spec_says_and_never_fetches() {
         "pincluster_gateway_sent_bytes_total{format=\"raw\"}",
         "pincluster_gateway_refused_total{reason=\"not_pinned\"}",
         "pincluster_gateway_refused_total{reason=\"client_limit\"}",
-        "api=\"gateway\"",
+        "pincluster_http_requests_total{api=\"gateway\",method=\"GET\",route=\"/ipfs/{path}\",status=\"200\"}",
     ] {
         assert!(text.contains(wanted), "{wanted} missing from the metrics");
     }

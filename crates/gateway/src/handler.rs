@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, HttpResponseBuilder};
 use bytes::Bytes;
 use cid::Cid;
 use pincluster_config::GatewayConfig;
+use pincluster_httpcommon::RouteLabel;
 use pincluster_model::PinStatus;
 use pincluster_tracker::Tracker;
 use tokio::sync::mpsc;
@@ -56,8 +57,9 @@ impl Gateway {
 }
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig, gateway: Gateway) {
-    cfg.app_data(web::Data::new(gateway))
-        .service(web::resource("/ipfs/{tail:.*}").route(web::get().to(ipfs)).route(web::head().to(ipfs)));
+    // A scope with a static prefix: matching it costs no regex (a `{tail:.*}` pattern runs one
+    // on every request); the handler parses the path itself.
+    cfg.app_data(web::Data::new(gateway)).service(web::scope("/ipfs").default_service(web::to(ipfs)));
 }
 
 /// The node's local store, as the walks read it.
@@ -80,8 +82,8 @@ impl Store {
         // One or two point reads of the pinset: cheaper inline than a trip to the blocking pool.
         let reader = self.0.state();
         for form in forms(cid) {
-            match reader.cluster_pin(&form) {
-                Ok(Some(entry)) if entry.pin.status == PinStatus::Pinned => return Ok(true),
+            match reader.local_status(&form) {
+                Ok(Some(PinStatus::Pinned)) => return Ok(true),
                 Ok(_) => {}
                 Err(e) => return Err(GatewayError::Store(e.to_string())),
             }
@@ -107,6 +109,10 @@ fn forms(cid: &Cid) -> Vec<Cid> {
 }
 
 async fn ipfs(req: HttpRequest, gateway: web::Data<Gateway>) -> HttpResponse {
+    req.extensions_mut().insert(RouteLabel("/ipfs/{path}"));
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return render_error(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are served");
+    }
     match serve(&req, &gateway).await {
         Ok(response) => response,
         Err(error) => {
@@ -159,16 +165,20 @@ async fn serve(req: &HttpRequest, gateway: &Gateway) -> Result<HttpResponse, Gat
 }
 
 /// The headers of every successful `/ipfs/` answer.
-fn immutable(req: &HttpRequest, status: StatusCode, etag: &str, roots: &[Cid]) -> HttpResponseBuilder {
+fn immutable(req: &HttpRequest, status: StatusCode, etag: &str, roots: String) -> HttpResponseBuilder {
     let mut builder = HttpResponse::build(status);
-    let roots: Vec<String> = roots.iter().map(ToString::to_string).collect();
     builder
         .insert_header((header::CACHE_CONTROL, IMMUTABLE))
         .insert_header((header::ETAG, etag))
         .insert_header((header::VARY, "Accept"))
         .insert_header(("X-Ipfs-Path", req.uri().path()))
-        .insert_header(("X-Ipfs-Roots", roots.join(",")));
+        .insert_header(("X-Ipfs-Roots", roots));
     builder
+}
+
+/// `X-Ipfs-Roots`: the root and each path segment's CID.
+fn roots_text(roots: &[Cid]) -> String {
+    roots.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
 }
 
 /// Whether the client's `If-None-Match` already names `etag`.
@@ -181,14 +191,17 @@ fn not_modified(req: &HttpRequest, etag: &str) -> bool {
 }
 
 async fn raw(req: &HttpRequest, gateway: &Gateway, ask: &Ask, block: Bytes, head: bool) -> HttpResponse {
-    let etag = format!("\"{}.raw\"", ask.root);
+    // The CID's text, once: encoding it is a good part of a small block's cost.
+    let root = ask.root.to_string();
+    let etag = format!("\"{root}.raw\"");
     if not_modified(req, &etag) {
-        return immutable(req, StatusCode::NOT_MODIFIED, &etag, &[ask.root]).finish();
+        return immutable(req, StatusCode::NOT_MODIFIED, &etag, root).finish();
     }
-    let mut builder = immutable(req, StatusCode::OK, &etag, &[ask.root]);
+    let disposition = format!("attachment; filename=\"{root}.bin\"");
+    let mut builder = immutable(req, StatusCode::OK, &etag, root);
     builder
         .content_type(RAW_TYPE)
-        .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{}.bin\"", ask.root)))
+        .insert_header((header::CONTENT_DISPOSITION, disposition))
         .insert_header(("X-Content-Type-Options", "nosniff"));
     if !head {
         gateway.bandwidth.take(block.len()).await;
@@ -216,9 +229,9 @@ fn car_response(
     let dups = if car.dups { "y" } else { "n" };
     let etag = format!("\"{}.car.{:016x}\"", ask.root, car_tag(ask, car, range));
     if not_modified(req, &etag) {
-        return Ok(immutable(req, StatusCode::NOT_MODIFIED, &etag, &resolved.roots).finish());
+        return Ok(immutable(req, StatusCode::NOT_MODIFIED, &etag, roots_text(&resolved.roots)).finish());
     }
-    let mut builder = immutable(req, StatusCode::OK, &etag, &resolved.roots);
+    let mut builder = immutable(req, StatusCode::OK, &etag, roots_text(&resolved.roots));
     builder
         .insert_header((header::CONTENT_TYPE, format!("application/vnd.ipld.car; version=1; order=dfs; dups={dups}")))
         .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{}.car\"", ask.root)))
@@ -258,10 +271,10 @@ fn plain(
     };
     let range = http_range(req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()), size)?;
     if range.is_none() && not_modified(req, &etag) {
-        return Ok(immutable(req, StatusCode::NOT_MODIFIED, &etag, &resolved.roots).finish());
+        return Ok(immutable(req, StatusCode::NOT_MODIFIED, &etag, roots_text(&resolved.roots)).finish());
     }
     let status = if range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
-    let mut builder = immutable(req, status, &etag, &resolved.roots);
+    let mut builder = immutable(req, status, &etag, roots_text(&resolved.roots));
     let length = match range {
         Some((first, last)) => {
             builder.insert_header((header::CONTENT_RANGE, format!("bytes {first}-{last}/{size}")));
@@ -303,7 +316,9 @@ fn directory(req: &HttpRequest, resolved: &Resolved, etag: &str) -> Result<HttpR
     };
     let mut listing = names.join("\n");
     listing.push('\n');
-    Ok(immutable(req, StatusCode::OK, etag, &resolved.roots).content_type("text/plain; charset=utf-8").body(listing))
+    Ok(immutable(req, StatusCode::OK, etag, roots_text(&resolved.roots))
+        .content_type("text/plain; charset=utf-8")
+        .body(listing))
 }
 
 /// A content type from a file name's extension; bytes otherwise.

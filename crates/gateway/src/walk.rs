@@ -3,11 +3,12 @@
 //! to the entry) and the blocks of each `dag-scope` ([`CarWalk`]), depth-first, one block in hand
 //! at a time. Every block comes from a [`Blocks`] source; nothing here reaches the network.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 
 use bytes::Bytes;
 use cid::Cid;
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use rust_unixfs::dir::{describe, NodeDescription};
 use rust_unixfs::file::visit::IdleFileVisit;
 use rust_unixfs::MaybeResolved;
@@ -23,6 +24,8 @@ const IDENTITY: u64 = 0x00;
 /// The most distinct blocks a `car-dups=n` response remembers (a 64-bit hash each, about 16 MiB
 /// at most); a DAG with more blocks must be asked for with `car-dups=y`.
 pub(crate) const MAX_SEEN: usize = 1 << 20;
+/// Blocks of a file read ahead of the one being written.
+const READ_AHEAD: usize = 4;
 
 /// Where blocks come from: the local store only.
 pub(crate) trait Blocks {
@@ -37,6 +40,11 @@ pub(crate) trait Sink {
 
 async fn need<B: Blocks>(blocks: &B, cid: &Cid) -> Result<Bytes, GatewayError> {
     blocks.get(cid).await?.ok_or(GatewayError::MissingBlock(*cid))
+}
+
+/// [`need`] with the CID moved in, so that reads ahead are futures of one type.
+async fn need_owned<B: Blocks>(blocks: &B, cid: Cid) -> Result<Bytes, GatewayError> {
+    need(blocks, &cid).await
 }
 
 /// A path resolved from the root: the blocks on the way and the terminus.
@@ -248,9 +256,29 @@ impl<'a, B: Blocks, S: Sink> CarWalk<'a, B, S> {
         let decode = |cid: Cid, e: &dyn std::fmt::Display| GatewayError::Decode { cid, reason: e.to_string() };
         let mut visit = visit.start(&block).map_err(|e| decode(cid, &e))?.3;
         let mut cache = None;
+        // The next blocks of the walk are read while this one is written: each read (and its
+        // hash check) runs on the store's blocking threads, so they overlap with the sending.
+        let blocks = self.blocks;
+        let mut ahead = FuturesOrdered::new();
+        let mut queued: VecDeque<Cid> = VecDeque::new();
         while let Some(current) = visit {
-            let child = *current.pending_links().0;
-            let data = need(self.blocks, &child).await?;
+            let (next, rest) = current.pending_links();
+            let child = *next;
+            if queued.front() != Some(&child) {
+                ahead = FuturesOrdered::new();
+                queued.clear();
+            }
+            for link in std::iter::once(next).chain(rest) {
+                if queued.len() >= READ_AHEAD {
+                    break;
+                }
+                if !queued.contains(link) {
+                    queued.push_back(*link);
+                    ahead.push_back(need_owned(blocks, *link));
+                }
+            }
+            let data = ahead.next().await.ok_or(GatewayError::MissingBlock(child))??;
+            queued.pop_front();
             self.emit(&child, &data).await?;
             visit = current.continue_walk(&data, &mut cache).map_err(|e| decode(child, &e))?.1;
         }

@@ -11,5 +11,5 @@ mod observe;
 mod server;
 
 pub use auth::Authenticated;
-pub use observe::{describe_metrics, RequestId, REQUEST_ID};
+pub use observe::{describe_metrics, RequestId, RouteLabel, REQUEST_ID};
 pub use server::{metrics_text, socket_address, ApiServer, BoundServer, HttpError, MetricsEndpoint, RenderError};

@@ -40,6 +40,11 @@ pub fn describe_metrics() {
     metrics::describe_counter!(AUTH_FAILURES, "Refused authentications, by API and reason.");
 }
 
+/// The route template of a request served without a route pattern (a scope's default
+/// service), set by its handler in the request's extensions for the metrics' `route` label.
+#[derive(Clone, Copy, Debug)]
+pub struct RouteLabel(pub &'static str);
+
 /// The ID of the request being handled, for handlers that want to show it.
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
@@ -82,7 +87,11 @@ pub(crate) async fn middleware(
         }
     };
     let route = match &response {
-        Ok(response) => response.request().match_pattern().unwrap_or_else(|| "unmatched".into()),
+        Ok(response) => {
+            let request = response.request();
+            let label = || request.extensions().get::<RouteLabel>().map(|label| label.0.to_string());
+            request.match_pattern().or_else(label).unwrap_or_else(|| "unmatched".into())
+        }
         Err(_) => "unmatched".into(),
     };
     let labels = [("api", api.to_string()), ("method", method.to_string()), ("route", route)];

@@ -10,7 +10,6 @@
 
 use cid::Cid;
 use ipld_core::ipld::Ipld;
-use multihash_codetable::{Code, MultihashDigest};
 
 use crate::import::Imported;
 use crate::sink::BlockSink;
@@ -24,8 +23,6 @@ const MAX_HEADER: usize = 1024 * 1024;
 const MAX_CID: usize = 256;
 /// The size of the fixed CAR v2 header after the pragma.
 const V2_HEADER: usize = 40;
-/// The identity multihash: the digest is the data itself.
-const IDENTITY: u64 = 0x00;
 
 /// A CAR import in progress: push the stream's bytes with [`CarImporter::write`], then
 /// [`CarImporter::finish`]. Memory stays bounded by one section (≤ 2 MiB plus its CID).
@@ -272,14 +269,9 @@ impl CarImporter {
                 self.error(&format!("block {cid} of {} bytes exceeds the limit of {MAX_CAR_BLOCK} bytes", data.len()))
             );
         }
-        let hash = cid.hash();
-        let matches = if hash.code() == IDENTITY {
-            hash.digest() == data
-        } else {
-            let code = Code::try_from(hash.code()).map_err(|_| {
-                self.error(&format!("block {cid} uses an unsupported hash function 0x{:x}", hash.code()))
-            })?;
-            code.digest(data).digest() == hash.digest()
+        let Some(matches) = crate::blockfile::hash_matches(&cid, data) else {
+            let code = cid.hash().code();
+            return Err(self.error(&format!("block {cid} uses an unsupported hash function 0x{code:x}")));
         };
         if !matches {
             return Err(self.error(&format!("block {cid} does not match its hash (corrupt or forged data)")));

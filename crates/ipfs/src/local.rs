@@ -5,11 +5,14 @@ use bytes::Bytes;
 use cid::Cid;
 use rust_ipfs::Block;
 
+use crate::blockfile::SmallRead;
 use crate::walk::RAW;
 use crate::{IpfsError, Node};
 
 /// Multihash code of the identity "hash": the digest is the data itself.
 const IDENTITY: u64 = 0x00;
+/// Blocks up to this size are read on the caller's thread (see [`crate::blockfile::read_small`]).
+const INLINE_READ_MAX: u64 = 64 * 1024;
 /// dag-pb: the codec of CIDv0.
 const DAG_PB: u64 = 0x70;
 
@@ -19,6 +22,11 @@ impl Node {
     pub async fn local_block(&self, cid: &Cid) -> Result<Option<Bytes>, IpfsError> {
         if cid.hash().code() == IDENTITY {
             return Ok(Some(Bytes::copy_from_slice(cid.hash().digest())));
+        }
+        match crate::blockfile::read_small(&self.inner.repo_path, cid, INLINE_READ_MAX) {
+            SmallRead::Block(data) => return Ok(Some(Bytes::from(data))),
+            SmallRead::Missing => return Ok(None),
+            SmallRead::Other => {}
         }
         let block = self.inner.ipfs.repo().get_block_now(cid).await.map_err(IpfsError::store)?;
         Ok(block.map(|block| block.into_inner().1))

@@ -311,7 +311,7 @@ async fn serve(
                     admin_auth: admin_auth.clone(),
                     render_error: pincluster_pinsvc::render_error,
                 });
-                std::sync::Arc::new(move |cfg: &mut actix_web::web::ServiceConfig| {
+                Arc::new(move |cfg: &mut actix_web::web::ServiceConfig| {
                     psa(cfg);
                     dashboard(cfg);
                 })

@@ -651,6 +651,12 @@ impl Reader {
         read::joined(&self.inner.db, cid)?.map(|(rec, pin)| read::entry(&self.inner.db, rec, pin)).transpose()
     }
 
+    /// This peer's status of `cid`, when the pinset holds it: two point reads,
+    /// without the holders [`Reader::cluster_pin`] gathers.
+    pub fn local_status(&self, cid: &Cid) -> Result<Option<PinStatus>, StateError> {
+        Ok(read::joined(&self.inner.db, cid)?.map(|(_, pin)| pin.status))
+    }
+
     /// Every cluster entry with all its holders, in CID byte order, lazily:
     /// the shared pinset as [`Command::Restore`] takes it back (an export).
     pub fn entries(&self) -> impl Iterator<Item = Result<ClusterEntry, StateError>> + '_ {
