@@ -102,19 +102,8 @@ fn role_of(daemon: &Daemon, of: &Daemon) -> String {
 
 /// Adds a small file through `daemon`'s `/add` with `query`; returns its CID.
 fn add(daemon: &Daemon, query: &str, bytes: Vec<u8>) -> String {
-    let form = reqwest::blocking::multipart::Form::new()
-        .part("file", reqwest::blocking::multipart::Part::bytes(bytes).file_name("f.bin"));
-    let response = client()
-        .post(format!("{}/add?{query}", daemon.rest))
-        .basic_auth("alice", Some("alice-pw"))
-        .multipart(form)
-        .send()
-        .expect("POST /add");
-    let status = response.status();
-    let body = response.text().unwrap();
-    assert_eq!(status, StatusCode::OK, "{body}\n{}", daemon.log());
-    let last: Value = serde_json::from_str(body.lines().last().unwrap()).unwrap();
-    last["cid"].as_str().unwrap().to_string()
+    let added = add_files(daemon, query, &[("f.bin", &bytes)]);
+    added.last().and_then(|root| root["cid"].as_str()).expect("the root's CID").to_string()
 }
 
 fn status(daemon: &Daemon, cid: &str) -> Value {
