@@ -33,18 +33,6 @@ fn form(entries: Vec<Entry<'_>>) -> Form {
     })
 }
 
-/// Posts an upload as alice; returns the status and the body text.
-fn post_add(daemon: &Daemon, query: &str, form: Form) -> (StatusCode, String) {
-    let response = client()
-        .post(format!("{}/add?{query}", daemon.rest))
-        .basic_auth("alice", Some("alice-pw"))
-        .multipart(form)
-        .send()
-        .expect("POST /add");
-    let status = response.status();
-    (status, response.text().expect("body"))
-}
-
 /// The NDJSON objects of a successful add.
 fn add_ok(daemon: &Daemon, query: &str, entries: Vec<Entry<'_>>) -> Vec<Value> {
     let (status, body) = post_add(daemon, query, form(entries));

@@ -299,13 +299,9 @@ pub fn token(base: &str, user: &str, password: &str) -> String {
     body["token"].as_str().expect("token string").to_string()
 }
 
-/// Uploads `files` (name, bytes) to the REST API's `/add` as alice with
-/// `query`; returns the NDJSON objects it answered (the last one is the root).
-pub fn add_files(daemon: &Daemon, query: &str, files: &[(&str, &[u8])]) -> Vec<Value> {
-    use reqwest::blocking::multipart::{Form, Part};
-    let form = files.iter().fold(Form::new(), |form, (name, bytes)| {
-        form.part("file", Part::bytes(bytes.to_vec()).file_name(name.to_string()))
-    });
+/// Posts a multipart upload to the REST API's `/add` as alice with `query`;
+/// returns the status and the body text.
+pub fn post_add(daemon: &Daemon, query: &str, form: reqwest::blocking::multipart::Form) -> (StatusCode, String) {
     let response = client()
         .post(format!("{}/add?{query}", daemon.rest))
         .basic_auth("alice", Some("alice-pw"))
@@ -313,7 +309,17 @@ pub fn add_files(daemon: &Daemon, query: &str, files: &[(&str, &[u8])]) -> Vec<V
         .send()
         .expect("POST /add");
     let status = response.status();
-    let body = response.text().expect("/add body");
+    (status, response.text().expect("/add body"))
+}
+
+/// Uploads `files` (name, bytes) to the REST API's `/add` as alice with
+/// `query`; returns the NDJSON objects it answered (the last one is the root).
+pub fn add_files(daemon: &Daemon, query: &str, files: &[(&str, &[u8])]) -> Vec<Value> {
+    use reqwest::blocking::multipart::{Form, Part};
+    let form = files.iter().fold(Form::new(), |form, (name, bytes)| {
+        form.part("file", Part::bytes(bytes.to_vec()).file_name(name.to_string()))
+    });
+    let (status, body) = post_add(daemon, query, form);
     assert_eq!(status, StatusCode::OK, "/add: {body}");
     body.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
 }
