@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use actix_web::http::header;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
+use pincluster_httpcommon::if_none_match;
 
 /// One file of the front-end.
 struct Asset {
@@ -74,7 +75,7 @@ fn serve(req: &HttpRequest, name: &str) -> HttpResponse {
     };
     let asset = &ASSETS[index];
     let etag = &etags()[index];
-    if none_match(req, etag) {
+    if if_none_match(req, etag) {
         return secured(StatusCode::NOT_MODIFIED).insert_header((header::ETAG, etag.as_str())).finish();
     }
     secured(StatusCode::OK)
@@ -105,17 +106,6 @@ fn etags() -> &'static [String] {
             })
             .collect()
     })
-}
-
-/// Whether `If-None-Match` names `etag` (weak comparison, as RFC 9110 asks
-/// for this header) or is `*`.
-fn none_match(req: &HttpRequest, etag: &str) -> bool {
-    req.headers()
-        .get_all(header::IF_NONE_MATCH)
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, HttpResponseBuilder
 use bytes::Bytes;
 use cid::Cid;
 use pincluster_config::GatewayConfig;
-use pincluster_httpcommon::RouteLabel;
+use pincluster_httpcommon::{if_none_match, RouteLabel};
 use pincluster_model::PinStatus;
 use pincluster_tracker::Tracker;
 use tokio::sync::mpsc;
@@ -23,7 +23,7 @@ use crate::limits::{Bandwidth, ClientSlots, Slot};
 use crate::metrics::{ABORTED, REFUSED, SENT_BLOCKS, SENT_BYTES};
 use crate::range::http_range;
 use crate::request::{self, Ask, CarAsk, Format, RAW_TYPE};
-use crate::walk::{self, Blocks, ByteSink, CarWalk, Resolved, Sink};
+use crate::walk::{self, Blocks, ByteSink, CarWalk, Resolved, Sink, IDENTITY};
 use crate::{render_error, GatewayError};
 
 /// Chunks buffered between the walk and the connection: a block is two (its frame prefix and
@@ -31,8 +31,6 @@ use crate::{render_error, GatewayError};
 const CHANNEL_CHUNKS: usize = 8;
 /// `Cache-Control` of every `/ipfs/` answer: content addressed, so immutable.
 const IMMUTABLE: &str = "public, max-age=29030400, immutable";
-/// Multihash code of identity CIDs: their data is in the CID, so they are always servable.
-const IDENTITY: u64 = 0x00;
 
 /// What every request of the gateway shares.
 #[derive(Clone)]
@@ -181,20 +179,11 @@ fn roots_text(roots: &[Cid]) -> String {
     roots.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
 }
 
-/// Whether the client's `If-None-Match` already names `etag`.
-fn not_modified(req: &HttpRequest, etag: &str) -> bool {
-    req.headers()
-        .get_all(header::IF_NONE_MATCH)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|tag| matches!(tag.trim(), "*") || tag.trim() == etag || tag.trim().strip_prefix("W/") == Some(etag))
-}
-
 async fn raw(req: &HttpRequest, gateway: &Gateway, ask: &Ask, block: Bytes, head: bool) -> HttpResponse {
     // The CID's text, once: encoding it is a good part of a small block's cost.
     let root = ask.root.to_string();
     let etag = format!("\"{root}.raw\"");
-    if not_modified(req, &etag) {
+    if if_none_match(req, &etag) {
         return immutable(req, StatusCode::NOT_MODIFIED, &etag, root).finish();
     }
     let disposition = format!("attachment; filename=\"{root}.bin\"");
@@ -228,7 +217,7 @@ fn car_response(
     };
     let dups = if car.dups { "y" } else { "n" };
     let etag = format!("\"{}.car.{:016x}\"", ask.root, car_tag(ask, car, range));
-    if not_modified(req, &etag) {
+    if if_none_match(req, &etag) {
         return Ok(immutable(req, StatusCode::NOT_MODIFIED, &etag, roots_text(&resolved.roots)).finish());
     }
     let mut builder = immutable(req, StatusCode::OK, &etag, roots_text(&resolved.roots));
@@ -270,7 +259,7 @@ fn plain(
         return directory(req, &resolved, &etag);
     };
     let range = http_range(req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()), size)?;
-    if range.is_none() && not_modified(req, &etag) {
+    if range.is_none() && if_none_match(req, &etag) {
         return Ok(immutable(req, StatusCode::NOT_MODIFIED, &etag, roots_text(&resolved.roots)).finish());
     }
     let status = if range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };

@@ -19,8 +19,9 @@ use crate::GatewayError;
 
 pub(crate) const RAW: u64 = 0x55;
 pub(crate) const DAG_PB: u64 = 0x70;
-/// Multihash code of identity CIDs, which CARs must not carry.
-const IDENTITY: u64 = 0x00;
+/// Multihash code of identity CIDs: their data is in the CID, so CARs do not carry them and
+/// they are always servable.
+pub(crate) const IDENTITY: u64 = 0x00;
 /// The most distinct blocks a `car-dups=n` response remembers (a 64-bit hash each, about 16 MiB
 /// at most); a DAG with more blocks must be asked for with `car-dups=y`.
 pub(crate) const MAX_SEEN: usize = 1 << 20;

@@ -12,4 +12,6 @@ mod server;
 
 pub use auth::Authenticated;
 pub use observe::{describe_metrics, RequestId, RouteLabel, REQUEST_ID};
-pub use server::{metrics_text, socket_address, ApiServer, BoundServer, HttpError, MetricsEndpoint, RenderError};
+pub use server::{
+    if_none_match, metrics_text, socket_address, ApiServer, BoundServer, HttpError, MetricsEndpoint, RenderError,
+};

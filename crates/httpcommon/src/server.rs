@@ -152,6 +152,17 @@ pub fn socket_address(address: &Multiaddr) -> Option<SocketAddr> {
     }
 }
 
+/// Whether the request's `If-None-Match` names `etag` (weak comparison, as
+/// RFC 9110 asks for this header) or is `*`: the answer may be a 304.
+pub fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get_all(actix_web::http::header::IF_NONE_MATCH)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
 /// `GET /metrics`: rendered off the worker thread, as it walks every series.
 pub async fn metrics_text(render: Arc<dyn Fn() -> String + Send + Sync>) -> HttpResponse {
     match web::block(move || render()).await {

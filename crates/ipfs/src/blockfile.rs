@@ -19,7 +19,7 @@ use multihash_codetable::{Code, MultihashDigest};
 use crate::IpfsError;
 
 /// Multihash code of the identity "hash": the digest is the data itself.
-const IDENTITY: u64 = 0x00;
+pub(crate) const IDENTITY: u64 = 0x00;
 
 /// Parallel fsync tasks per pin.
 const SYNC_TASKS: usize = 8;

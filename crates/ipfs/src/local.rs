@@ -5,12 +5,10 @@ use bytes::Bytes;
 use cid::Cid;
 use rust_ipfs::Block;
 
-use crate::blockfile::SmallRead;
+use crate::blockfile::{SmallRead, IDENTITY};
 use crate::walk::RAW;
 use crate::{IpfsError, Node};
 
-/// Multihash code of the identity "hash": the digest is the data itself.
-const IDENTITY: u64 = 0x00;
 /// Blocks up to this size are read on the caller's thread (see [`crate::blockfile::read_small`]).
 const INLINE_READ_MAX: u64 = 64 * 1024;
 /// dag-pb: the codec of CIDv0.
