@@ -48,8 +48,8 @@ impl Identity {
 
     pub fn load(path: &Path) -> Result<Identity, ConfigError> {
         let bad = |reason: String| ConfigError::Invalid { file: path.to_path_buf(), key: "private_key".into(), reason };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::Io { file: path.to_path_buf(), reason: e.to_string() })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Io { file: path.to_path_buf(), source })?;
         let file: IdentityFile = serde_json::from_str(&text).map_err(|e| ConfigError::Invalid {
             file: path.to_path_buf(),
             key: String::new(),

@@ -20,8 +20,14 @@ const ENV_PREFIX: &str = "PINCLUSTER_";
 /// where there is one, the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{}: {reason}", file.display())]
-    Io { file: PathBuf, reason: String },
+    #[error("{}", file.display())]
+    Io {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: no such file (run `pincluster-service init` first)", file.display())]
+    Missing { file: PathBuf },
     #[error("{}: {}{reason}", file.display(), key_prefix(key))]
     Invalid { file: PathBuf, key: String, reason: String },
 }
@@ -47,12 +53,11 @@ pub fn load(
 ) -> Result<ServiceConfig, ConfigError> {
     let file = dir.join(CONFIG_FILE);
     if !file.exists() {
-        return Err(ConfigError::Io { file, reason: "no such file (run `pincluster-service init` first)".into() });
+        return Err(ConfigError::Missing { file });
     }
     let invalid = |key: String, reason: String| ConfigError::Invalid { file: file.clone(), key, reason };
     // Parse the file once with serde_json for precise syntax errors.
-    let text =
-        std::fs::read_to_string(&file).map_err(|e| ConfigError::Io { file: file.clone(), reason: e.to_string() })?;
+    let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Io { file: file.clone(), source })?;
     serde_json::from_str::<serde_json::Value>(&text).map_err(|e| invalid(String::new(), e.to_string()))?;
 
     let mut builder = config::Config::builder().add_source(config::File::from_str(&text, config::FileFormat::Json));
@@ -280,7 +285,7 @@ pub fn init(dir: &Path, force: bool) -> Result<InitReport, ConfigError> {
 
 /// [`init`], with the cluster's first members (`init --peers`).
 pub fn init_with(dir: &Path, force: bool, peers: &[Multiaddr]) -> Result<InitReport, ConfigError> {
-    std::fs::create_dir_all(dir).map_err(|e| ConfigError::Io { file: dir.to_path_buf(), reason: e.to_string() })?;
+    std::fs::create_dir_all(dir).map_err(|source| ConfigError::Io { file: dir.to_path_buf(), source })?;
     let config_path = dir.join(CONFIG_FILE);
     let config_written = force || !config_path.exists();
     if config_written {
@@ -312,7 +317,7 @@ pub fn init_with(dir: &Path, force: bool, peers: &[Multiaddr]) -> Result<InitRep
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let io = |e: std::io::Error| ConfigError::Io { file: path.to_path_buf(), reason: e.to_string() };
+    let io = |source| ConfigError::Io { file: path.to_path_buf(), source };
     let tmp = path.with_extension("tmp");
     let mut file =
         std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io)?;

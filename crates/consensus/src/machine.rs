@@ -15,9 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
-use openraft::{
-    Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, RaftLogId, SnapshotMeta, StorageIOError, StoredMembership,
-};
+use openraft::{Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, RaftLogId, SnapshotMeta, StoredMembership};
 use pincluster_state::{Applied, Command, Pinset, SnapshotWriter, StateError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -80,17 +78,13 @@ impl StateMachine {
         events: Option<mpsc::Sender<AppliedBatch>>,
     ) -> Result<StateMachine, StorageError> {
         let dir = dir.into();
-        let sm_error = |e: &dyn std::error::Error| {
-            StorageError::from(StorageIOError::new(
-                ErrorSubject::StateMachine,
-                ErrorVerb::Read,
-                openraft::AnyError::error(e.to_string()),
-            ))
-        };
-        std::fs::create_dir_all(&dir).map_err(|e| sm_error(&e))?;
-        let meta = match pinset.applied_meta().map_err(|e| sm_error(&e))? {
-            Some(bytes) => decode(&bytes).map_err(|e| sm_error(&e))?,
-            None => Meta { base: pinset.applied_index().map_err(|e| sm_error(&e))?, ..Meta::default() },
+        fn read_error(e: impl std::error::Error + 'static) -> StorageError {
+            storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, &e)
+        }
+        std::fs::create_dir_all(&dir).map_err(read_error)?;
+        let meta = match pinset.applied_meta().map_err(read_error)? {
+            Some(bytes) => decode(&bytes).map_err(read_error)?,
+            None => Meta { base: pinset.applied_index().map_err(read_error)?, ..Meta::default() },
         };
         Ok(StateMachine { pinset, id, dir, meta, waiters: Waiters::default(), events })
     }
@@ -172,7 +166,7 @@ impl StateMachine {
 /// peer is one of several members: the others would not see the change.
 pub fn detach(pinset: &Pinset, snapshot_dir: &Path) -> Result<(), crate::ConsensusError> {
     let Some(bytes) = pinset.applied_meta()? else { return Ok(()) };
-    let meta: Meta = decode(&bytes).map_err(|e| crate::ConsensusError::Raft(e.to_string()))?;
+    let meta: Meta = decode(&bytes).map_err(crate::ConsensusError::raft("reading the applied meta"))?;
     let members = meta.membership.membership().nodes().count();
     if members > 1 {
         return Err(crate::ConsensusError::Refused(format!(
@@ -184,7 +178,7 @@ pub fn detach(pinset: &Pinset, snapshot_dir: &Path) -> Result<(), crate::Consens
     match std::fs::remove_dir_all(snapshot_dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(crate::ConsensusError::Raft(format!("cannot remove {}: {e}", snapshot_dir.display()))),
+        Err(e) => Err(crate::ConsensusError::raft("removing the snapshot folder")(e)),
     }
 }
 

@@ -64,9 +64,23 @@ pub enum ConsensusError {
     /// Storage failed.
     #[error(transparent)]
     State(#[from] StateError),
-    /// Starting Raft failed.
-    #[error("raft: {0}")]
-    Raft(String),
+    /// Raft failed to start or to do what was asked; `what` says which step.
+    #[error("raft: {what}")]
+    Raft {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl ConsensusError {
+    /// A Raft failure at step `what`, keeping its cause as the source.
+    pub(crate) fn raft<E>(what: &'static str) -> impl FnOnce(E) -> ConsensusError
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        move |e| ConsensusError::Raft { what, source: Box::new(e) }
+    }
 }
 
 /// Timing and limits of one peer's Raft.
@@ -245,8 +259,8 @@ impl Consensus {
     ) -> Result<Consensus, ConsensusError> {
         let id = node_id(&net.local_peer_id());
         let log = LogStorage::new(pinset.log_store()?);
-        let sm =
-            StateMachine::open(pinset, id, snapshot_dir, events).map_err(|e| ConsensusError::Raft(e.to_string()))?;
+        let sm = StateMachine::open(pinset, id, snapshot_dir, events)
+            .map_err(ConsensusError::raft("opening the state machine"))?;
         let waiters = sm.waiters();
         let history = sm.holds_history();
         let election = options.election_timeout.as_millis() as u64;
@@ -262,9 +276,9 @@ impl Consensus {
             snapshot_max_chunk_size: 1024 * 1024,
             ..Default::default()
         };
-        let config = Arc::new(config.validate().map_err(|e| ConsensusError::Raft(e.to_string()))?);
+        let config = Arc::new(config.validate().map_err(ConsensusError::raft("checking its config"))?);
         let network = Network { net: net.clone() };
-        let raft = Raft::new(id, config, network, log, sm).await.map_err(|e| ConsensusError::Raft(e.to_string()))?;
+        let raft = Raft::new(id, config, network, log, sm).await.map_err(ConsensusError::raft("starting"))?;
         let shared = Arc::new(Shared {
             raft,
             proof: std::sync::OnceLock::new(),
@@ -291,7 +305,7 @@ impl Consensus {
 
     /// Whether this peer has a log (it started or joined a cluster before).
     pub async fn is_initialized(&self) -> Result<bool, ConsensusError> {
-        self.shared.raft.is_initialized().await.map_err(|e| ConsensusError::Raft(e.to_string()))
+        self.shared.raft.is_initialized().await.map_err(ConsensusError::raft("reading whether it has a log"))
     }
 
     /// Starts a new cluster of `members` (this peer among them) when this
@@ -313,7 +327,7 @@ impl Consensus {
         match raft.initialize(members).await {
             Ok(()) => {}
             Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => return Ok(()),
-            Err(e) => return Err(ConsensusError::Raft(e.to_string())),
+            Err(e) => return Err(ConsensusError::raft("initializing the cluster")(e)),
         }
         if self.shared.history {
             let shared = Arc::clone(&self.shared);
