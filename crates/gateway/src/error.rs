@@ -35,9 +35,9 @@ pub enum GatewayError {
     /// Too many distinct clients at once to track another.
     #[error("the gateway is busy; retry in a moment")]
     Busy,
-    /// The block store or the pinset failed.
-    #[error("storage error: {0}")]
-    Store(String),
+    /// The block store or the pinset failed. The cause is logged, not sent to the client.
+    #[error("storage error")]
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The client stopped reading for longer than `write_timeout`.
     #[error("the client took nothing for {0:?}")]
     WriteTimeout(std::time::Duration),
@@ -53,6 +53,11 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
+    /// A failure of the block store or the pinset.
+    pub(crate) fn store(error: impl std::error::Error + Send + Sync + 'static) -> GatewayError {
+        GatewayError::Store(Box::new(error))
+    }
+
     /// The status of a response that fails before its head is sent.
     pub fn status(&self) -> StatusCode {
         match self {

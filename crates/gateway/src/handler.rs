@@ -66,7 +66,7 @@ struct Store(Tracker);
 
 impl Blocks for Store {
     async fn get(&self, cid: &Cid) -> Result<Option<Bytes>, GatewayError> {
-        self.0.local_block(cid).await.map_err(|e| GatewayError::Store(e.to_string()))
+        self.0.local_block(cid).await.map_err(GatewayError::store)
     }
 }
 
@@ -83,10 +83,10 @@ impl Store {
             match reader.local_status(&form) {
                 Ok(Some(PinStatus::Pinned)) => return Ok(true),
                 Ok(_) => {}
-                Err(e) => return Err(GatewayError::Store(e.to_string())),
+                Err(e) => return Err(GatewayError::store(e)),
             }
         }
-        self.0.is_pinned_block(cid).await.map_err(|e| GatewayError::Store(e.to_string()))
+        self.0.is_pinned_block(cid).await.map_err(GatewayError::store)
     }
 }
 
@@ -114,6 +114,9 @@ async fn ipfs(req: HttpRequest, gateway: web::Data<Gateway>) -> HttpResponse {
     match serve(&req, &gateway).await {
         Ok(response) => response,
         Err(error) => {
+            if let GatewayError::Store(cause) = &error {
+                tracing::warn!(error = %cause, "gateway read failed");
+            }
             let mut response = render_error(error.status(), &error.to_string());
             if matches!(error, GatewayError::ClientLimit | GatewayError::Busy) {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
