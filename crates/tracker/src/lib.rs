@@ -10,6 +10,7 @@
 
 mod allocate;
 pub mod metrics;
+mod policy;
 mod report;
 mod reprovide;
 mod worker;

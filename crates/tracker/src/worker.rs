@@ -14,6 +14,7 @@ use pincluster_model::{Cid, Multiaddr, PinStatus, Progress, StatusSet};
 use pincluster_state::{Pinset, StateError, StatusUpdate};
 use tokio::sync::{mpsc, Notify};
 
+use crate::policy::{self, AfterFailure, RetryPolicy};
 use crate::report::Reporter;
 use crate::reprovide::{ReprovideOptions, ReprovideStrategy, Reprovider};
 use crate::TrackerError;
@@ -164,6 +165,11 @@ impl Workers {
         allocations.is_empty() || allocations.contains(&self.options.peer_id)
     }
 
+    /// How failed pins are retried.
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy { max_retries: self.options.max_retries, backoff: self.options.retry_backoff }
+    }
+
     /// Checks the queue against the pinset again (after a snapshot replaced it).
     pub(crate) fn resync(&self) {
         self.overflowed.notify_one();
@@ -312,19 +318,15 @@ impl Workers {
     }
 
     async fn failed(self: &Arc<Self>, cid: Cid, attempts: u32, reason: String) {
-        let retries_left = (self.options.max_retries + 1).saturating_sub(attempts);
-        let backoff = self.options.retry_backoff * 2u32.saturating_pow(attempts.saturating_sub(1).min(16));
-        let details = if retries_left > 0 {
-            format!("{reason} (attempt {attempts}; retrying in {}s)", backoff.as_secs())
-        } else {
-            format!("{reason} (gave up after {attempts} attempt(s))")
-        };
+        let policy = self.retry_policy();
+        let details = policy.details(&reason, attempts);
         tracing::warn!(%cid, %details, "pin failed");
         metrics::counter!(crate::metrics::PIN_ATTEMPTS, "outcome" => "failed").increment(1);
         let update = StatusUpdate { error: Some(details), ..StatusUpdate::status(PinStatus::Failed) };
-        if !self.record(&cid, update).await || retries_left == 0 {
+        if !self.record(&cid, update).await {
             return;
         }
+        let AfterFailure::RetryIn(backoff) = policy.after_failure(attempts) else { return };
         let workers = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(backoff).await;
@@ -378,37 +380,15 @@ impl Workers {
     /// Queues every unfinished pin not yet scheduled, up to the queue's room.
     /// Returns whether some were left out for lack of room.
     async fn refill(self: &Arc<Self>) -> bool {
-        let state = self.state.clone();
-        let max_retries = self.options.max_retries;
         let room = self.queue.capacity();
-        if room < self.queue.max_capacity() / 2 {
-            // A scan walks past every scheduled CID: wait until the workers
-            // have drained half the queue, so that each scan fills half of it.
+        if !policy::refill_due(room, self.queue.max_capacity()) {
             return true;
         }
         let scheduled: HashSet<Cid> = lock(&self.scheduled).clone();
         let workers = Arc::clone(self);
         let scan = tokio::task::spawn_blocking(move || {
-            let mut unfinished = StatusSet::only(PinStatus::Queued);
-            unfinished.insert(PinStatus::Pinning);
-            unfinished.insert(PinStatus::Failed);
-            let mut found = Vec::new();
-            let mut more = false;
-            for item in state.cluster_pins(unfinished) {
-                let Ok(pin) = item else { continue };
-                if scheduled.contains(&pin.cid)
-                    || (pin.status == PinStatus::Failed && pin.attempts > max_retries)
-                    || !workers.allocated_here(&pin.allocations)
-                {
-                    continue;
-                }
-                if found.len() == room {
-                    more = true;
-                    break;
-                }
-                found.push((pin.cid, pin.status));
-            }
-            (found, more)
+            let pins = workers.state.cluster_pins(unfinished());
+            policy::refill_pick(pins, &scheduled, room, &workers.retry_policy(), |a| workers.allocated_here(a))
         });
         let Ok((found, more)) = scan.await else { return false };
         for (cid, status) in found {
@@ -434,9 +414,7 @@ impl Workers {
                 _ = self.gc_wanted.notified() => tokio::time::sleep(GC_DEBOUNCE).await,
                 _ = periodic => {}
             }
-            // Blocks that a queued pin will need may be unreferenced right now
-            // (a replaced pin's old DAG): collect only when no pin is pending.
-            while !lock(&self.scheduled).is_empty() {
+            while !policy::gc_may_run(lock(&self.scheduled).len()) {
                 tokio::time::sleep(GC_DEBOUNCE).await;
             }
             match self.collect_garbage().await {
@@ -459,20 +437,8 @@ impl Workers {
     pub(crate) async fn collect_garbage(self: &Arc<Self>) -> Result<GcStats, TrackerError> {
         let (state, workers) = (self.state.clone(), self.clone());
         let unfinished = tokio::task::spawn_blocking(move || {
-            let mut roots = Vec::new();
-            let unfinished: StatusSet =
-                [PinStatus::Queued, PinStatus::Pinning, PinStatus::Failed].into_iter().collect();
-            for pin in state.cluster_pins(unfinished) {
-                let pin = pin?;
-                if pin.summary == PinStatus::Pinned && !workers.allocated_here(&pin.allocations) {
-                    continue;
-                }
-                roots.push(pin.cid);
-                if roots.len() > MAX_GC_EXTRA_ROOTS {
-                    return Ok(None);
-                }
-            }
-            Ok::<_, StateError>(Some(roots))
+            let pins = state.cluster_pins(unfinished());
+            policy::gc_extra_roots(pins, |a| workers.allocated_here(a), MAX_GC_EXTRA_ROOTS)
         })
         .await
         .map_err(|_| TrackerError::Stopped)??;
@@ -482,6 +448,11 @@ impl Workers {
         };
         Ok(self.node.gc(&roots).await?)
     }
+}
+
+/// The statuses of pins that still have work to do here.
+fn unfinished() -> StatusSet {
+    [PinStatus::Queued, PinStatus::Pinning, PinStatus::Failed].into_iter().collect()
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
