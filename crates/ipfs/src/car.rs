@@ -4,9 +4,6 @@
 //! dag-cbor map with `version` and `roots`), then sections (a varint length, a CID, the block).
 //! Every block's hash is checked against its CID before it is written; headers and blocks have
 //! size limits so a hostile stream cannot make the importer buffer much.
-// `IpfsError` is large (its `Stalled` variant carries a CID); imports fail rarely, so the size
-// of their `Result`s does not matter.
-#![allow(clippy::result_large_err)]
 
 use cid::Cid;
 use ipld_core::ipld::Ipld;

@@ -22,21 +22,8 @@ pub enum IpfsError {
     #[error("cannot connect to {addr}: {reason}")]
     Dial { addr: Multiaddr, reason: String },
     /// No block arrived for the whole stall timeout.
-    #[error(
-        "no progress for {}s: no peer sent the {waiting} block(s) still wanted \
-         (first: {first_wanted}){}; {blocks} block(s), {bytes} bytes were in store before giving up",
-        stalled_for.as_secs(),
-        providers.map(|p| format!("; {p}")).unwrap_or_default()
-    )]
-    Stalled {
-        stalled_for: Duration,
-        waiting: usize,
-        first_wanted: Cid,
-        blocks: u64,
-        bytes: u64,
-        /// What the DHT lookup for the root found, when one ran.
-        providers: Option<ProvidersFound>,
-    },
+    #[error("{0}")]
+    Stalled(Box<Stall>),
     /// The DAG is larger than the configured maximum.
     #[error("DAG of {cid} exceeds the maximum size of {max_bytes} bytes")]
     TooLarge { cid: Cid, max_bytes: u64 },
@@ -65,6 +52,25 @@ impl IpfsError {
     pub(crate) fn store(error: impl std::fmt::Display) -> IpfsError {
         IpfsError::Store(error.to_string())
     }
+}
+
+/// Where a fetch stood when no block had arrived for the whole stall timeout (boxed in
+/// [`IpfsError::Stalled`], so that every `Result` of the node stays small).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no progress for {}s: no peer sent the {waiting} block(s) still wanted \
+     (first: {first_wanted}){}; {blocks} block(s), {bytes} bytes were in store before giving up",
+    stalled_for.as_secs(),
+    providers.map(|p| format!("; {p}")).unwrap_or_default()
+)]
+pub struct Stall {
+    pub stalled_for: Duration,
+    pub waiting: usize,
+    pub first_wanted: Cid,
+    pub blocks: u64,
+    pub bytes: u64,
+    /// What the DHT lookup for the root found, when one ran.
+    pub providers: Option<ProvidersFound>,
 }
 
 /// What a pin's DHT provider lookup had found when the pin gave up.

@@ -5,9 +5,6 @@
 //! `BufferingTreeBuilder` (links sorted by name, HAMT sharding past Kubo's threshold). The tests
 //! check the result against a real Kubo peer and Kubo's published vectors. Every block goes
 //! through a `BlockSink` as soon as it is produced: marked against GC, written, synced at the end.
-// `IpfsError` is large (its `Stalled` variant carries a CID); imports fail rarely, so the size
-// of their `Result`s does not matter.
-#![allow(clippy::result_large_err)]
 
 use std::collections::HashMap;
 

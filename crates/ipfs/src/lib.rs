@@ -40,7 +40,7 @@ pub use bitswap::Traffic;
 pub use bytes::Bytes;
 pub use car::{CarImporter, MAX_CAR_BLOCK};
 pub use dht::{DhtMode, DhtStatus};
-pub use error::{IpfsError, ProvidersFound};
+pub use error::{IpfsError, ProvidersFound, Stall};
 pub use gc::{GcStats, RepoStat};
 pub use import::{AddedEntry, ImportOptions, Imported, Importer, MAX_CHUNK_SIZE};
 pub use local::block_links;

@@ -54,7 +54,6 @@ impl Node {
 
 /// The CIDs a block links to, in the order the block lists them (dag-pb, dag-cbor and dag-json
 /// are understood; a raw block has none).
-#[allow(clippy::result_large_err)] // the node's one error type, on a cold path
 pub fn block_links(cid: &Cid, data: &Bytes) -> Result<Vec<Cid>, IpfsError> {
     if cid.codec() == RAW {
         return Ok(Vec::new());

@@ -20,7 +20,7 @@ use rust_ipfs::repo::{PinMode as EnginePinMode, PinStore};
 use rust_ipfs::Block;
 use tokio::time::Instant;
 
-use crate::error::ProvidersFound;
+use crate::error::{ProvidersFound, Stall};
 use crate::gc::Protection;
 use crate::{IpfsError, Node};
 
@@ -101,8 +101,9 @@ impl Node {
             progress: &mut progress,
         };
         walk.run(*cid).await.map_err(|e| match e {
-            IpfsError::Stalled { stalled_for, waiting, first_wanted, blocks, bytes, .. } => {
-                IpfsError::Stalled { stalled_for, waiting, first_wanted, blocks, bytes, providers: lookup.outcome() }
+            IpfsError::Stalled(mut stall) => {
+                stall.providers = lookup.outcome();
+                IpfsError::Stalled(stall)
             }
             other => other,
         })?;
@@ -323,14 +324,14 @@ impl<F: FnMut(Progress)> Walk<'_, F> {
                     last_progress = Instant::now();
                 }
                 () = tokio::time::sleep_until(deadline) => {
-                    return Err(IpfsError::Stalled {
+                    return Err(IpfsError::Stalled(Box::new(Stall {
                         stalled_for: self.options.stall_timeout,
                         waiting: wanted.len(),
                         first_wanted: wanted.first().copied().unwrap_or(root),
                         blocks: self.stats.blocks,
                         bytes: self.stats.bytes,
                         providers: None,
-                    });
+                    })));
                 }
             }
         }

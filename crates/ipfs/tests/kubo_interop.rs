@@ -99,9 +99,9 @@ async fn unreachable_origin_fails_after_the_stall_timeout() {
     let error = node.pin(&missing, PinMode::Recursive, options, |_| {}).await.unwrap_err();
     let elapsed = started.elapsed();
     match &error {
-        IpfsError::Stalled { waiting, first_wanted, .. } => {
-            assert_eq!(*waiting, 1);
-            assert_eq!(*first_wanted, missing);
+        IpfsError::Stalled(stall) => {
+            assert_eq!(stall.waiting, 1);
+            assert_eq!(stall.first_wanted, missing);
         }
         other => panic!("expected a stall, got {other:?}"),
     }

@@ -320,7 +320,6 @@ impl Tracker {
     /// Starts a UnixFS import into the node (`/add`). Its blocks stay safe from
     /// garbage collection until the returned importer, or what it finishes
     /// into, is dropped: pin the roots first.
-    #[allow(clippy::result_large_err)] // the node's own error, on a cold path, as in pincluster-ipfs
     pub fn importer(&self, options: ImportOptions) -> Result<Importer, IpfsError> {
         self.workers.node().importer(options)
     }
