@@ -149,6 +149,8 @@ impl ApiServer {
             .shutdown_timeout(5)
             .disable_signals()
             .workers(std::thread::available_parallelism().map_or(2, |n| n.get()).max(2));
+        // Tells kept-alive connections to close when the server stops, as HttpServer does.
+        let shutdown = server.graceful_shutdown_signal();
         let mut addresses = Vec::new();
         for address in config.http_listen_multiaddress.to_vec() {
             let socket = socket_address(&address).ok_or(HttpError::BadAddress(address))?;
@@ -156,11 +158,10 @@ impl ApiServer {
             let listener = listen(socket).map_err(bind_error)?;
             let local = listener.local_addr().map_err(bind_error)?;
             let slots = Slots::new(config.max_connections);
-            let (name, app) = (self.name, app.clone());
+            let (name, app, shutdown) = (self.name, app.clone(), shutdown.clone());
+            let listener_config = Listener { api: name, local, timeouts, slots, shutdown };
             server = server
-                .listen(format!("{name}-{local}"), listener, move || {
-                    serve(name, local, timeouts, slots.clone(), app.clone())
-                })
+                .listen(format!("{name}-{local}"), listener, move || serve(listener_config.clone(), app.clone()))
                 .map_err(bind_error)?;
             addresses.push(local);
         }
@@ -174,6 +175,16 @@ impl ApiServer {
 struct Timeouts {
     header: Duration,
     idle: Duration,
+}
+
+/// What each worker's service of one listener shares.
+#[derive(Clone)]
+struct Listener {
+    api: &'static str,
+    local: SocketAddr,
+    timeouts: Timeouts,
+    slots: Arc<Slots>,
+    shutdown: actix_server::GracefulShutdownSignal,
 }
 
 /// A listening socket with actix's backlog (the standard library's is 128).
@@ -191,10 +202,7 @@ const BACKLOG: i32 = 2048;
 /// One worker's HTTP/1.1 service for one listener: a connection beyond the
 /// listener's limit is closed at once; the others are wrapped in [`Guarded`].
 fn serve<F, A>(
-    api: &'static str,
-    local: SocketAddr,
-    timeouts: Timeouts,
-    slots: Arc<Slots>,
+    listener: Listener,
     app: F,
 ) -> impl ServiceFactory<TcpStream, Config = (), Response = (), Error = DispatchError, InitError = ()>
 where
@@ -207,6 +215,7 @@ where
             InitError = (),
         > + 'static,
 {
+    let Listener { api, local, timeouts, slots, shutdown } = listener;
     let accept = fn_service(move |io: TcpStream| {
         let slot = slots.take();
         async move {
@@ -224,6 +233,10 @@ where
         .keep_alive(KeepAlive::Timeout(timeouts.idle))
         .client_request_timeout(timeouts.header)
         .client_disconnect_timeout(Duration::from_secs(1))
+        .graceful_shutdown_signal(move || {
+            let shutdown = shutdown.clone();
+            async move { shutdown.notified().await }
+        })
         .local_addr(local)
         .on_connect_ext(|io: &Guarded, data: &mut Extensions| {
             data.insert(io.connection.clone());
