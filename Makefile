@@ -29,5 +29,6 @@ lint:
 bench:
 	$(CARGO) bench --workspace
 	./benches/psa-load.sh
+	./benches/hostile-http.sh
 
 ci: test

@@ -9,6 +9,7 @@ mod dashboard;
 mod dht;
 mod foundation;
 mod gateway;
+mod hostile_http;
 mod observe;
 mod pinning;
 mod psa;

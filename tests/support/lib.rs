@@ -42,7 +42,16 @@ pub const USERS: [(&str, &str); 3] = [("alice", "alice-pw"), ("bob", "bob-pw"), 
 /// network); `extra` is merged over it (objects merge, other values replace).
 pub fn test_config(extra: Value) -> Value {
     let users: serde_json::Map<String, Value> = USERS.iter().map(|(u, p)| (u.to_string(), json!(p))).collect();
-    let api = json!({ "http_listen_multiaddress": "/ip4/127.0.0.1/tcp/0", "basic_auth_credentials": users });
+    // The suite's own bursts (thousands of pins from eight threads) are load,
+    // not abuse: request rates are not limited unless a test asks
+    // (hostile_http.rs). Failed logins keep their default limit.
+    let off = json!({ "per_second": 0, "burst": 1 });
+    let api = json!({
+        "http_listen_multiaddress": "/ip4/127.0.0.1/tcp/0",
+        "basic_auth_credentials": users,
+        "rate_limit_per_user": off,
+        "rate_limit_per_address": off,
+    });
     let mut base = json!({
         "cluster": { "peername": "test-peer", "listen_multiaddress": ["/ip4/127.0.0.1/tcp/0"] },
         "api": { "restapi": api.clone(), "pinsvcapi": api },

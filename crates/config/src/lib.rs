@@ -14,6 +14,7 @@ pub use identity::{Identity, IDENTITY_FILE};
 pub use load::{init, init_with, is_loopback, load, ConfigError, InitReport, Overrides, CONFIG_FILE};
 pub use schema::{
     amino_bootstrap, ApiConfig, ApiSections, ClusterConfig, DhtMode, GatewayConfig, IpfsConfig, ListenAddresses,
-    LogFormat, ObservationsConfig, ReprovideStrategy, ReproviderConfig, ServiceConfig, StateConfig, TrackerConfig,
+    LogFormat, ObservationsConfig, RateLimit, ReprovideStrategy, ReproviderConfig, ServiceConfig, StateConfig,
+    TrackerConfig,
 };
 pub use swarm_key::read_swarm_key;

@@ -199,6 +199,25 @@ fn validate_api(api: &ApiConfig) -> Result<(), (String, String)> {
     if api.max_upload_bytes == 0 {
         return Err(("max_upload_bytes".into(), "must be at least 1".into()));
     }
+    if api.max_connections == 0 {
+        return Err(("max_connections".into(), "must be at least 1".into()));
+    }
+    if api.read_body_timeout.0.is_zero() {
+        return Err(("read_body_timeout".into(), "must be more than 0s".into()));
+    }
+    let limits = [
+        ("rate_limit_per_user", &api.rate_limit_per_user),
+        ("rate_limit_per_address", &api.rate_limit_per_address),
+        ("rate_limit_auth_failures", &api.rate_limit_auth_failures),
+    ];
+    for (key, limit) in limits {
+        if !limit.per_second.is_finite() || limit.per_second < 0.0 {
+            return Err((format!("{key}.per_second"), "must be a number, 0 (no limit) or more".into()));
+        }
+        if limit.burst == 0 {
+            return Err((format!("{key}.burst"), "must be at least 1".into()));
+        }
+    }
     for (i, addr) in api.http_listen_multiaddress.to_vec().iter().enumerate() {
         let (host_ok, port_ok) = socket_parts(addr);
         if !(host_ok && port_ok) {

@@ -232,13 +232,38 @@ impl ListenAddresses {
 pub struct ApiConfig {
     /// Where to listen: `/ip4/…/tcp/PORT` or `/ip6/…/tcp/PORT`, one or a list.
     pub http_listen_multiaddress: ListenAddresses,
-    /// Longest time to read the request head.
+    /// Longest time to read a request head: from the connection's start for
+    /// its first request, from the first byte of the next one on a kept-alive
+    /// connection. A fixed deadline: bytes trickling in do not extend it.
+    /// The connection is then answered with a bare 408 and closed.
     pub read_header_timeout: Duration,
+    /// Time allowed to read a request body, counted from its head; each byte
+    /// received adds `1 / min_body_bytes_per_second` to it. Past it the
+    /// request is answered with 408 and the connection closed.
+    pub read_body_timeout: Duration,
+    /// The slowest upload rate that keeps a body's deadline moving, in bytes
+    /// per second (long `/add` uploads need it); "0" = `read_body_timeout`
+    /// is a fixed deadline for every body.
+    pub min_body_bytes_per_second: u64,
     /// How long an idle keep-alive connection stays open.
     pub idle_timeout: Duration,
+    /// Connections open at once on each listen address (all workers
+    /// together); more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Requests per authenticated user (token bucket); beyond it 429 with
+    /// `Retry-After`.
+    pub rate_limit_per_user: RateLimit,
+    /// Requests per client address (IPv6: per /64), authenticated or not,
+    /// counted before authentication; beyond it 429 with `Retry-After`.
+    pub rate_limit_per_address: RateLimit,
+    /// Failed authentications per client address (IPv6: per /64); beyond it
+    /// every request of that address that needs authentication gets 429
+    /// until the bucket refills, so passwords cannot be guessed quickly.
+    pub rate_limit_auth_failures: RateLimit,
     /// Largest request head (request line and headers), in bytes; larger ones get 431.
     pub max_header_bytes: usize,
-    /// Largest JSON request body, in bytes; larger ones get 413.
+    /// Largest JSON request body, in bytes; larger ones get 413. Request
+    /// bodies with a `Content-Encoding` other than `identity` get 415.
     pub max_body_bytes: usize,
     /// Largest upload to the REST API's `/add` (all parts together), in bytes;
     /// larger ones are cut off with 413. Uploads stream to disk, so this bounds
@@ -278,7 +303,13 @@ impl Default for ApiConfig {
         ApiConfig {
             http_listen_multiaddress: ListenAddresses::Many(Vec::new()),
             read_header_timeout: Duration::from_secs(5),
+            read_body_timeout: Duration::from_secs(30),
+            min_body_bytes_per_second: 4096,
             idle_timeout: Duration::from_secs(120),
+            max_connections: 10_000,
+            rate_limit_per_user: RateLimit { per_second: 200.0, burst: 1000 },
+            rate_limit_per_address: RateLimit { per_second: 400.0, burst: 2000 },
+            rate_limit_auth_failures: RateLimit { per_second: 1.0, burst: 100 },
             max_header_bytes: 8192,
             max_body_bytes: 1024 * 1024,
             max_upload_bytes: 64 * 1024 * 1024 * 1024,
@@ -301,6 +332,26 @@ impl Default for ApiConfig {
             cors_allow_credentials: true,
             cors_max_age: Duration::from_secs(0),
         }
+    }
+}
+
+/// A token bucket: `burst` requests at once, refilled at `per_second`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained requests per second; "0" = no limit.
+    pub per_second: f64,
+    /// Requests allowed at once after a quiet spell (at least 1).
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// No limit.
+    pub const OFF: RateLimit = RateLimit { per_second: 0.0, burst: 1 };
+
+    /// Whether the limit applies at all.
+    pub fn is_on(&self) -> bool {
+        self.per_second > 0.0
     }
 }
 

@@ -3,6 +3,7 @@
 //! hands the user to handlers.
 
 use std::future::{ready, Ready};
+use std::sync::Arc;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -12,6 +13,8 @@ use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse};
 use pincluster_auth::{AuthError, AuthUser, Challenge};
 
+use crate::limits::too_many;
+use crate::ratelimit::address_key;
 use crate::server::Context;
 
 /// The realm IPFS Cluster clients know.
@@ -56,13 +59,28 @@ pub(crate) async fn middleware(
     if bypasses_auth(&req, &context) {
         return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
     }
+    // An address that failed too often is not even checked: a guess that
+    // happens to be right gets the same 429 as the wrong ones.
+    let address = req.peer_addr().map(|peer| address_key(peer.ip()));
+    if let Some(wait) = address.and_then(|address| context.auth_failures.check(&address, false).err()) {
+        return Ok(req.into_response(too_many(&context, "auth_failures", wait)));
+    }
     let headers = req.headers().get_all(header::AUTHORIZATION).filter_map(|v| v.to_str().ok());
     match context.auth.authenticate(headers) {
         Ok(user) => {
+            if !user.is_anonymous() {
+                if let Err(wait) = context.by_user.check(&Arc::from(user.name()), true) {
+                    return Ok(req.into_response(too_many(&context, "user", wait)));
+                }
+            }
             req.extensions_mut().insert(Authenticated(user));
             next.call(req).await.map(ServiceResponse::map_into_boxed_body)
         }
         Err(error) => {
+            // Only wrong credentials count: a request without any guesses nothing.
+            if let (Some(address), false) = (address, matches!(error, AuthError::NoCredentials)) {
+                let _ = context.auth_failures.check(&address, true);
+            }
             tracing::debug!(path = req.path(), %error, "request refused");
             let reason = match error {
                 AuthError::NoCredentials => "no_credentials",

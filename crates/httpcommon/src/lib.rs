@@ -7,7 +7,10 @@
 //! everything that is the same for both lives here.
 
 mod auth;
+mod conn;
+mod limits;
 mod observe;
+mod ratelimit;
 mod server;
 
 pub use auth::Authenticated;

@@ -38,6 +38,18 @@ pub fn describe_metrics() {
         "Time to answer an HTTP request (to the response head), by API, method and route template."
     );
     metrics::describe_counter!(AUTH_FAILURES, "Refused authentications, by API and reason.");
+    metrics::describe_counter!(
+        crate::limits::RATE_LIMITED,
+        "Requests refused with 429, by API and the limit's key (address, user, auth_failures)."
+    );
+    metrics::describe_counter!(
+        crate::conn::CONNECTIONS_REFUSED,
+        "Connections closed at once because their listener had max_connections open, by API."
+    );
+    metrics::describe_counter!(
+        crate::conn::READ_TIMEOUTS,
+        "Requests cut because their head or body did not arrive in time, by API and phase."
+    );
 }
 
 /// The route template of a request served without a route pattern (a scope's default

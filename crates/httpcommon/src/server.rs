@@ -2,23 +2,30 @@
 //! and body limits, CORS, configured headers, request IDs and metrics, auth,
 //! `/token`, `/health` and, where asked, `/metrics`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_cors::Cors;
-use actix_web::body::MessageBody;
-use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_http::error::DispatchError;
+use actix_http::{Extensions, HttpService, KeepAlive, Protocol as HttpProtocol};
+use actix_service::{fn_service, map_config, IntoServiceFactory, ServiceFactory, ServiceFactoryExt};
+use actix_web::body::BoxBody;
+use actix_web::dev::{AppConfig, Server, ServiceRequest, ServiceResponse};
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::middleware::{from_fn, Next, NormalizePath};
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::middleware::{from_fn, NormalizePath};
+use actix_web::rt::net::TcpStream;
+use actix_web::{web, App, HttpRequest, HttpResponse};
 use multiaddr::{Multiaddr, Protocol};
 use pincluster_auth::Authenticator;
 use pincluster_config::ApiConfig;
 
 use crate::auth::{self, Authenticated};
+use crate::conn::{Connection, Guarded, Slots, CONNECTIONS_REFUSED};
+use crate::limits::{limits_and_headers, BodyTimeout};
+use crate::ratelimit::Limiter;
 
 /// Renders an error in the API's own body shape.
 pub type RenderError = fn(StatusCode, &str) -> HttpResponse;
@@ -70,8 +77,12 @@ pub(crate) struct Context {
     /// `/metrics` is served without credentials.
     pub(crate) open_metrics: bool,
     pub(crate) render_error: RenderError,
-    max_header_bytes: usize,
-    headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) max_header_bytes: usize,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) body_timeout: BodyTimeout,
+    pub(crate) by_user: Limiter<Arc<str>>,
+    pub(crate) by_address: Limiter<IpAddr>,
+    pub(crate) auth_failures: Limiter<IpAddr>,
 }
 
 impl ApiServer {
@@ -85,6 +96,13 @@ impl ApiServer {
             open_metrics: self.metrics.as_ref().is_some_and(|m| m.open),
             render_error: self.render_error,
             max_header_bytes: config.max_header_bytes,
+            body_timeout: BodyTimeout {
+                timeout: config.read_body_timeout.0,
+                min_rate: config.min_body_bytes_per_second,
+            },
+            by_user: Limiter::new(config.rate_limit_per_user),
+            by_address: Limiter::new(config.rate_limit_per_address),
+            auth_failures: Limiter::new(config.rate_limit_auth_failures),
             headers: config
                 .headers
                 .iter()
@@ -100,7 +118,7 @@ impl ApiServer {
         let render = self.render_error;
         let max_body = config.max_body_bytes;
         let cors_config = config.clone();
-        let mut server = HttpServer::new(move || {
+        let app = move || {
             App::new()
                 .app_data(context.clone())
                 .app_data(json_config(max_body, render))
@@ -121,21 +139,110 @@ impl ApiServer {
                 .wrap(from_fn(limits_and_headers))
                 .wrap(from_fn(crate::observe::middleware))
                 .wrap(NormalizePath::trim())
-        })
-        .client_request_timeout(config.read_header_timeout.0)
-        .keep_alive(config.idle_timeout.non_zero().unwrap_or(Duration::from_secs(120)))
-        .client_disconnect_timeout(Duration::from_secs(1))
-        .shutdown_timeout(5)
-        .disable_signals()
-        .workers(std::thread::available_parallelism().map_or(2, |n| n.get()).max(2));
+                .wrap(from_fn(crate::conn::track))
+        };
+        let timeouts = Timeouts {
+            header: config.read_header_timeout.0,
+            idle: config.idle_timeout.non_zero().unwrap_or(Duration::from_secs(120)),
+        };
+        let mut server = actix_server::Server::build()
+            .shutdown_timeout(5)
+            .disable_signals()
+            .workers(std::thread::available_parallelism().map_or(2, |n| n.get()).max(2));
+        // Tells kept-alive connections to close when the server stops, as HttpServer does.
+        let shutdown = server.graceful_shutdown_signal();
+        let mut addresses = Vec::new();
         for address in config.http_listen_multiaddress.to_vec() {
             let socket = socket_address(&address).ok_or(HttpError::BadAddress(address))?;
-            server = server.bind(socket).map_err(|e| HttpError::Bind { address: socket, reason: e.to_string() })?;
+            let bind_error = |e: std::io::Error| HttpError::Bind { address: socket, reason: e.to_string() };
+            let listener = listen(socket).map_err(bind_error)?;
+            let local = listener.local_addr().map_err(bind_error)?;
+            let slots = Slots::new(config.max_connections);
+            let (name, app, shutdown) = (self.name, app.clone(), shutdown.clone());
+            let listener_config = Listener { api: name, local, timeouts, slots, shutdown };
+            server = server
+                .listen(format!("{name}-{local}"), listener, move || serve(listener_config.clone(), app.clone()))
+                .map_err(bind_error)?;
+            addresses.push(local);
         }
-        let addresses = server.addrs();
         tracing::info!(api = self.name, ?addresses, "listening");
         Ok(BoundServer { server: server.run(), addresses })
     }
+}
+
+/// The timeouts of one listener's connections.
+#[derive(Clone, Copy, Debug)]
+struct Timeouts {
+    header: Duration,
+    idle: Duration,
+}
+
+/// What each worker's service of one listener shares.
+#[derive(Clone)]
+struct Listener {
+    api: &'static str,
+    local: SocketAddr,
+    timeouts: Timeouts,
+    slots: Arc<Slots>,
+    shutdown: actix_server::GracefulShutdownSignal,
+}
+
+/// A listening socket with actix's backlog (the standard library's is 128).
+fn listen(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(address), socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Connections the kernel queues before they are accepted.
+const BACKLOG: i32 = 2048;
+
+/// One worker's HTTP/1.1 service for one listener: a connection beyond the
+/// listener's limit is closed at once; the others are wrapped in [`Guarded`].
+fn serve<F, A>(
+    listener: Listener,
+    app: F,
+) -> impl ServiceFactory<TcpStream, Config = (), Response = (), Error = DispatchError, InitError = ()>
+where
+    F: Fn() -> App<A>,
+    A: ServiceFactory<
+            ServiceRequest,
+            Config = (),
+            Response = ServiceResponse<BoxBody>,
+            Error = actix_web::Error,
+            InitError = (),
+        > + 'static,
+{
+    let Listener { api, local, timeouts, slots, shutdown } = listener;
+    let accept = fn_service(move |io: TcpStream| {
+        let slot = slots.take();
+        async move {
+            let Some(slot) = slot else {
+                metrics::counter!(CONNECTIONS_REFUSED, "api" => api).increment(1);
+                return Err(DispatchError::Io(std::io::Error::other("the listener has max_connections open")));
+            };
+            let _ = io.set_nodelay(true);
+            let peer = io.peer_addr().ok();
+            let connection = Connection::new(timeouts.header, timeouts.idle);
+            Ok((Guarded::new(io, slot, api, connection), HttpProtocol::Http1, peer))
+        }
+    });
+    let http = HttpService::<Guarded, _, BoxBody>::build()
+        .keep_alive(KeepAlive::Timeout(timeouts.idle))
+        .client_request_timeout(timeouts.header)
+        .client_disconnect_timeout(Duration::from_secs(1))
+        .graceful_shutdown_signal(move || {
+            let shutdown = shutdown.clone();
+            async move { shutdown.notified().await }
+        })
+        .local_addr(local)
+        .on_connect_ext(|io: &Guarded, data: &mut Extensions| {
+            data.insert(io.connection.clone());
+        })
+        .finish(map_config(app().into_factory().map_err(|error| error.error_response()), |_| AppConfig::default()));
+    accept.and_then(http)
 }
 
 /// `/ip4/HOST/tcp/PORT` or `/ip6/HOST/tcp/PORT` as a socket address.
@@ -233,28 +340,4 @@ fn cors(config: &ApiConfig) -> Cors {
         cors = cors.max_age(usize::try_from(age.as_secs()).ok());
     }
     cors
-}
-
-/// Refuses request heads over `max_header_bytes` with 431 in the API's shape,
-/// and adds the configured headers to every response.
-async fn limits_and_headers(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
-    let Some(context) = req.app_data::<web::Data<Context>>().cloned() else {
-        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
-    };
-    let head_bytes = req.method().as_str().len()
-        + req.uri().to_string().len()
-        + req.headers().iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum::<usize>();
-    let mut response = if head_bytes > context.max_header_bytes {
-        let message = format!("request headers are larger than {} bytes", context.max_header_bytes);
-        req.into_response((context.render_error)(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, &message))
-    } else {
-        next.call(req).await?.map_into_boxed_body()
-    };
-    for (name, value) in &context.headers {
-        response.headers_mut().append(name.clone(), value.clone());
-    }
-    Ok(response)
 }

@@ -14,10 +14,16 @@
 //! ordinary error response; after it, the stream ends with the
 //! `X-Stream-Error` trailer (see `stream.rs`).
 
+use std::cell::Cell;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context as TaskContext, Poll};
+
+use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use pincluster_httpcommon::Authenticated;
 use pincluster_model::{Timestamp, UserName};
 use pincluster_tracker::{AddedEntry, Imported, IpfsError, TrackerError};
@@ -32,6 +38,9 @@ use crate::Context;
 
 /// The most parts (files and directories) one upload may have.
 const MAX_PARTS: usize = 100_000;
+/// Raw bytes the multipart parser may hold before it hands out a part or a
+/// chunk (part headers, boundaries, what it keeps back while looking for one).
+const MAX_FRAMING: u64 = 1024 * 1024;
 /// Output lines waiting for the client.
 const OUTPUT_QUEUE: usize = 16;
 /// With `progress=true`: one progress line per this many bytes of a file.
@@ -46,14 +55,16 @@ pub(crate) async fn add(
 ) -> Result<HttpResponse, ApiError> {
     let request = AddRequest::parse(req.query_string(), Timestamp::now())?;
     let caller = user_name(&user)?;
-    let multipart = actix_multipart::Multipart::new(req.headers(), payload);
+    let meter = Rc::new(Meter::default());
+    let metered = Metered { inner: payload, meter: meter.clone() };
+    let multipart = actix_multipart::Multipart::new(req.headers(), metered);
     let stream = request.stream;
     let (tx, mut rx) = mpsc::channel(OUTPUT_QUEUE);
     // The payload is tied to this worker thread: the import runs beside the
     // response on the same thread, reading the body while output is sent.
     actix_web::rt::spawn(async move {
         let mut output = Output { tx: tx.clone(), stream, collected: Vec::new() };
-        let result = run(&ctx, &caller, &request, multipart, &mut output).await;
+        let result = run(&ctx, &caller, &request, multipart, &meter, &mut output).await;
         let last = match result {
             Ok(()) if stream => return,
             Ok(()) => serde_json::to_vec(&output.collected)
@@ -110,6 +121,7 @@ async fn run(
     caller: &UserName,
     request: &AddRequest,
     mut multipart: actix_multipart::Multipart,
+    meter: &Meter,
     output: &mut Output,
 ) -> Result<(), ApiError> {
     let limit = ctx.options.max_upload_bytes;
@@ -123,6 +135,7 @@ async fn run(
         let mut name = None;
         while let Some(field) = multipart.next().await {
             let mut field = field.map_err(bad_multipart)?;
+            meter.progress();
             let part = Part::of(&field)?;
             if part.directory {
                 continue;
@@ -132,6 +145,7 @@ async fn run(
             }
             while let Some(chunk) = field.next().await {
                 let chunk = chunk.map_err(bad_multipart)?;
+                meter.progress();
                 read = counted(read, chunk.len(), limit)?;
                 car.write(&chunk).await.map_err(import_error)?;
             }
@@ -153,12 +167,18 @@ async fn run(
         let mut importer = ctx.tracker.importer(request.import).map_err(import_error)?;
         while let Some(field) = multipart.next().await {
             let mut field = field.map_err(bad_multipart)?;
+            meter.progress();
             let part = Part::of(&field)?;
             parts += 1;
             if parts > MAX_PARTS {
                 return Err(ApiError::bad(format!("the upload has more than {MAX_PARTS} files and directories")));
             }
             if !request.hidden && part.hidden() {
+                // Read through here, so its bytes count as the client's.
+                while let Some(chunk) = field.next().await {
+                    read = counted(read, chunk.map_err(bad_multipart)?.len(), limit)?;
+                    meter.progress();
+                }
                 continue;
             }
             if part.directory {
@@ -170,6 +190,7 @@ async fn run(
             let mut next_progress = PROGRESS_EVERY;
             while let Some(chunk) = field.next().await {
                 let chunk = chunk.map_err(bad_multipart)?;
+                meter.progress();
                 read = counted(read, chunk.len(), limit)?;
                 file_bytes += chunk.len() as u64;
                 importer.write(&chunk).await.map_err(import_error)?;
@@ -293,7 +314,52 @@ fn counted(read: u64, len: usize, limit: u64) -> Result<u64, ApiError> {
 }
 
 fn bad_multipart(error: actix_multipart::MultipartError) -> ApiError {
-    ApiError::bad(format!("cannot read the multipart body: {error}"))
+    match error {
+        actix_multipart::MultipartError::Payload(PayloadError::Overflow) => ApiError::TooLarge(format!(
+            "the upload has more than {MAX_FRAMING} bytes of boundaries and part headers in a row"
+        )),
+        other => ApiError::bad(format!("cannot read the multipart body: {other}")),
+    }
+}
+
+/// Raw body bytes received since the multipart parser last handed out a
+/// part or a chunk of one: what it may be holding in memory (a part's
+/// headers, a boundary line).
+#[derive(Default)]
+struct Meter {
+    received: Cell<u64>,
+    mark: Cell<u64>,
+}
+
+impl Meter {
+    /// The parser handed something out: what it held is consumed.
+    fn progress(&self) {
+        self.mark.set(self.received.get());
+    }
+}
+
+/// The request body, cut with an overflow error once more than
+/// [`MAX_FRAMING`] bytes arrive without the parser handing anything out, so
+/// a part header or boundary that never ends cannot fill memory.
+struct Metered {
+    inner: web::Payload,
+    meter: Rc<Meter>,
+}
+
+impl Stream for Metered {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let item = std::task::ready!(Pin::new(&mut self.inner).poll_next(cx));
+        if let Some(Ok(chunk)) = &item {
+            let meter = &self.meter;
+            meter.received.set(meter.received.get() + chunk.len() as u64);
+            if meter.received.get() - meter.mark.get() > MAX_FRAMING {
+                return Poll::Ready(Some(Err(PayloadError::Overflow)));
+            }
+        }
+        Poll::Ready(item)
+    }
 }
 
 /// Bad input (a broken CAR, a bad path) is the client's fault; the rest is ours.
