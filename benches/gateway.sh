@@ -39,7 +39,8 @@ cat >"$work/service.json" <<JSON
   "api": {
     "restapi": { "http_listen_multiaddress": "/ip4/127.0.0.1/tcp/0", "max_upload_bytes": 68719476736 },
     "pinsvcapi": null,
-    "gateway": { "http_listen_multiaddress": "/ip4/127.0.0.1/tcp/0", "max_concurrent_per_client": 1024 }
+    "gateway": { "http_listen_multiaddress": "/ip4/127.0.0.1/tcp/0", "max_concurrent_per_client": 1024,
+                 "rate_limit_per_address": { "per_second": 0, "burst": 1 } }
   },
   "ipfs": { "listen_multiaddress": ["/ip4/127.0.0.1/tcp/0"], "bootstrap": [] },
   "pin_tracker": { "gc_interval": "0s" }

@@ -247,3 +247,21 @@ fn plain_responses_when_enabled_serve_a_files_bytes_with_ranges() {
     assert_eq!(status, StatusCode::OK);
     assert!(headers["content-type"].to_str().unwrap().starts_with(CAR));
 }
+
+#[test]
+fn the_gateway_limits_requests_per_address() {
+    let gateway = json!({
+        "http_listen_multiaddress": "/ip4/127.0.0.1/tcp/0",
+        "rate_limit_per_address": { "per_second": 0.01, "burst": 3 },
+    });
+    let daemon = Daemon::start(gateway_config(gateway, json!({})));
+    let probe = format!("{}/ipfs/bafkqaaa", daemon.gateway);
+    let raw = Some("application/vnd.ipld.raw");
+    for _ in 0..3 {
+        assert_eq!(get(&probe, raw).0, StatusCode::OK);
+    }
+    let (status, body, headers) = get(&probe, raw);
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(wait >= 1, "Retry-After: {wait}");
+}

@@ -211,12 +211,7 @@ fn validate_api(api: &ApiConfig) -> Result<(), (String, String)> {
         ("rate_limit_auth_failures", &api.rate_limit_auth_failures),
     ];
     for (key, limit) in limits {
-        if !limit.per_second.is_finite() || limit.per_second < 0.0 {
-            return Err((format!("{key}.per_second"), "must be a number, 0 (no limit) or more".into()));
-        }
-        if limit.burst == 0 {
-            return Err((format!("{key}.burst"), "must be at least 1".into()));
-        }
+        validate_rate_limit(key, limit)?;
     }
     for (i, addr) in api.http_listen_multiaddress.to_vec().iter().enumerate() {
         let (host_ok, port_ok) = socket_parts(addr);
@@ -267,6 +262,19 @@ fn validate_gateway(gateway: &crate::GatewayConfig) -> Result<(), (String, Strin
     }
     if gateway.write_timeout.0.is_zero() {
         return Err(("write_timeout".into(), "must be more than 0s".into()));
+    }
+    if gateway.max_connections == 0 {
+        return Err(("max_connections".into(), "must be at least 1".into()));
+    }
+    validate_rate_limit("rate_limit_per_address", &gateway.rate_limit_per_address)
+}
+
+fn validate_rate_limit(key: &str, limit: &crate::RateLimit) -> Result<(), (String, String)> {
+    if !limit.per_second.is_finite() || limit.per_second < 0.0 {
+        return Err((format!("{key}.per_second"), "must be a number, 0 (no limit) or more".into()));
+    }
+    if limit.burst == 0 {
+        return Err((format!("{key}.burst"), "must be at least 1".into()));
     }
     Ok(())
 }

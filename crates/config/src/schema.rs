@@ -168,6 +168,12 @@ pub struct GatewayConfig {
     pub idle_timeout: Duration,
     /// Largest request head (request line and headers), in bytes; larger ones get 431.
     pub max_header_bytes: usize,
+    /// Connections open at once on each listen address; more are closed as
+    /// soon as they are accepted.
+    pub max_connections: usize,
+    /// Requests per client address (IPv6: per /64); beyond it 429 with
+    /// `Retry-After`. Behind a reverse proxy every client shares its address.
+    pub rate_limit_per_address: RateLimit,
     /// Headers added to every response: name to list of values.
     pub headers: BTreeMap<String, Vec<String>>,
 }
@@ -185,6 +191,8 @@ impl Default for GatewayConfig {
             read_header_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             max_header_bytes: 8192,
+            max_connections: ApiConfig::default().max_connections,
+            rate_limit_per_address: ApiConfig::default().rate_limit_per_address,
             headers: BTreeMap::new(),
         }
     }

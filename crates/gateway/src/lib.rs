@@ -37,6 +37,8 @@ pub fn server(config: &GatewayConfig, tracker: Tracker) -> ApiServer {
         read_header_timeout: config.read_header_timeout,
         idle_timeout: config.idle_timeout,
         max_header_bytes: config.max_header_bytes,
+        max_connections: config.max_connections,
+        rate_limit_per_address: config.rate_limit_per_address,
         basic_auth_credentials: None,
         headers: config.headers.clone(),
         cors_allowed_origins: vec!["*".into()],
