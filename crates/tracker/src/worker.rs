@@ -306,6 +306,11 @@ impl Workers {
                     self.gc_wanted.notify_one();
                 }
             }
+            Ok(Err(error @ pincluster_ipfs::IpfsError::NoSpace { .. })) => {
+                // What it fetched is not kept (see `collect_garbage`): collect it now.
+                self.failed(cid, attempts, error.to_string()).await;
+                self.gc_wanted.notify_one();
+            }
             Ok(Err(error)) => self.failed(cid, attempts, error.to_string()).await,
             Err(join) => self.failed(cid, attempts, format!("pin task ended: {join}")).await,
         }
@@ -322,20 +327,39 @@ impl Workers {
         tracing::warn!(%cid, %details, "pin failed");
         metrics::counter!(crate::metrics::PIN_ATTEMPTS, "outcome" => "failed").increment(1);
         let update = StatusUpdate { error: Some(details), ..StatusUpdate::status(PinStatus::Failed) };
-        if !self.record(&cid, update).await || retries_left == 0 {
+        let unrecorded = match self.set_status(&cid, update).await {
+            Ok(()) => false,
+            // A disk too full for the status too: the pin stays `pinning` on disk; try again later.
+            Err(error) if error.is_no_space() => {
+                tracing::warn!(%cid, %error, "cannot record the pin's failure");
+                true
+            }
+            Err(StateError::NotFound) => return,
+            Err(error) => {
+                tracing::error!(%cid, %error, "cannot record the pin status");
+                return;
+            }
+        };
+        if retries_left == 0 && !unrecorded {
             return;
         }
         let workers = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(backoff).await;
-            workers.retry(cid).await;
+            workers.retry(cid, unrecorded).await;
         });
     }
 
-    /// Queues a `failed` pin again, keeping its attempt count.
-    async fn retry(&self, cid: Cid) {
-        let still_failed = matches!(self.state.cluster_pin(&cid), Ok(Some(e)) if e.pin.status == PinStatus::Failed);
-        if still_failed && self.record(&cid, StatusUpdate::status(PinStatus::Queued)).await {
+    /// Queues a `failed` pin again, keeping its attempt count (or, with
+    /// `unrecorded`, a pin whose failure could not be written, as it is).
+    async fn retry(&self, cid: Cid, unrecorded: bool) {
+        let status = match self.state.cluster_pin(&cid) {
+            Ok(Some(entry)) => entry.pin.status,
+            _ => return,
+        };
+        if unrecorded && status == PinStatus::Pinning {
+            self.schedule(cid);
+        } else if status == PinStatus::Failed && self.record(&cid, StatusUpdate::status(PinStatus::Queued)).await {
             self.schedule(cid);
         }
     }
@@ -413,7 +437,7 @@ impl Workers {
         let Ok((found, more)) = scan.await else { return false };
         for (cid, status) in found {
             if status == PinStatus::Failed {
-                self.retry(cid).await;
+                self.retry(cid, false).await;
             } else {
                 self.schedule(cid);
             }
@@ -467,6 +491,11 @@ impl Workers {
                 if pin.summary == PinStatus::Pinned && !workers.allocated_here(&pin.allocations) {
                     continue;
                 }
+                // A pin that failed for lack of space gives its blocks back: they are what
+                // filled the disk, and a retry fetches them again.
+                if pin.status == PinStatus::Failed && pin.error.as_deref().is_some_and(is_no_space_reason) {
+                    continue;
+                }
                 roots.push(pin.cid);
                 if roots.len() > MAX_GC_EXTRA_ROOTS {
                     return Ok(None);
@@ -482,6 +511,11 @@ impl Workers {
         };
         Ok(self.node.gc(&roots).await?)
     }
+}
+
+/// Whether a pin's error says it failed for lack of space ([`pincluster_ipfs::IpfsError::NoSpace`]).
+fn is_no_space_reason(reason: &str) -> bool {
+    reason.starts_with("no space left")
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
