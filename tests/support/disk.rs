@@ -67,7 +67,7 @@ impl SmallDisk {
 
     /// Bytes free on the small disk now.
     pub fn available(&self) -> u64 {
-        let stat = rustix::fs::statvfs(&self.path("")).expect("statvfs of the small disk");
+        let stat = rustix::fs::statvfs(self.path("")).expect("statvfs of the small disk");
         stat.f_bavail * stat.f_frsize
     }
 

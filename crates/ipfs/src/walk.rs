@@ -346,6 +346,7 @@ impl<F: FnMut(Progress)> Walk<'_, F> {
     }
 
     /// Fails the walk when the block store's filesystem is short of space.
+    #[allow(clippy::result_large_err)] // the crate's one error type, on a cold path
     fn check_space(&self) -> Result<(), IpfsError> {
         match crate::blockfile::short_of_space(&self.node.inner.repo_path, MAX_BLOCK_MARGIN) {
             Some((available, reserve)) => {

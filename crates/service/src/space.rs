@@ -29,7 +29,7 @@ pub(crate) fn open_pinset(options: &StateOptions) -> anyhow::Result<Pinset> {
         match Pinset::open(options) {
             Ok(pinset) => return Ok(pinset),
             Err(error) if error.is_no_space() => {
-                if tries % OPEN_LOG_EVERY == 0 {
+                if tries.is_multiple_of(OPEN_LOG_EVERY) {
                     tracing::error!(
                         %error,
                         path = %options.path.display(),

@@ -357,9 +357,9 @@ impl Workers {
             Ok(Some(entry)) => entry.pin.status,
             _ => return,
         };
-        if unrecorded && status == PinStatus::Pinning {
-            self.schedule(cid);
-        } else if status == PinStatus::Failed && self.record(&cid, StatusUpdate::status(PinStatus::Queued)).await {
+        let again = (unrecorded && status == PinStatus::Pinning)
+            || (status == PinStatus::Failed && self.record(&cid, StatusUpdate::status(PinStatus::Queued)).await);
+        if again {
             self.schedule(cid);
         }
     }
