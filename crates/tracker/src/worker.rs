@@ -234,8 +234,24 @@ impl Workers {
         }
         let attempts = entry.pin.attempts + 1;
         let pinning = StatusUpdate { attempts: Some(attempts), ..StatusUpdate::status(PinStatus::Pinning) };
-        if !self.record(&cid, pinning).await {
-            return;
+        match self.set_status(&cid, pinning).await {
+            Ok(()) => {}
+            // The disk is full: the pin stays as it is on disk and is tried again later.
+            Err(error) if error.is_no_space() => {
+                tracing::info!(%cid, %error, "pin postponed");
+                let workers = self.clone();
+                let wait = self.options.retry_backoff;
+                tokio::spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    workers.schedule(cid);
+                });
+                return;
+            }
+            Err(StateError::NotFound) => return,
+            Err(error) => {
+                tracing::error!(%cid, %error, "cannot record the pin status");
+                return;
+            }
         }
         let mut origins: Vec<Multiaddr> = Vec::new();
         for origin in entry.holders.iter().flat_map(|(_, pin)| pin.origins.iter()) {
