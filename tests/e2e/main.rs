@@ -8,6 +8,7 @@ mod cluster;
 mod dashboard;
 mod dht;
 mod foundation;
+mod full_disk;
 mod gateway;
 mod hostile_http;
 mod observe;

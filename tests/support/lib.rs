@@ -1,6 +1,7 @@
 //! Test support: start the real `pincluster-service` binary on port 0 in a
 //! temp folder and talk HTTP to it. Read [`Daemon`] first.
 
+mod disk;
 mod kubo;
 
 use std::io::{BufRead, BufReader};
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub use disk::SmallDisk;
 pub use kubo::{random_file, repo_root, Kubo};
 pub use reqwest::blocking::{Client, RequestBuilder, Response};
 pub use reqwest::StatusCode;
@@ -86,6 +88,8 @@ pub struct Daemon {
     pub metrics: String,
     /// `http://HOST:PORT` of the trustless gateway when `api.gateway` is set.
     pub gateway: String,
+    /// A command the daemon is started through (e.g. [`SmallDisk::wrapper`]); empty: none.
+    pub wrapper: Vec<String>,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
@@ -111,6 +115,7 @@ impl Daemon {
             cluster: String::new(),
             metrics: String::new(),
             gateway: String::new(),
+            wrapper: Vec::new(),
             stderr: Default::default(),
         }
     }
@@ -121,7 +126,15 @@ impl Daemon {
 
     /// Starts (again) on the same folder and waits for the ready line.
     pub fn spawn(&mut self) {
-        let mut child = Command::new(binary("pincluster-service"))
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary("pincluster-service"));
+                command
+            }
+            None => Command::new(binary("pincluster-service")),
+        };
+        let mut child = command
             .args(["--config-dir", &self.dir.path().to_string_lossy(), "daemon"])
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())

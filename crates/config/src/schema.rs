@@ -520,11 +520,19 @@ pub struct StateConfig {
     /// stream) only churns this much memory. Inserts into pinsets of 100k
     /// pins and more gain from a bigger cache (about 15 % at 64 MiB).
     pub cache_capacity: u64,
+    /// Bytes kept free on the filesystem of the data folder, in bytes. Below
+    /// it, new pins are refused (HTTP 507) and blocks are no longer stored
+    /// (a pin being fetched fails with "no space left"); below half of it,
+    /// every write is refused, so that the pinset database and the Raft log
+    /// never meet a full disk. Writes resume by themselves once space is
+    /// freed. `null`: 1 % of the filesystem, at least 64 MiB and at most
+    /// 1 GiB. `0` turns the guard off.
+    pub min_free_space: Option<u64>,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
-        StateConfig { cache_capacity: 16 * 1024 * 1024 }
+        StateConfig { cache_capacity: 16 * 1024 * 1024, min_free_space: None }
     }
 }
 

@@ -6,6 +6,10 @@
 //! speed. The files written here use the engine's layout (`<repo>/blockstore/<shard>/<CIDv1>.data`,
 //! the shard being the two characters before the last of the key), so the engine reads, serves,
 //! lists and collects them like its own. A pin is recorded only after [`sync_blocks`] returned.
+//!
+//! Block writes stop while the filesystem has less free space than the reserve
+//! ([`set_block_reserve`]), which is kept for the pinset and the Raft log: a full disk is met by
+//! the block store, never by the database.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -23,6 +27,30 @@ pub(crate) const IDENTITY: u64 = 0x00;
 
 /// Parallel fsync tasks per pin.
 const SYNC_TASKS: usize = 8;
+
+/// Bytes block writes leave free on the block store's filesystem; 0 = no limit.
+///
+/// Process-wide rather than per node because every block write, the Bitswap engine's too, goes
+/// through [`write_unsynced`], which knows only the file's path. The daemon runs one node.
+static BLOCK_RESERVE: AtomicU64 = AtomicU64::new(0);
+
+/// Sets the bytes block writes and pin walks leave free on the block store's filesystem (the
+/// pinset's reserve); 0 turns the limit off (the default).
+pub fn set_block_reserve(bytes: u64) {
+    BLOCK_RESERVE.store(bytes, Ordering::Relaxed);
+}
+
+/// `Some((available, reserve))` when the filesystem holding `path` has less than `reserve +
+/// extra` bytes free; `None` when there is room, no limit or no answer from the filesystem.
+pub(crate) fn short_of_space(path: &Path, extra: u64) -> Option<(u64, u64)> {
+    let reserve = BLOCK_RESERVE.load(Ordering::Relaxed);
+    if reserve == 0 {
+        return None;
+    }
+    let stat = rustix::fs::statvfs(path).ok()?;
+    let available = stat.f_bavail.saturating_mul(stat.f_frsize.max(1));
+    (available < reserve.saturating_add(extra)).then_some((available, reserve))
+}
 
 /// Where the engine keeps the block of `cid` (by its CIDv1 form, so v0 and v1 share a file).
 pub(crate) fn block_path(repo: &Path, cid: &Cid) -> PathBuf {
@@ -77,6 +105,12 @@ pub(crate) fn write_unsynced(path: &Path, data: &[u8]) -> std::io::Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     if let Some(folder) = path.parent() {
         std::fs::create_dir_all(folder)?;
+        if let Some((available, reserve)) = short_of_space(folder, data.len() as u64) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                format!("no space left for blocks: {available} bytes free, below the reserve of {reserve} bytes"),
+            ));
+        }
     }
     let mut temp = path.as_os_str().to_owned();
     temp.push(format!(".{}.{}.part", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));

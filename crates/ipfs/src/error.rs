@@ -46,6 +46,13 @@ pub enum IpfsError {
     /// The block store or pin store failed.
     #[error("block store error: {0}")]
     Store(String),
+    /// The block store's filesystem has less free space than the reserve kept for the pinset
+    /// (see [`crate::set_block_reserve`]), or the disk itself is full: the walk stops.
+    #[error(
+        "no space left for blocks: {available} bytes free, below the reserve of {reserve} bytes; \
+         {blocks} block(s), {bytes} bytes were in store before giving up"
+    )]
+    NoSpace { available: u64, reserve: u64, blocks: u64, bytes: u64 },
 }
 
 impl IpfsError {

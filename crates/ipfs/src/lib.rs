@@ -37,6 +37,7 @@ mod sink;
 mod walk;
 
 pub use bitswap::Traffic;
+pub use blockfile::set_block_reserve;
 pub use bytes::Bytes;
 pub use car::{CarImporter, MAX_CAR_BLOCK};
 pub use dht::{DhtMode, DhtStatus};

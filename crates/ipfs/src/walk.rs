@@ -219,6 +219,11 @@ impl Node {
 const PROVIDER_LOOKUP_DELAY: Duration = Duration::from_secs(1);
 /// The most providers dialled per lookup.
 const MAX_PROVIDERS: usize = 8;
+/// How often a walk looks at the block store's free space.
+const SPACE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// The walk gives up when less than the reserve and this is free: a block write is refused
+/// below the reserve plus the block's size, and Bitswap blocks are at most 2 MiB.
+const MAX_BLOCK_MARGIN: u64 = 2 * 1024 * 1024;
 /// Blocks of one DAG announced at once by [`Node::provide_dag`].
 const PROVIDE_DAG_CONCURRENCY: usize = 8;
 
@@ -296,6 +301,9 @@ impl<F: FnMut(Progress)> Walk<'_, F> {
         // The CIDs of `inflight`, oldest first (at most `window` of them).
         let mut wanted: Vec<Cid> = Vec::new();
         let mut last_progress = Instant::now();
+        // Blocks that arrive while the disk is short of space are dropped (see `blockfile.rs`):
+        // look at the free space each second, so the pin fails saying why instead of stalling.
+        let mut space_check = tokio::time::interval(SPACE_CHECK_INTERVAL);
 
         loop {
             while inflight.len() < window {
@@ -323,6 +331,7 @@ impl<F: FnMut(Progress)> Walk<'_, F> {
                     self.absorb(cid, len, Some(block), true).await?;
                     last_progress = Instant::now();
                 }
+                _ = space_check.tick() => self.check_space()?,
                 () = tokio::time::sleep_until(deadline) => {
                     return Err(IpfsError::Stalled(Box::new(Stall {
                         stalled_for: self.options.stall_timeout,
@@ -334,6 +343,17 @@ impl<F: FnMut(Progress)> Walk<'_, F> {
                     })));
                 }
             }
+        }
+    }
+
+    /// Fails the walk when the block store's filesystem is short of space.
+    #[allow(clippy::result_large_err)] // the crate's one error type, on a cold path
+    fn check_space(&self) -> Result<(), IpfsError> {
+        match crate::blockfile::short_of_space(&self.node.inner.repo_path, MAX_BLOCK_MARGIN) {
+            Some((available, reserve)) => {
+                Err(IpfsError::NoSpace { available, reserve, blocks: self.stats.blocks, bytes: self.stats.bytes })
+            }
+            None => Ok(()),
         }
     }
 

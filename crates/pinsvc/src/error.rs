@@ -33,6 +33,7 @@ fn reason(status: StatusCode) -> &'static str {
         StatusCode::TOO_MANY_REQUESTS => "TOO_MANY_REQUESTS",
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "REQUEST_HEADER_FIELDS_TOO_LARGE",
         StatusCode::SERVICE_UNAVAILABLE => "SERVICE_UNAVAILABLE",
+        StatusCode::INSUFFICIENT_STORAGE => "INSUFFICIENT_STORAGE",
         s if s.is_server_error() => "INTERNAL_SERVER_ERROR",
         _ => "BAD_REQUEST",
     }
@@ -53,6 +54,9 @@ pub(crate) enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The disk is too full for the write (507); it works again once space is freed.
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -81,6 +85,9 @@ impl From<TrackerError> for ApiError {
             TrackerError::Invalid(e) => ApiError::BadRequest(e.to_string()),
             TrackerError::NotFound => ApiError::NotFound("pin not found".into()),
             TrackerError::State(e) => ApiError::from(e),
+            TrackerError::Ipfs(e @ pincluster_tracker::IpfsError::NoSpace { .. }) => {
+                ApiError::InsufficientStorage(e.to_string())
+            }
             TrackerError::Ipfs(e) => {
                 tracing::error!(error = %e, "IPFS node error");
                 ApiError::Internal(format!("IPFS node error: {e}"))
@@ -100,6 +107,11 @@ impl From<StateError> for ApiError {
             StateError::Closed => ApiError::Unavailable("the service is shutting down".into()),
             StateError::Invalid(e) => ApiError::BadRequest(e.to_string()),
             StateError::Refused(reason) => ApiError::BadRequest(reason),
+            e @ StateError::NoSpace(_) => ApiError::InsufficientStorage(e.to_string()),
+            e @ StateError::Storage(_) if e.is_no_space() => {
+                tracing::error!(error = %e, "the pinset database met a full disk");
+                ApiError::InsufficientStorage(e.to_string())
+            }
             other @ (StateError::Corrupt { .. }
             | StateError::NewerSchema { .. }
             | StateError::InvalidKey(_)
@@ -118,6 +130,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -40,6 +40,9 @@ pub(crate) enum ApiError {
     /// The pinset is shutting down.
     #[error("{0}")]
     Unavailable(String),
+    /// The disk is too full for the write (507); it works again once space is freed.
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// Anything else: storage failures, a panicked blocking task.
     #[error("{0}")]
     Internal(String),
@@ -61,6 +64,9 @@ impl From<TrackerError> for ApiError {
             TrackerError::Invalid(e) => ApiError::BadRequest(e.to_string()),
             TrackerError::NotFound => ApiError::not_in_pinset(),
             TrackerError::State(e) => ApiError::from(e),
+            TrackerError::Ipfs(e @ pincluster_tracker::IpfsError::NoSpace { .. }) => {
+                ApiError::InsufficientStorage(e.to_string())
+            }
             TrackerError::Ipfs(e) => {
                 tracing::error!(error = %e, "IPFS node error");
                 ApiError::Internal(format!("IPFS node error: {e}"))
@@ -80,6 +86,11 @@ impl From<StateError> for ApiError {
             StateError::Invalid(e) => ApiError::BadRequest(e.to_string()),
             StateError::Refused(reason) => ApiError::BadRequest(reason),
             StateError::Closed => ApiError::Unavailable("the service is shutting down".into()),
+            e @ StateError::NoSpace(_) => ApiError::InsufficientStorage(e.to_string()),
+            e @ StateError::Storage(_) if e.is_no_space() => {
+                tracing::error!(error = %e, "the pinset database met a full disk");
+                ApiError::InsufficientStorage(e.to_string())
+            }
             other @ (StateError::Corrupt { .. }
             | StateError::NewerSchema { .. }
             | StateError::InvalidKey(_)
@@ -100,6 +111,7 @@ impl ResponseError for ApiError {
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

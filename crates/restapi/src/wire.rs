@@ -133,7 +133,8 @@ impl Id {
             version: env!("CARGO_PKG_VERSION"),
             commit: option_env!("PINCLUSTER_COMMIT").unwrap_or(""),
             rpc_protocol_version: RPC_PROTOCOL_VERSION,
-            error: String::new(),
+            // A peer short of disk space is read-only until space is freed.
+            error: tracker.state().space().check().map_or_else(|e| format!("read-only: {e}"), |()| String::new()),
             ipfs: IpfsId {
                 id: options.peer_id.clone(),
                 addresses: options.addresses.clone(),

@@ -13,7 +13,7 @@ use pincluster_config::{ApiConfig, Identity, Overrides, ServiceConfig, CONFIG_FI
 use pincluster_dashboard::{Board, DashboardOptions};
 use pincluster_httpcommon::{ApiServer, MetricsEndpoint, RenderError};
 use pincluster_ipfs::{DhtMode, IpfsError, Node, NodeOptions};
-use pincluster_state::{Pinset, StateOptions};
+use pincluster_state::StateOptions;
 use pincluster_tracker::{ReprovideOptions, ReprovideStrategy, Tracker, TrackerOptions};
 
 use crate::cluster;
@@ -88,7 +88,9 @@ pub fn run(dir: &Path, args: DaemonArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the IPFS runtime")?;
-    let state = Pinset::open(&state_options(dir, &config)).context("cannot open the pinset")?;
+    let state = crate::space::open_pinset(&state_options(dir, &config))?;
+    // Blocks stop where the pinset's reserve begins.
+    pincluster_ipfs::set_block_reserve(state.space().reserve());
     let node = node_runtime.block_on(Node::start(node_options(dir, &config, &identity)?)).map_err(|e| match e {
         IpfsError::Listen { addr, reason } => anyhow::anyhow!(
             "the IPFS node cannot listen on {addr}: {reason}; another program (a Kubo node?) may hold the port: \
@@ -103,6 +105,7 @@ pub fn run(dir: &Path, args: DaemonArgs) -> anyhow::Result<()> {
         .context("cannot start the cluster")?;
     let tracker = {
         let _entered = node_runtime.enter();
+        tokio::spawn(crate::space::watch(state.space().clone()));
         let mut options = tracker_options(dir, &config);
         options.peer_id = identity.peer_id();
         let tracker = Tracker::start(state.clone(), node.clone(), options, cluster::log(&consensus, &config.cluster));
@@ -200,7 +203,11 @@ fn tracker_options(dir: &Path, config: &ServiceConfig) -> TrackerOptions {
 
 /// Where the pinset of the config folder `dir` lives and how to open it.
 pub(crate) fn state_options(dir: &Path, config: &ServiceConfig) -> StateOptions {
-    StateOptions { path: dir.join("data").join("pinset"), cache_capacity_bytes: config.state.cache_capacity }
+    StateOptions {
+        path: dir.join("data").join("pinset"),
+        cache_capacity_bytes: config.state.cache_capacity,
+        min_free_space: config.state.min_free_space,
+    }
 }
 
 /// Takes the folder lock; the OS releases it when the process ends, even on `kill -9`.

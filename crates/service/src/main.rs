@@ -6,6 +6,7 @@ mod cluster;
 mod daemon;
 mod observe;
 mod reload;
+mod space;
 mod statefile;
 
 use std::path::PathBuf;

@@ -135,7 +135,9 @@ fn inserts_per_second(rt: &Runtime, pinset: &Pinset, base: u64, users: u64) -> f
 /// high-water mark (KiB), pins streamed and streaming ms.
 fn stream_child(path: &Path, cache: u64) {
     let start = Instant::now();
-    let pinset = Pinset::open(&StateOptions { path: path.to_path_buf(), cache_capacity_bytes: cache }).unwrap();
+    let pinset =
+        Pinset::open(&StateOptions { path: path.to_path_buf(), cache_capacity_bytes: cache, min_free_space: None })
+            .unwrap();
     let open = start.elapsed();
     let idle = vm_kib("VmRSS:");
     let start = Instant::now();
@@ -216,7 +218,8 @@ fn main() {
     for &size in &sizes {
         for &users in &user_counts {
             let dir = tempfile::tempdir().unwrap();
-            let options = StateOptions { path: dir.path().to_path_buf(), cache_capacity_bytes: cache };
+            let options =
+                StateOptions { path: dir.path().to_path_buf(), cache_capacity_bytes: cache, min_free_space: None };
             let pinset = Pinset::open(&options).unwrap();
             let built = build(&rt, &pinset, size, users);
             // The committer frees the page versions the import retired while the

@@ -45,11 +45,27 @@ pub enum StateError {
     /// The storage engine failed (IO error, full disk, ...).
     #[error("storage error: {0}")]
     Storage(#[from] StorageError),
+    /// The free-space guard refused the write: the data folder's filesystem
+    /// has less free space than the reserve (see `space.rs`). Nothing was written.
+    #[error(transparent)]
+    NoSpace(crate::space::NoSpace),
 }
 
 impl StateError {
     pub(crate) fn invalid_key(what: &'static str) -> StateError {
         StateError::InvalidKey(what)
+    }
+
+    /// Whether the write failed for lack of disk space: refused by the guard,
+    /// or the storage engine's own "no space left on device".
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            StateError::NoSpace(_) => true,
+            StateError::Storage(StorageError(error)) => {
+                matches!(error.as_ref(), sled::Error::Io(io) if crate::space::is_no_space_io(io))
+            }
+            _ => false,
+        }
     }
 }
 

@@ -115,6 +115,7 @@ mod read;
 mod records;
 mod scan;
 mod snapshot;
+mod space;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -135,6 +136,7 @@ pub use error::{StateError, StorageError};
 pub use raftlog::LogStore;
 pub use scan::{ClusterPins, ClusterSummaries, ClusterSummary};
 pub use snapshot::SnapshotWriter;
+pub use space::{auto_reserve, filesystem_space, is_no_space_io, NoSpace, Space};
 
 use writer::{Done, Entry, Op, Request};
 
@@ -154,12 +156,15 @@ pub struct StateOptions {
     pub path: PathBuf,
     /// The sled page cache size in bytes.
     pub cache_capacity_bytes: u64,
+    /// Bytes kept free on the database's filesystem (see [`Space`]);
+    /// `None` = the automatic reserve ([`auto_reserve`]), 0 = no guard.
+    pub min_free_space: Option<u64>,
 }
 
 impl StateOptions {
     /// Options for a database at `path` with the default cache size.
     pub fn new(path: impl Into<PathBuf>) -> StateOptions {
-        StateOptions { path: path.into(), cache_capacity_bytes: DEFAULT_CACHE_CAPACITY_BYTES }
+        StateOptions { path: path.into(), cache_capacity_bytes: DEFAULT_CACHE_CAPACITY_BYTES, min_free_space: None }
     }
 }
 
@@ -308,6 +313,8 @@ struct Inner {
     checkpoint: Checkpoint,
     /// The snapshot being written, shared with the writer thread.
     cow: Arc<snapshot::Cow>,
+    /// The free-space guard of the database's filesystem.
+    space: Space,
 }
 
 /// The writer thread; dropping it stops the thread after it answered what it holds.
@@ -389,6 +396,8 @@ impl Pinset {
     /// Fails with [`StateError::NewerSchema`] when a newer pincluster wrote it.
     pub fn open(options: &StateOptions) -> Result<Pinset, StateError> {
         let db = sled_config(options).open()?;
+        let space =
+            Space::new(&options.path, options.min_free_space).map_err(|e| StateError::from(sled::Error::Io(e)))?;
         // sled's data file, opened again so that the syncer can fsync it (see writer.rs).
         let log_file =
             std::fs::File::open(options.path.join("db")).map_err(|e| StateError::from(sled::Error::Io(e)))?;
@@ -406,6 +415,7 @@ impl Pinset {
                     writer: WriterHandle { requests: Some(requests), thread: Some(thread) },
                     checkpoint: Checkpoint { options: options.clone(), armed: true },
                     cow,
+                    space,
                 }),
             },
         })
@@ -429,7 +439,7 @@ impl Pinset {
         let Ok(inner) = Arc::try_unwrap(self.reader.inner) else {
             return Ok(false);
         };
-        let Inner { db, writer, mut checkpoint, cow: _ } = inner;
+        let Inner { db, writer, mut checkpoint, cow: _, space: _ } = inner;
         drop(db);
         drop(writer);
         checkpoint.run()?;
@@ -595,7 +605,10 @@ impl Pinset {
         }
     }
 
+    /// A local write: refused below the free-space floor (see [`Space`]),
+    /// so that sled never meets a full disk for a status.
     async fn local(&self, cid: &Cid, update: StatusUpdate, durable: bool) -> Result<(), StateError> {
+        self.reader.inner.space.check_floor()?;
         let op = Op::Local { cid: *cid, update, at: Timestamp::now() };
         match self.submit(Entry::Local, vec![op], durable).await?.pop() {
             Some(Ok(_)) => Ok(()),
@@ -620,6 +633,12 @@ impl Pinset {
 }
 
 impl Reader {
+    /// The free-space guard of the database's filesystem: writers check it
+    /// before proposing (see [`Space`]).
+    pub fn space(&self) -> &Space {
+        &self.inner.space
+    }
+
     /// The index of the last applied log entry (0 for none), as on disk or about to be.
     pub fn applied_index(&self) -> Result<u64, StateError> {
         read::counter(&self.inner.db, keys::APPLIED_KEY)

@@ -10,6 +10,11 @@ pub const BATCH_KEYS: &str = "pincluster_pinset_batch_keys";
 /// One flush and `fdatasync` of the database file, shared by every group waiting.
 pub const FSYNC_DURATION: &str = "pincluster_pinset_fsync_duration_seconds";
 
+/// 1 while the free space of the data folder's filesystem is below the reserve (read-only).
+pub const READ_ONLY: &str = "pincluster_read_only";
+/// Bytes free on the data folder's filesystem.
+pub const FREE_SPACE: &str = "pincluster_data_free_bytes";
+
 /// Registers the descriptions of the pinset's metrics with the installed recorder.
 pub fn describe() {
     metrics::describe_counter!(WRITE_BATCHES, "Groups of pinset writes applied to the database.");
@@ -20,4 +25,9 @@ pub fn describe() {
         metrics::Unit::Seconds,
         "Time of one flush and fdatasync of the pinset file (group commit)."
     );
+    metrics::describe_gauge!(
+        READ_ONLY,
+        "1 while the data folder has less free space than the reserve: writes refused."
+    );
+    metrics::describe_gauge!(FREE_SPACE, metrics::Unit::Bytes, "Bytes free on the data folder's filesystem.");
 }

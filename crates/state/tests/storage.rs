@@ -125,3 +125,33 @@ fn a_corrupt_record_fails_only_itself() {
     // Writes to other pins still work.
     runtime().block_on(pinset.pin(&u, new_pin(cid(9), None, &[]))).unwrap();
 }
+
+#[test]
+fn below_the_free_space_floor_status_writes_are_refused_and_leave_nothing_while_log_entries_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    // A reserve no filesystem has: every guarded write is refused.
+    let options = StateOptions { min_free_space: Some(u64::MAX), ..StateOptions::new(dir.path()) };
+    let pinset = Pinset::open(&options).unwrap();
+    let rt = runtime();
+    let alice = user("alice");
+    assert!(pinset.space().check().is_err());
+    // A log entry is applied whatever the space: the log already holds it.
+    rt.block_on(pinset.pin(&alice, new_pin(cid(1), None, &[]))).unwrap();
+    let refused = rt.block_on(common::set_status(&pinset, &cid(1), StatusUpdate::status(PinStatus::Pinned)));
+    match refused {
+        Err(err @ StateError::NoSpace(_)) => {
+            assert!(err.is_no_space());
+            assert!(err.to_string().starts_with("no space left"), "{err}");
+        }
+        other => panic!("expected NoSpace, got {other:?}"),
+    }
+    assert_eq!(pinset.get(&alice, &cid(1)).unwrap().unwrap().cluster.status, PinStatus::Queued);
+    assert!(pinset.check_integrity().unwrap().is_ok());
+    pinset.close().unwrap();
+
+    // Without the guard the same write goes through.
+    let options = StateOptions { min_free_space: Some(0), ..StateOptions::new(dir.path()) };
+    let pinset = Pinset::open(&options).unwrap();
+    rt.block_on(common::set_status(&pinset, &cid(1), StatusUpdate::status(PinStatus::Pinned))).unwrap();
+    assert_eq!(pinset.get(&alice, &cid(1)).unwrap().unwrap().cluster.status, PinStatus::Pinned);
+}

@@ -86,6 +86,30 @@ pub enum LogError {
     /// The log is shutting down.
     #[error("the cluster log is shut down")]
     Closed,
+    /// The free-space guard refused the proposal before it reached the log
+    /// (whose storage must never meet a full disk); retry once space is freed.
+    #[error(transparent)]
+    NoSpace(pincluster_state::NoSpace),
+}
+
+/// The cluster's log behind the free-space guard: every proposal, whoever
+/// makes it, is refused below the floor (see [`pincluster_state::Space`]).
+struct GuardedLog {
+    log: Arc<dyn Log>,
+    space: pincluster_state::Space,
+}
+
+impl Log for GuardedLog {
+    fn propose(&self, commands: Vec<Command>) -> BoxFuture<'_, Result<Proposed, LogError>> {
+        match self.space.check_floor() {
+            Ok(()) => self.log.propose(commands),
+            Err(refused) => Box::pin(std::future::ready(Err(LogError::NoSpace(refused)))),
+        }
+    }
+
+    fn candidates(&self) -> Vec<Candidate> {
+        self.log.candidates()
+    }
 }
 
 /// The pin tracker. Cheap to clone.
@@ -103,6 +127,7 @@ impl Tracker {
     /// `log`, and so do this peer's statuses: the ones that differ from
     /// what the log holds are reported again first.
     pub fn start(state: Pinset, node: Node, options: TrackerOptions, log: Arc<dyn Log>) -> Tracker {
+        let log: Arc<dyn Log> = Arc::new(GuardedLog { log, space: state.space().clone() });
         let workers = Workers::start(state.clone(), node, options);
         let reporter = workers.reporter.clone();
         tokio::spawn(reporter.run(log.clone(), workers.options().peer_id.clone()));
@@ -186,6 +211,7 @@ impl Tracker {
         self.log.propose(commands).await.map_err(|e| match e {
             LogError::Unavailable(text) => TrackerError::Unavailable(text),
             LogError::Closed => TrackerError::Stopped,
+            LogError::NoSpace(refused) => TrackerError::State(StateError::NoSpace(refused)),
         })
     }
 
@@ -238,6 +264,8 @@ impl Tracker {
         update_from: Option<Cid>,
     ) -> Result<PinView, TrackerError> {
         pin.validate()?;
+        // A new pin grows the pinset and then the block store: refused below the reserve.
+        self.reader.space().check().map_err(StateError::NoSpace)?;
         let allocation = self.allocation(&pin)?;
         let command = Command::Pin { user: user.clone(), pin, at: Timestamp::now(), update_from };
         match self.propose_allocated(command, allocation).await? {
@@ -272,6 +300,7 @@ impl Tracker {
     #[tracing::instrument(name = "tracker.replace", skip_all, fields(old = %old, cid = %pin.cid, user = %user))]
     pub async fn replace(&self, user: &UserName, old: &Cid, pin: NewPin) -> Result<PinView, TrackerError> {
         pin.validate()?;
+        self.reader.space().check().map_err(StateError::NoSpace)?;
         let allocation = self.allocation(&pin)?;
         let command = Command::Replace { user: user.clone(), old: *old, pin, at: Timestamp::now() };
         match self.propose_allocated(command, allocation).await? {

@@ -88,8 +88,10 @@ pub(crate) fn refill_pick<E>(
 }
 
 /// The roots a collection keeps besides finished pins: every unfinished pin, except one that
-/// other peers already hold (its summary is `pinned`) and that is not allocated here. `None`
-/// when there are more than `max` of them: the collection is skipped rather than hold them all.
+/// other peers already hold (its summary is `pinned`) and that is not allocated here, and one
+/// that failed for lack of space (its blocks are what filled the disk; a retry fetches them
+/// again). `None` when there are more than `max` of them: the collection is skipped rather than
+/// hold them all.
 pub(crate) fn gc_extra_roots<E>(
     unfinished: impl IntoIterator<Item = Result<ClusterPin, E>>,
     allocated_here: impl Fn(&[String]) -> bool,
@@ -101,12 +103,20 @@ pub(crate) fn gc_extra_roots<E>(
         if pin.summary == PinStatus::Pinned && !allocated_here(&pin.allocations) {
             continue;
         }
+        if pin.status == PinStatus::Failed && pin.error.as_deref().is_some_and(is_no_space_reason) {
+            continue;
+        }
         if roots.len() == max {
             return Ok(None);
         }
         roots.push(pin.cid);
     }
     Ok(Some(roots))
+}
+
+/// Whether a pin's error says it failed for lack of space (`IpfsError::NoSpace`'s text).
+fn is_no_space_reason(reason: &str) -> bool {
+    reason.starts_with("no space left")
 }
 
 /// Whether a collection may run now: not while any pin is queued or being fetched, as a queued
@@ -250,6 +260,16 @@ mod tests {
         let pins = vec![pin(1, PinStatus::Queued, 0, &["other"]), held_elsewhere, held_elsewhere_and_mine];
         let roots = gc_extra_roots(ok(pins), here, 10).expect("no read error");
         assert_eq!(roots, Some(vec![cid(1), cid(3)]));
+    }
+
+    #[test]
+    fn gc_gives_back_the_blocks_of_pins_that_failed_for_lack_of_space() {
+        let mut no_space = pin(1, PinStatus::Failed, 1, &[]);
+        no_space.error = Some(RetryPolicy { max_retries: 3, backoff: SECOND }.details("no space left for blocks", 1));
+        let mut stalled = pin(2, PinStatus::Failed, 1, &[]);
+        stalled.error = Some("no progress for 120s".into());
+        let roots = gc_extra_roots(ok(vec![no_space, stalled]), here, 10).expect("no read error");
+        assert_eq!(roots, Some(vec![cid(2)]));
     }
 
     #[test]

@@ -70,6 +70,11 @@ impl Reporter {
                         tracing::warn!(count, %reason, "cannot report statuses now; retrying");
                         self.put_back(batch);
                     }
+                    // The daemon says once that the disk is full; this retries each interval.
+                    Err(LogError::NoSpace(refused)) => {
+                        tracing::debug!(count, %refused, "cannot report statuses now; retrying");
+                        self.put_back(batch);
+                    }
                 }
                 self.sent.notify_waiters();
                 tokio::time::sleep(REPORT_INTERVAL).await;

@@ -240,8 +240,24 @@ impl Workers {
         }
         let attempts = entry.pin.attempts + 1;
         let pinning = StatusUpdate { attempts: Some(attempts), ..StatusUpdate::status(PinStatus::Pinning) };
-        if !self.record(&cid, pinning).await {
-            return;
+        match self.set_status(&cid, pinning).await {
+            Ok(()) => {}
+            // The disk is full: the pin stays as it is on disk and is tried again later.
+            Err(error) if error.is_no_space() => {
+                tracing::info!(%cid, %error, "pin postponed");
+                let workers = self.clone();
+                let wait = self.options.retry_backoff;
+                tokio::spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    workers.schedule(cid);
+                });
+                return;
+            }
+            Err(StateError::NotFound) => return,
+            Err(error) => {
+                tracing::error!(%cid, %error, "cannot record the pin status");
+                return;
+            }
         }
         let mut origins: Vec<Multiaddr> = Vec::new();
         for origin in entry.holders.iter().flat_map(|(_, pin)| pin.origins.iter()) {
@@ -312,6 +328,11 @@ impl Workers {
                     self.gc_wanted.notify_one();
                 }
             }
+            Ok(Err(error @ pincluster_ipfs::IpfsError::NoSpace { .. })) => {
+                // What it fetched is not kept (see `collect_garbage`): collect it now.
+                self.failed(cid, attempts, error.to_string()).await;
+                self.gc_wanted.notify_one();
+            }
             Ok(Err(error)) => self.failed(cid, attempts, error.to_string()).await,
             Err(join) => self.failed(cid, attempts, format!("pin task ended: {join}")).await,
         }
@@ -323,21 +344,42 @@ impl Workers {
         tracing::warn!(%cid, %details, "pin failed");
         metrics::counter!(crate::metrics::PIN_ATTEMPTS, "outcome" => "failed").increment(1);
         let update = StatusUpdate { error: Some(details), ..StatusUpdate::status(PinStatus::Failed) };
-        if !self.record(&cid, update).await {
-            return;
-        }
-        let AfterFailure::RetryIn(backoff) = policy.after_failure(attempts) else { return };
+        let unrecorded = match self.set_status(&cid, update).await {
+            Ok(()) => false,
+            // A disk too full for the status too: the pin stays `pinning` on disk; try again later.
+            Err(error) if error.is_no_space() => {
+                tracing::warn!(%cid, %error, "cannot record the pin's failure");
+                true
+            }
+            Err(StateError::NotFound) => return,
+            Err(error) => {
+                tracing::error!(%cid, %error, "cannot record the pin status");
+                return;
+            }
+        };
+        let backoff = match policy.after_failure(attempts) {
+            AfterFailure::RetryIn(backoff) => backoff,
+            // The failure is not on disk: the pin is tried again even without retries left.
+            AfterFailure::GiveUp if unrecorded => policy.backoff,
+            AfterFailure::GiveUp => return,
+        };
         let workers = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(backoff).await;
-            workers.retry(cid).await;
+            workers.retry(cid, unrecorded).await;
         });
     }
 
-    /// Queues a `failed` pin again, keeping its attempt count.
-    async fn retry(&self, cid: Cid) {
-        let still_failed = matches!(self.state.cluster_pin(&cid), Ok(Some(e)) if e.pin.status == PinStatus::Failed);
-        if still_failed && self.record(&cid, StatusUpdate::status(PinStatus::Queued)).await {
+    /// Queues a `failed` pin again, keeping its attempt count (or, with
+    /// `unrecorded`, a pin whose failure could not be written, as it is).
+    async fn retry(&self, cid: Cid, unrecorded: bool) {
+        let status = match self.state.cluster_pin(&cid) {
+            Ok(Some(entry)) => entry.pin.status,
+            _ => return,
+        };
+        let again = (unrecorded && status == PinStatus::Pinning)
+            || (status == PinStatus::Failed && self.record(&cid, StatusUpdate::status(PinStatus::Queued)).await);
+        if again {
             self.schedule(cid);
         }
     }
@@ -393,7 +435,7 @@ impl Workers {
         let Ok((found, more)) = scan.await else { return false };
         for (cid, status) in found {
             if status == PinStatus::Failed {
-                self.retry(cid).await;
+                self.retry(cid, false).await;
             } else {
                 self.schedule(cid);
             }
