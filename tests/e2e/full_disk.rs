@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use pincluster_tests::{
-    client, eventually, fake_cid, json_of, random_file, test_config, token, Daemon, Kubo, SmallDisk, StatusCode,
+    client, eventually, fake_cid, json_of, post_add, random_file, test_config, token, Daemon, Kubo, SmallDisk,
+    StatusCode,
 };
 use serde_json::{json, Value};
 
@@ -102,6 +103,10 @@ fn a_full_disk_refuses_new_pins_with_507_keeps_the_acknowledged_ones_and_recover
     disk.fill_leaving(RESERVE / 4);
     let refused = fake_cid(100);
     assert_refused_for_space(&daemon, &token, &refused);
+    let upload = reqwest::blocking::multipart::Part::bytes(vec![7u8; 1024 * 1024]).file_name("big.bin");
+    let (status, body) = post_add(&daemon, "", reqwest::blocking::multipart::Form::new().part("file", upload));
+    assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "/add: {body}");
+    assert!(body.contains("no space left"), "/add: {body}");
     let (count, cids) = listed(&daemon, &token);
     assert_eq!(count, 5);
     for (i, cid) in acknowledged.iter().enumerate() {

@@ -46,6 +46,13 @@ pub enum IpfsError {
     /// The block store or pin store failed.
     #[error("block store error: {0}")]
     Store(String),
+    /// A block file could not be written (the cause is kept, so that a full disk is told apart).
+    #[error("cannot write block {cid}: {source}")]
+    WriteBlock {
+        cid: Cid,
+        #[source]
+        source: std::io::Error,
+    },
     /// The block store's filesystem has less free space than the reserve kept for the pinset
     /// (see [`crate::set_block_reserve`]), or the disk itself is full: the walk stops.
     #[error(
@@ -56,6 +63,17 @@ pub enum IpfsError {
 }
 
 impl IpfsError {
+    /// Whether the disk is too full for the operation: it may work once space is freed.
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            IpfsError::NoSpace { .. } => true,
+            IpfsError::WriteBlock { source, .. } => {
+                matches!(source.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+            }
+            _ => false,
+        }
+    }
+
     pub(crate) fn store(error: impl std::fmt::Display) -> IpfsError {
         IpfsError::Store(error.to_string())
     }

@@ -69,7 +69,7 @@ impl BlockSink {
         tokio::task::spawn_blocking(move || write_unsynced(&target, &data))
             .await
             .map_err(|e| IpfsError::Store(format!("block write task failed: {e}")))?
-            .map_err(|e| IpfsError::Store(format!("cannot write block {cid}: {e}")))?;
+            .map_err(|source| IpfsError::WriteBlock { cid, source })?;
         if let Some(folder) = path.parent() {
             if !self.folders.contains(folder) {
                 self.folders.insert(folder.to_path_buf());

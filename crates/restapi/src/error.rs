@@ -64,9 +64,7 @@ impl From<TrackerError> for ApiError {
             TrackerError::Invalid(e) => ApiError::BadRequest(e.to_string()),
             TrackerError::NotFound => ApiError::not_in_pinset(),
             TrackerError::State(e) => ApiError::from(e),
-            TrackerError::Ipfs(e @ pincluster_tracker::IpfsError::NoSpace { .. }) => {
-                ApiError::InsufficientStorage(e.to_string())
-            }
+            TrackerError::Ipfs(e) if e.is_no_space() => ApiError::InsufficientStorage(e.to_string()),
             TrackerError::Ipfs(e) => {
                 tracing::error!(error = %e, "IPFS node error");
                 ApiError::Internal(format!("IPFS node error: {e}"))

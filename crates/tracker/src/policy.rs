@@ -114,9 +114,9 @@ pub(crate) fn gc_extra_roots<E>(
     Ok(Some(roots))
 }
 
-/// Whether a pin's error says it failed for lack of space (`IpfsError::NoSpace`'s text).
+/// Whether a pin's error says it failed for lack of space (`IpfsError::is_no_space`'s errors).
 fn is_no_space_reason(reason: &str) -> bool {
-    reason.starts_with("no space left")
+    reason.contains("no space left")
 }
 
 /// Whether a collection may run now: not while any pin is queued or being fetched, as a queued

@@ -328,7 +328,7 @@ impl Workers {
                     self.gc_wanted.notify_one();
                 }
             }
-            Ok(Err(error @ pincluster_ipfs::IpfsError::NoSpace { .. })) => {
+            Ok(Err(error)) if error.is_no_space() => {
                 // What it fetched is not kept (see `collect_garbage`): collect it now.
                 self.failed(cid, attempts, error.to_string()).await;
                 self.gc_wanted.notify_one();
