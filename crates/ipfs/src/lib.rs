@@ -34,9 +34,12 @@ mod local;
 pub mod metrics;
 mod node;
 mod sink;
+mod varint;
 mod walk;
 
 pub use bitswap::Traffic;
+#[doc(hidden)]
+pub use bitswap::{bitswap_decode, DecodeError as BitswapDecodeError};
 pub use bytes::Bytes;
 pub use car::{CarImporter, MAX_CAR_BLOCK};
 pub use dht::{DhtMode, DhtStatus};
