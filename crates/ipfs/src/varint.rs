@@ -54,7 +54,10 @@ pub(crate) enum FrameError {
 
 /// Reads the varint length prefix of the next frame, refusing lengths above `max`; `Ok(None)` at
 /// a clean end of stream. The body is left to the caller, which can reserve memory for it first.
-pub(crate) async fn read_frame_len<R: AsyncRead + Unpin>(reader: &mut R, max: usize) -> Result<Option<usize>, FrameError> {
+pub(crate) async fn read_frame_len<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> Result<Option<usize>, FrameError> {
     let mut buf = [0u8; MAX_VARINT_BYTES];
     for i in 0..MAX_VARINT_BYTES {
         if reader.read(&mut buf[i..=i]).await? == 0 {

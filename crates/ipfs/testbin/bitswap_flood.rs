@@ -6,7 +6,8 @@
 //! line per phase, `phase=<name> disconnected=<true|false>`:
 //! - `wantlists`: many concurrent streams, each sending wantlists of 8000 blocks the daemon does
 //!   not have, plus streams of 4 MiB messages of blocks nobody wants, plus idle streams beyond the
-//!   daemon's per-peer limit. All within the protocol: the daemon should keep the connection.
+//!   daemon's per-peer limit. The replies (`DONT_HAVE`s) are read. All within the protocol: the
+//!   daemon should keep the connection.
 //! - `oversized`: a length prefix above 4 MiB. `garbage`: bytes that are not a Bitswap message.
 //!   `too-many-items`: a wantlist of 10 000 entries. The daemon should close the connection.
 //!
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use cid::Cid;
 use futures_util::io::AsyncWriteExt;
+use futures_util::StreamExt;
 use multihash_codetable::{Code, MultihashDigest};
 use rust_ipfs::builder::DefaultIpfsBuilder;
 use rust_ipfs::{Ipfs, Multiaddr, PeerId, StreamProtocol};
@@ -115,7 +117,7 @@ async fn wantlists(ipfs: &Ipfs, peer: PeerId) {
     for _ in 0..8 {
         let ipfs = ipfs.clone();
         tasks.push(tokio::spawn(async move {
-            let frames: Vec<Vec<u8>> = (0..5).map(|_| frame(&junk_block(4 * 1024 * 1024 - 64))).collect();
+            let frames: Vec<Vec<u8>> = (0..20).map(|_| frame(&junk_block(4 * 1024 * 1024 - 64))).collect();
             send(&ipfs, peer, &frames).await
         }));
     }
@@ -157,6 +159,24 @@ async fn main() {
             std::process::exit(1);
         }
     };
+
+    // Read every reply to its end, as a Bitswap peer does: the wantlist phase stays within the
+    // protocol, so the daemon has no reason to disconnect.
+    match ipfs.new_stream(PROTOCOL).await {
+        Ok(mut incoming) => {
+            tokio::spawn(async move {
+                while let Some((_, mut stream)) = incoming.next().await {
+                    tokio::spawn(async move {
+                        let _ = futures_util::io::copy(&mut stream, &mut futures_util::io::sink()).await;
+                    });
+                }
+            });
+        }
+        Err(e) => {
+            eprintln!("cannot accept bitswap streams: {e:#}");
+            std::process::exit(1);
+        }
+    }
 
     dial(&ipfs, &addr, peer).await;
     wantlists(&ipfs, peer).await;

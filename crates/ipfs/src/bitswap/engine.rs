@@ -63,32 +63,69 @@ pub(crate) struct Received {
 #[derive(Debug)]
 pub(crate) enum Event<P> {
     /// We want `cid`; `token` identifies this request for a later cancel and the delivery.
-    Want { cid: Cid, token: u64 },
-    Cancel { key: Key, token: u64 },
+    Want {
+        cid: Cid,
+        token: u64,
+    },
+    Cancel {
+        key: Key,
+        token: u64,
+    },
     PeerUp(P),
     PeerDown(P),
-    Received { peer: P, message: Received },
+    Received {
+        peer: P,
+        message: Received,
+    },
     /// The peer broke the protocol or a limit (oversized or malformed message, unread replies).
-    Violation { peer: P, reason: &'static str },
+    Violation {
+        peer: P,
+        reason: &'static str,
+    },
     /// A block we asked `Store` for is on disk.
-    Stored { cid: Cid, data: Bytes, from: P },
-    StoreFailed { cid: Cid },
+    Stored {
+        cid: Cid,
+        data: Bytes,
+        from: P,
+    },
+    StoreFailed {
+        cid: Cid,
+    },
     /// A block `Serve` asked for was sent (or could not be).
-    Served { peer: P },
+    Served {
+        peer: P,
+    },
     Tick,
 }
 
 #[derive(Debug, PartialEq)]
 pub(crate) enum Action<P> {
-    Send { peer: P, message: Message },
+    Send {
+        peer: P,
+        message: Message,
+    },
     /// Read `cid` from the store and send it to `peer`, then report `Served`.
-    Serve { peer: P, cid: Cid },
+    Serve {
+        peer: P,
+        cid: Cid,
+    },
     /// Write a received, hash-checked block under `cid`, then report `Stored` or `StoreFailed`.
-    Store { cid: Cid, data: Bytes, from: P },
+    Store {
+        cid: Cid,
+        data: Bytes,
+        from: P,
+    },
     /// Hand the block to the requests `tokens`.
-    Deliver { cid: Cid, data: Bytes, tokens: Vec<u64> },
+    Deliver {
+        cid: Cid,
+        data: Bytes,
+        tokens: Vec<u64>,
+    },
     /// Close every connection to `peer`; the engine has forgotten it.
-    Disconnect { peer: P, reason: &'static str },
+    Disconnect {
+        peer: P,
+        reason: &'static str,
+    },
 }
 
 /// One block we want.
@@ -494,4 +531,229 @@ fn coalesce<P: Copy + Eq + Hash>(actions: Vec<Action<P>>) -> Vec<Action<P>> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use multihash_codetable::{Code, MultihashDigest};
+
+    type Peer = u32;
+
+    const SMALL: Limits = Limits { wants_per_peer: 8, serving: 4, serving_per_peer: 2 };
+
+    fn cid(n: u64) -> Cid {
+        Cid::new_v1(0x55, Code::Sha2_256.digest(&n.to_le_bytes()))
+    }
+
+    fn want_block(n: u64) -> Asked {
+        Asked { want: Want { cid: cid(n), cancel: false, have_only: false, send_dont_have: true }, have: true }
+    }
+
+    fn wants(asked: Vec<Asked>) -> Received {
+        Received { wants: asked, ..Received::default() }
+    }
+
+    fn serves(actions: &[Action<Peer>]) -> Vec<(Peer, Cid)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Serve { peer, cid } => Some((*peer, *cid)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn engine_with(peers: &[Peer], limits: Limits) -> (Engine<Peer>, Instant) {
+        let mut engine = Engine::new(limits);
+        let now = Instant::now();
+        for peer in peers {
+            assert!(engine.handle(Event::PeerUp(*peer), now).is_empty(), "no wants: nothing to send");
+        }
+        (engine, now)
+    }
+
+    #[test]
+    fn wants_for_blocks_we_lack_are_answered_and_not_kept() {
+        let (mut engine, now) = engine_with(&[1], SMALL);
+        // Far more entries than the ledger holds: none is kept, so the budget is never hit.
+        let asked: Vec<Asked> = (0..1000)
+            .map(|n| Asked {
+                want: Want { cid: cid(n), cancel: false, have_only: n % 2 == 0, send_dont_have: n % 4 < 2 },
+                have: false,
+            })
+            .collect();
+        let actions = engine.handle(Event::Received { peer: 1, message: wants(asked) }, now);
+        assert_eq!(actions.len(), 1, "{actions:?}");
+        let Action::Send { peer: 1, message } = &actions[0] else { panic!("{actions:?}") };
+        assert_eq!(message.presences.len(), 500, "DONT_HAVE only where asked for");
+        assert!(message.presences.iter().all(|(_, have)| !have));
+        assert!(engine.peers[&1].queued.is_empty() && engine.peers[&1].queue.is_empty());
+    }
+
+    #[test]
+    fn have_queries_are_answered_with_have() {
+        let (mut engine, now) = engine_with(&[1], SMALL);
+        let asked =
+            Asked { want: Want { cid: cid(1), cancel: false, have_only: true, send_dont_have: true }, have: true };
+        let actions = engine.handle(Event::Received { peer: 1, message: wants(vec![asked]) }, now);
+        let expected = Message { presences: vec![(cid(1), true)], ..Message::default() };
+        assert_eq!(actions, vec![Action::Send { peer: 1, message: expected }]);
+    }
+
+    #[test]
+    fn a_wantlist_over_budget_disconnects_and_forgets_the_peer() {
+        let (mut engine, now) = engine_with(&[1, 2], SMALL);
+        // Peer 2 stays within its budget and keeps it.
+        let fine =
+            engine.handle(Event::Received { peer: 2, message: wants((100..108).map(want_block).collect()) }, now);
+        assert!(!fine.iter().any(|a| matches!(a, Action::Disconnect { .. })));
+        let actions = engine.handle(Event::Received { peer: 1, message: wants((0..9).map(want_block).collect()) }, now);
+        assert!(actions.contains(&Action::Disconnect { peer: 1, reason: "wantlist over budget" }), "{actions:?}");
+        assert!(!actions.iter().any(|a| matches!(a, Action::Send { peer: 1, .. } | Action::Serve { peer: 1, .. })));
+        assert!(!engine.peers.contains_key(&1), "state dropped");
+        assert!(!engine.rotation.contains(&1));
+        // Only peer 2's blocks are in flight; its share was untouched.
+        assert_eq!(engine.serving(), 2);
+        assert_eq!(engine.peers[&2].queued.len(), 6);
+    }
+
+    #[test]
+    fn violations_disconnect_and_release_what_the_peer_held() {
+        let (mut engine, now) = engine_with(&[1], SMALL);
+        engine.handle(Event::Received { peer: 1, message: wants((0..4).map(want_block).collect()) }, now);
+        assert_eq!(engine.serving(), 2);
+        let actions = engine.handle(Event::Violation { peer: 1, reason: "malformed message" }, now);
+        assert_eq!(actions, vec![Action::Disconnect { peer: 1, reason: "malformed message" }]);
+        assert_eq!(engine.serving(), 0);
+        // A late report of a block sent to the forgotten peer changes nothing.
+        assert!(engine.handle(Event::Served { peer: 1 }, now).is_empty());
+        assert_eq!(engine.serving(), 0);
+    }
+
+    #[test]
+    fn blocks_are_served_round_robin_within_the_limits() {
+        let (mut engine, now) = engine_with(&[1, 2, 3], SMALL);
+        // The greedy peer asks first and for the most.
+        let first = engine.handle(Event::Received { peer: 1, message: wants((0..8).map(want_block).collect()) }, now);
+        assert_eq!(serves(&first), vec![(1, cid(0)), (1, cid(1))], "at most two in flight per peer");
+        let second =
+            engine.handle(Event::Received { peer: 2, message: wants((10..12).map(want_block).collect()) }, now);
+        assert_eq!(serves(&second), vec![(2, cid(10)), (2, cid(11))]);
+        let third = engine.handle(Event::Received { peer: 3, message: wants((20..22).map(want_block).collect()) }, now);
+        assert!(serves(&third).is_empty(), "four in flight overall");
+        // As blocks go out, turns alternate between the peers still waiting.
+        let mut order = Vec::new();
+        for done in [1, 2, 1, 3, 1, 3, 1, 1] {
+            order.extend(serves(&engine.handle(Event::Served { peer: done }, now)).into_iter().map(|(p, _)| p));
+        }
+        // Peer 2 is done; 1 and 3 alternate while both wait, then 1 has the slots to itself.
+        assert_eq!(order, vec![1, 3, 1, 3, 1, 1, 1], "the greedy peer does not starve the others");
+        assert!(engine.serving() <= SMALL.serving);
+    }
+
+    #[test]
+    fn cancels_and_full_wantlists_withdraw_queued_blocks() {
+        let limits = Limits { wants_per_peer: 8, serving: 1, serving_per_peer: 1 };
+        let (mut engine, now) = engine_with(&[1], limits);
+        let first = engine.handle(Event::Received { peer: 1, message: wants((0..4).map(want_block).collect()) }, now);
+        assert_eq!(serves(&first), vec![(1, cid(0))]);
+        let mut cancel = want_block(1);
+        cancel.want.cancel = true;
+        engine.handle(Event::Received { peer: 1, message: wants(vec![cancel]) }, now);
+        assert_eq!(serves(&engine.handle(Event::Served { peer: 1 }, now)), vec![(1, cid(2))], "cid 1 was cancelled");
+        let full = Received { wants: vec![want_block(9)], full: true, ..Received::default() };
+        engine.handle(Event::Received { peer: 1, message: full }, now);
+        assert_eq!(serves(&engine.handle(Event::Served { peer: 1 }, now)), vec![(1, cid(9))], "cid 3 was replaced");
+        assert!(serves(&engine.handle(Event::Served { peer: 1 }, now)).is_empty());
+    }
+
+    #[test]
+    fn repeated_want_and_cancel_keep_the_queue_bounded() {
+        let limits = Limits { wants_per_peer: 4, serving: 0, serving_per_peer: 0 };
+        let (mut engine, now) = engine_with(&[1], limits);
+        for _ in 0..1000 {
+            let mut cancel = want_block(1);
+            cancel.want.cancel = true;
+            engine.handle(Event::Received { peer: 1, message: wants(vec![want_block(1), cancel]) }, now);
+        }
+        assert!(engine.peers[&1].queue.len() <= 2 * limits.wants_per_peer + 1, "{}", engine.peers[&1].queue.len());
+    }
+
+    #[test]
+    fn a_wanted_block_is_asked_of_one_peer_stored_once_and_delivered() {
+        let (mut engine, now) = engine_with(&[1, 2], LIMITS);
+        let actions = engine.handle(Event::Want { cid: cid(7), token: 42 }, now);
+        let asked: Vec<(Peer, bool)> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send { peer, message } => Some((*peer, message.wants[0].have_only)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(asked.len(), 2);
+        assert_eq!(asked.iter().filter(|(_, have_only)| !have_only).count(), 1, "one WANT_BLOCK: {asked:?}");
+        let data = Bytes::from_static(b"block seven");
+        let block = Received { blocks: vec![(cid(7), data.clone())], ..Received::default() };
+        let stored = engine.handle(Event::Received { peer: 2, message: block.clone() }, now);
+        assert_eq!(stored, vec![Action::Store { cid: cid(7), data: data.clone(), from: 2 }]);
+        assert!(engine.handle(Event::Received { peer: 1, message: block }, now).is_empty(), "a second copy is ignored");
+        let delivered = engine.handle(Event::Stored { cid: cid(7), data: data.clone(), from: 2 }, now);
+        assert!(delivered.contains(&Action::Deliver { cid: cid(7), data, tokens: vec![42] }));
+        // Peer 1 is told to stop; peer 2, which sent it, is not.
+        let cancels: Vec<Peer> = delivered
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send { peer, message } if message.wants.iter().all(|w| w.cancel) => Some(*peer),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(cancels, vec![1]);
+        // Unwanted blocks are dropped.
+        let stray = Received { blocks: vec![(cid(8), Bytes::from_static(b"x"))], ..Received::default() };
+        assert!(engine.handle(Event::Received { peer: 1, message: stray }, now).is_empty());
+    }
+
+    #[test]
+    fn a_dont_have_moves_the_request_to_a_peer_that_has_it() {
+        let (mut engine, now) = engine_with(&[1, 2], LIMITS);
+        let actions = engine.handle(Event::Want { cid: cid(7), token: 1 }, now);
+        let target = actions
+            .iter()
+            .find_map(|a| match a {
+                Action::Send { peer, message } if !message.wants[0].have_only => Some(*peer),
+                _ => None,
+            })
+            .expect("a WANT_BLOCK");
+        let other = if target == 1 { 2 } else { 1 };
+        let have = Received { presences: vec![(cid(7), true)], ..Received::default() };
+        assert!(engine.handle(Event::Received { peer: other, message: have }, now).is_empty(), "remembered");
+        let dont = Received { presences: vec![(cid(7), false)], ..Received::default() };
+        let moved = engine.handle(Event::Received { peer: target, message: dont }, now);
+        let want = Want { cid: cid(7), cancel: false, have_only: false, send_dont_have: true };
+        assert_eq!(
+            moved,
+            vec![Action::Send { peer: other, message: Message { wants: vec![want], ..Message::default() } }]
+        );
+    }
+
+    #[test]
+    fn messages_to_one_peer_are_merged() {
+        let (mut engine, now) = engine_with(&[1], LIMITS);
+        engine.handle(Event::Want { cid: cid(1), token: 1 }, now);
+        // Peer 2 connects: it gets the whole wantlist in one message.
+        let actions = engine.handle(Event::PeerUp(2), now);
+        assert_eq!(actions.len(), 1);
+        let asked = Received {
+            wants: vec![
+                Asked { want: Want { cid: cid(5), cancel: false, have_only: true, send_dont_have: true }, have: true },
+                Asked { want: Want { cid: cid(6), cancel: false, have_only: true, send_dont_have: true }, have: false },
+            ],
+            presences: vec![(cid(1), false)],
+            ..Received::default()
+        };
+        let actions = engine.handle(Event::Received { peer: 2, message: asked }, now);
+        let to_two: Vec<&Action<Peer>> = actions.iter().filter(|a| matches!(a, Action::Send { peer: 2, .. })).collect();
+        assert_eq!(to_two.len(), 1, "{actions:?}");
+    }
 }

@@ -18,9 +18,11 @@
 //! streams waiting to be accepted and streams per peer; message size (4 MiB, as Kubo) and items
 //! per message (`pb::MAX_ITEMS`); bytes of received messages in hand per peer and in all (a
 //! reader reserves the length before reading the body, and the reservation travels with the
-//! message until the engine has handled it); wants kept per peer; blocks being served at once;
-//! replies queued to a peer that does not read them. A peer that sends an oversized or malformed
-//! message, or exceeds its wantlist or reply budget, is disconnected and its state dropped.
+//! message until the engine has handled it); one message per peer on its way to the engine;
+//! wants kept per peer; blocks being served at once; replies queued to a peer (its next message
+//! waits while they pile up, so a peer that does not read stalls only itself). A peer that sends
+//! an oversized or malformed message, or exceeds its wantlist or reply budget, is disconnected
+//! and its state dropped.
 
 mod engine;
 pub(crate) mod inbound;
@@ -72,9 +74,12 @@ const INBOUND_BYTES_PER_PEER: usize = 2 * MAX_MESSAGE_BYTES;
 const INBOUND_BYTES_TOTAL: usize = 8 * MAX_MESSAGE_BYTES;
 /// Events (messages, store and serve results) waiting for the engine.
 const EVENT_QUEUE: usize = 256;
-/// Items (wants, presences) waiting in a peer's outbox; a peer that lets more pile up by not
-/// reading our replies is disconnected.
-const OUTBOX_ITEMS: usize = 2 * pb::MAX_ITEMS;
+/// Items (wants, presences) waiting in a peer's outbox above which its next message waits
+/// (backpressure: its streams are not read meanwhile).
+const OUTBOX_SOFT: usize = pb::MAX_ITEMS;
+/// Items in a peer's outbox that can only be reached by breaking the backpressure above (one
+/// message of replies at most lands past the soft limit); the peer is then disconnected.
+const OUTBOX_ITEMS: usize = OUTBOX_SOFT + 2 * pb::MAX_ITEMS;
 /// Bytes of block data per outgoing message (a single larger block goes alone).
 const BLOCKS_PER_MESSAGE_BYTES: usize = 1024 * 1024;
 
@@ -102,7 +107,15 @@ enum Local {
 /// An event for the engine, with the inbound bytes it holds (released once handled).
 struct Input {
     event: Event<PeerId>,
-    _reserved: Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)>,
+    _reserved: Option<Reservation>,
+}
+
+/// What a received message holds until the engine has handled it: its bytes in the peer's and
+/// the overall budget, and the peer's turn (one message per peer in the engine's queue at once).
+struct Reservation {
+    _own: OwnedSemaphorePermit,
+    _all: OwnedSemaphorePermit,
+    _turn: OwnedSemaphorePermit,
 }
 
 impl From<Event<PeerId>> for Input {
@@ -139,11 +152,11 @@ impl Tasks {
         }
     }
 
-    /// Tasks started and not finished (none once stopped).
+    /// Handles to the tasks started and not finished yet.
     #[cfg(test)]
-    pub(crate) fn running(&self) -> usize {
+    pub(crate) fn running(&self) -> Vec<tokio::task::AbortHandle> {
         let tasks = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        tasks.as_ref().map_or(0, |t| t.iter().filter(|t| !t.is_finished()).count())
+        tasks.iter().flatten().filter(|t| !t.is_finished()).map(JoinHandle::abort_handle).collect()
     }
 }
 
@@ -166,6 +179,8 @@ struct Shared {
 struct PeerInbound {
     bytes: Arc<Semaphore>,
     streams: AtomicUsize,
+    /// One permit: the peer's message on its way to the engine.
+    turn: Arc<Semaphore>,
 }
 
 /// Running totals of what went over Bitswap.
@@ -199,7 +214,16 @@ struct Outbound {
 #[derive(Default)]
 struct Outbox {
     message: Mutex<Message>,
+    /// Something was queued (for the writer).
     ready: Notify,
+    /// The writer took what was queued (for readers waiting on backpressure).
+    taken: Notify,
+}
+
+impl Outbox {
+    fn items(&self) -> usize {
+        self.message.lock().unwrap_or_else(PoisonError::into_inner).items()
+    }
 }
 
 impl Bitswap {
@@ -354,13 +378,18 @@ impl Shared {
                 Arc::new(PeerInbound {
                     bytes: Arc::new(Semaphore::new(INBOUND_BYTES_PER_PEER)),
                     streams: AtomicUsize::new(0),
+                    turn: Arc::new(Semaphore::new(1)),
                 })
             })
             .clone()
     }
 
     /// Carries out one action; returns an event to hand straight back to the engine.
-    fn act(self: &Arc<Self>, action: Action<PeerId>, waiters: &mut HashMap<u64, oneshot::Sender<Block>>) -> Option<Event<PeerId>> {
+    fn act(
+        self: &Arc<Self>,
+        action: Action<PeerId>,
+        waiters: &mut HashMap<u64, oneshot::Sender<Block>>,
+    ) -> Option<Event<PeerId>> {
         match action {
             Action::Send { peer, message } => {
                 let out = self.outbound(peer);
@@ -475,6 +504,7 @@ async fn write_peer(shared: Arc<Shared>, peer: PeerId, outbox: Arc<Outbox>, mut 
             },
         };
         message.merge(std::mem::take(&mut *outbox.message.lock().unwrap_or_else(PoisonError::into_inner)));
+        outbox.taken.notify_waiters();
         let mut size: usize = message.blocks.iter().map(|b| b.data.len()).sum();
         while size < BLOCKS_PER_MESSAGE_BYTES {
             match blocks.try_recv() {
@@ -560,9 +590,12 @@ async fn read_stream(shared: Arc<Shared>, peer: PeerId, state: Arc<PeerInbound>,
                 return;
             }
         };
-        // Reserve the bytes before reading them: this peer's share first, then the total.
+        // Reserve the bytes before reading them: this peer's share, its turn (once its replies
+        // have drained), then the total, so a peer that stalls holds only its own share.
         let permits = u32::try_from(len.max(1)).unwrap_or(u32::MAX);
         let Ok(own) = state.bytes.clone().acquire_many_owned(permits).await else { return };
+        let Ok(turn) = state.turn.clone().acquire_owned().await else { return };
+        shared.replies_drained(peer).await;
         let Ok(all) = shared.inbound_bytes.clone().acquire_many_owned(permits).await else { return };
         let mut body = vec![0u8; len];
         if let Err(e) = reader.read_exact(&mut body).await {
@@ -577,7 +610,8 @@ async fn read_stream(shared: Arc<Shared>, peer: PeerId, state: Arc<PeerInbound>,
             }
         };
         let received = check(&shared, message).await;
-        let input = Input { event: Event::Received { peer, message: received }, _reserved: Some((own, all)) };
+        let reserved = Reservation { _own: own, _all: all, _turn: turn };
+        let input = Input { event: Event::Received { peer, message: received }, _reserved: Some(reserved) };
         if shared.events.send(input).await.is_err() {
             return;
         }
@@ -585,6 +619,23 @@ async fn read_stream(shared: Arc<Shared>, peer: PeerId, state: Arc<PeerInbound>,
 }
 
 impl Shared {
+    /// Waits until fewer than `OUTBOX_SOFT` replies wait for `peer`.
+    async fn replies_drained(&self, peer: PeerId) {
+        loop {
+            let outbox =
+                self.outbound.lock().unwrap_or_else(PoisonError::into_inner).get(&peer).map(|o| o.outbox.clone());
+            let Some(outbox) = outbox else { return };
+            let taken = outbox.taken.notified();
+            tokio::pin!(taken);
+            taken.as_mut().enable();
+            if outbox.items() < OUTBOX_SOFT {
+                return;
+            }
+            // Checked again now and then: the writer may be gone with its outbox.
+            let _ = tokio::time::timeout(Duration::from_secs(1), taken).await;
+        }
+    }
+
     async fn violation(&self, peer: PeerId, reason: &'static str, error: &(dyn std::error::Error + Send + Sync)) {
         tracing::debug!(%peer, reason, %error, "bitswap peer broke the protocol");
         let _ = self.events.send(Event::Violation { peer, reason }.into()).await;
@@ -607,4 +658,43 @@ async fn check(shared: &Shared, message: Message) -> Received {
         }
     }
     Received { wants, full: message.full, blocks, presences: message.presences }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{DhtMode, Node, NodeOptions};
+
+    fn options(dir: &std::path::Path, seed: u8) -> NodeOptions {
+        let keypair = libp2p_identity::Keypair::ed25519_from_bytes([seed; 32]).expect("key");
+        NodeOptions {
+            keypair_protobuf: keypair.to_protobuf_encoding().expect("key bytes"),
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")],
+            announce: Vec::new(),
+            bootstrap: Vec::new(),
+            dht_mode: DhtMode::Client,
+            swarm_key: None,
+            repo_path: dir.to_path_buf(),
+        }
+    }
+
+    #[tokio::test]
+    async fn stop_ends_every_task_it_started() {
+        let (a_dir, b_dir) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+        let a = Node::start(options(a_dir.path(), 1)).await.expect("start a");
+        let b = Node::start(options(b_dir.path(), 2)).await.expect("start b");
+        let addr = b.listen_addresses().await.remove(0).with(multiaddr::Protocol::P2p(b.inner.peer_id));
+        a.connect(addr).await.expect("connect");
+        // A want nobody can answer: writers on both sides, readers of each other's streams.
+        let cid: cid::Cid = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku".parse().expect("cid");
+        let fetch = a.inner.bitswap.fetch(cid);
+        let wait = tokio::time::timeout(std::time::Duration::from_secs(3), fetch).await;
+        assert!(wait.is_err(), "nobody has the block");
+        let tasks = a.inner.bitswap.tasks();
+        let running = tasks.running();
+        assert!(running.len() >= 4, "driver, acceptor, a writer and a reader: {}", running.len());
+        a.shutdown().await;
+        assert!(running.iter().all(tokio::task::AbortHandle::is_finished));
+        assert!(tasks.running().is_empty());
+        b.shutdown().await;
+    }
 }
