@@ -258,6 +258,9 @@ mod tests {
     #[test]
     fn oversized_bodies_are_refused() {
         let body = Bytes::from(vec![0u8; MAX_MESSAGE_BYTES + 1]);
-        assert!(matches!(Message::decode(body), Err(DecodeError::TooLarge(_))));
+        assert!(matches!(Message::decode(body.clone()), Err(DecodeError::TooLarge(_))));
+        // The public entry point for fuzzing applies the same limits.
+        assert!(matches!(crate::bitswap_decode(&body), Err(DecodeError::TooLarge(_))));
+        assert_eq!(crate::bitswap_decode(&[]).expect("an empty message is valid"), 0);
     }
 }

@@ -125,7 +125,6 @@ impl From<Event<PeerId>> for Input {
 }
 
 /// Every task Bitswap started; none is started after [`Tasks::stop`].
-#[derive(Default)]
 pub(crate) struct Tasks(Mutex<Option<Vec<JoinHandle<()>>>>);
 
 impl Tasks {
