@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 mod add;
+mod bitswap_flood;
 mod cluster;
 mod dashboard;
 mod dht;

@@ -194,6 +194,11 @@ impl Daemon {
         self.child = Some(child);
     }
 
+    /// The running daemon's process ID (for `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon running").id()
+    }
+
     /// What the daemon wrote to stderr so far.
     pub fn log(&self) -> String {
         self.stderr.lock().map(|s| s.clone()).unwrap_or_default()

@@ -120,9 +120,10 @@ impl CarImporter {
             State::V2Header => V2_HEADER,
             State::V2Skip { until, .. } => usize::try_from(until.saturating_sub(self.offset)).unwrap_or(usize::MAX),
             State::Done => 0,
-            _ => match read_varint(&self.buffer) {
-                Some((len, used)) => usize::try_from(len).unwrap_or(usize::MAX).saturating_add(used),
-                None => 1,
+            _ => match crate::varint::read(&self.buffer) {
+                Ok(Some((len, used))) => usize::try_from(len).unwrap_or(usize::MAX).saturating_add(used),
+                // Invalid prefixes are refused by `step`.
+                Ok(None) | Err(_) => 1,
             },
         };
         // An oversized length is refused by `step` as soon as its prefix is complete.
@@ -172,11 +173,10 @@ impl CarImporter {
                             continue;
                         }
                     }
-                    let Some((len, used)) = read_varint(&self.buffer) else {
-                        if self.buffer.len() >= 9 {
-                            return Err(self.error("invalid length prefix"));
-                        }
-                        return Ok(());
+                    let (len, used) = match crate::varint::read(&self.buffer) {
+                        Ok(Some(prefix)) => prefix,
+                        Ok(None) => return Ok(()),
+                        Err(e) => return Err(self.error(&format!("invalid length prefix: {e}"))),
                     };
                     let limit = match self.state {
                         State::Sections { .. } => MAX_CAR_BLOCK + MAX_CID,
@@ -286,17 +286,4 @@ impl CarImporter {
     fn error(&self, what: &str) -> IpfsError {
         IpfsError::Car(format!("{what} (at byte {})", self.offset))
     }
-}
-
-/// An unsigned LEB128 varint at the start of `bytes`: its value and length, or `None` when
-/// incomplete or longer than 9 bytes (the multiformats limit).
-fn read_varint(bytes: &[u8]) -> Option<(u64, usize)> {
-    let mut value: u64 = 0;
-    for (i, byte) in bytes.iter().take(9).enumerate() {
-        value |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Some((value, i + 1));
-        }
-    }
-    None
 }

@@ -34,9 +34,12 @@ mod local;
 pub mod metrics;
 mod node;
 mod sink;
+mod varint;
 mod walk;
 
 pub use bitswap::Traffic;
+#[doc(hidden)]
+pub use bitswap::{bitswap_decode, DecodeError as BitswapDecodeError};
 pub use blockfile::set_block_reserve;
 pub use bytes::Bytes;
 pub use car::{CarImporter, MAX_CAR_BLOCK};

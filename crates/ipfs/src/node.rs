@@ -102,7 +102,7 @@ impl Node {
             agent_version: format!("pincluster/{}", env!("CARGO_PKG_VERSION")),
             ..IdentifyConfiguration::default()
         };
-        let (inbound_tx, inbound_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel(crate::bitswap::STREAM_QUEUE);
         let (dht, dht_handle) = Dht::new(peer_id, options.dht_mode);
         let mut builder = IpfsBuilder::<Behaviour>::with_keypair(&keypair)
             .map_err(|e| IpfsError::Identity(e.to_string()))?
@@ -249,7 +249,7 @@ impl Node {
 
     /// Stops the node: closes connections and releases the repo. Other clones stop working.
     pub async fn shutdown(self) {
-        self.inner.bitswap.stop();
+        self.inner.bitswap.stop().await;
         self.inner.ipfs.clone().exit_daemon().await;
     }
 }

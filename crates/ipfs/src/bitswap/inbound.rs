@@ -3,8 +3,9 @@
 //!
 //! libp2p-stream's `accept` would be simpler, but it hands streams over through a channel with
 //! one slot and drops a stream when the slot is taken. Kubo opens a new stream for every response
-//! message, several at once, so those drops lost blocks. Here every negotiated stream goes to an
-//! unbounded channel read by the Bitswap tasks.
+//! message, several at once, so those drops lost blocks. Here every negotiated stream goes to a
+//! channel of `STREAM_QUEUE` slots read by the Bitswap tasks; a stream that finds it full (a
+//! peer opening streams faster than we read them) is reset.
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
@@ -18,17 +19,17 @@ use rust_ipfs::swarm::{
     SubstreamProtocol, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
 use rust_ipfs::{Multiaddr, PeerId, Stream, StreamProtocol};
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::Sender;
 
 use super::ACCEPTED;
 
 /// Hands every inbound Bitswap stream, with its peer, to `streams`.
 pub(crate) struct InboundBehaviour {
-    streams: UnboundedSender<(PeerId, Stream)>,
+    streams: Sender<(PeerId, Stream)>,
 }
 
 impl InboundBehaviour {
-    pub(crate) fn new(streams: UnboundedSender<(PeerId, Stream)>) -> InboundBehaviour {
+    pub(crate) fn new(streams: Sender<(PeerId, Stream)>) -> InboundBehaviour {
         InboundBehaviour { streams }
     }
 
@@ -76,7 +77,7 @@ impl NetworkBehaviour for InboundBehaviour {
 /// Per connection: accepts the Bitswap protocols and forwards each negotiated stream.
 pub(crate) struct InboundHandler {
     peer: PeerId,
-    streams: UnboundedSender<(PeerId, Stream)>,
+    streams: Sender<(PeerId, Stream)>,
 }
 
 impl ConnectionHandler for InboundHandler {
@@ -101,8 +102,10 @@ impl ConnectionHandler for InboundHandler {
 
     fn on_connection_event(&mut self, event: ConnectionEvent<Accept, DeniedUpgrade>) {
         if let ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound { protocol: stream, .. }) = event {
-            // The receiver is gone only when the node is shutting down.
-            let _ = self.streams.send((self.peer, stream));
+            // Full: dropping the stream resets it. Closed: the node is shutting down.
+            if self.streams.try_send((self.peer, stream)).is_err() {
+                tracing::debug!(peer = %self.peer, "bitswap stream queue full, resetting a stream");
+            }
         }
     }
 }
