@@ -28,6 +28,9 @@ mod bootstrap;
 mod car;
 mod dht;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 mod gc;
 mod import;
 mod local;

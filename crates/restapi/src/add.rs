@@ -225,14 +225,14 @@ async fn pin_roots(
 }
 
 /// What a part's headers say.
-struct Part {
+pub(crate) struct Part {
     /// `/`-separated, without leading or trailing slashes.
     path: String,
     directory: bool,
 }
 
 impl Part {
-    fn of(field: &actix_multipart::Field) -> Result<Part, ApiError> {
+    pub(crate) fn of(field: &actix_multipart::Field) -> Result<Part, ApiError> {
         let disposition = field.content_disposition();
         let raw = disposition.and_then(|d| d.get_filename()).ok_or_else(|| {
             let name = disposition.and_then(|d| d.get_name()).unwrap_or_default();
@@ -254,7 +254,7 @@ impl Part {
     }
 
     /// Below the top level with a name starting with a dot, as `ipfs add` skips without `--hidden`.
-    fn hidden(&self) -> bool {
+    pub(crate) fn hidden(&self) -> bool {
         self.path.split('/').skip(1).any(|name| name.starts_with('.'))
     }
 }
