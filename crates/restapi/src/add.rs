@@ -14,10 +14,18 @@
 //! ordinary error response; after it, the stream ends with the
 //! `X-Stream-Error` trailer (see `stream.rs`).
 
+use std::cell::Cell;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context as TaskContext, Poll};
+
+use actix_multipart::MultipartError;
+use actix_web::error::PayloadError;
+use actix_web::http::header::HeaderMap;
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use pincluster_httpcommon::Authenticated;
 use pincluster_model::{Timestamp, UserName};
 use pincluster_tracker::{AddedEntry, Imported, IpfsError, TrackerError};
@@ -46,7 +54,7 @@ pub(crate) async fn add(
 ) -> Result<HttpResponse, ApiError> {
     let request = AddRequest::parse(req.query_string(), Timestamp::now())?;
     let caller = user_name(&user)?;
-    let multipart = actix_multipart::Multipart::new(req.headers(), payload);
+    let multipart = Parts::new(req.headers(), payload);
     let stream = request.stream;
     let (tx, mut rx) = mpsc::channel(OUTPUT_QUEUE);
     // The payload is tied to this worker thread: the import runs beside the
@@ -109,7 +117,7 @@ async fn run(
     ctx: &web::Data<Context>,
     caller: &UserName,
     request: &AddRequest,
-    mut multipart: actix_multipart::Multipart,
+    mut multipart: Parts,
     output: &mut Output,
 ) -> Result<(), ApiError> {
     let limit = ctx.options.max_upload_bytes;
@@ -121,7 +129,7 @@ async fn run(
     let imported = if request.car {
         let mut car = ctx.tracker.car_importer();
         let mut name = None;
-        while let Some(field) = multipart.next().await {
+        while let Some(field) = multipart.next_field().await {
             let mut field = field.map_err(bad_multipart)?;
             let part = Part::of(&field)?;
             if part.directory {
@@ -130,7 +138,7 @@ async fn run(
             if name.is_some() {
                 return Err(ApiError::bad("format=car takes exactly one file: this upload has several"));
             }
-            while let Some(chunk) = field.next().await {
+            while let Some(chunk) = multipart.next_chunk(&mut field).await {
                 let chunk = chunk.map_err(bad_multipart)?;
                 read = counted(read, chunk.len(), limit)?;
                 car.write(&chunk).await.map_err(import_error)?;
@@ -151,7 +159,7 @@ async fn run(
         imported
     } else {
         let mut importer = ctx.tracker.importer(request.import).map_err(import_error)?;
-        while let Some(field) = multipart.next().await {
+        while let Some(field) = multipart.next_field().await {
             let mut field = field.map_err(bad_multipart)?;
             let part = Part::of(&field)?;
             parts += 1;
@@ -168,7 +176,7 @@ async fn run(
             importer.start_file(&part.path).map_err(import_error)?;
             let mut file_bytes = 0u64;
             let mut next_progress = PROGRESS_EVERY;
-            while let Some(chunk) = field.next().await {
+            while let Some(chunk) = multipart.next_chunk(&mut field).await {
                 let chunk = chunk.map_err(bad_multipart)?;
                 read = counted(read, chunk.len(), limit)?;
                 file_bytes += chunk.len() as u64;
@@ -222,6 +230,71 @@ async fn pin_roots(
         }
     }
     Ok(())
+}
+
+/// The parts of a multipart body.
+///
+/// actix-multipart 0.7 can answer `Pending` once the body has ended (when it is cut right after
+/// a `\r` or inside a boundary) and then never wakes: the import task would wait forever, with
+/// its blocks kept from garbage collection. The body is watched for its end, and a wait after
+/// it is the error a truncated body should have been.
+pub(crate) struct Parts {
+    multipart: actix_multipart::Multipart,
+    ended: Rc<Cell<bool>>,
+}
+
+impl Parts {
+    pub(crate) fn new<S>(headers: &HeaderMap, body: S) -> Parts
+    where
+        S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
+    {
+        let ended = Rc::new(Cell::new(false));
+        let watched = Ended { body, ended: ended.clone() };
+        Parts { multipart: actix_multipart::Multipart::new(headers, watched), ended }
+    }
+
+    /// The next part.
+    pub(crate) async fn next_field(&mut self) -> Option<Result<actix_multipart::Field, MultipartError>> {
+        not_after_end(&mut self.multipart, &self.ended).await
+    }
+
+    /// The next chunk of `field`'s content.
+    pub(crate) async fn next_chunk(&self, field: &mut actix_multipart::Field) -> Option<Result<Bytes, MultipartError>> {
+        not_after_end(field, &self.ended).await
+    }
+}
+
+/// The next item of `stream`, or [`MultipartError::Incomplete`] when it waits after the body ended.
+async fn not_after_end<S, T>(stream: &mut S, ended: &Cell<bool>) -> Option<Result<T, MultipartError>>
+where
+    S: Stream<Item = Result<T, MultipartError>> + Unpin,
+{
+    std::future::poll_fn(|cx| match stream.poll_next_unpin(cx) {
+        Poll::Pending if ended.get() => Poll::Ready(Some(Err(MultipartError::Incomplete))),
+        other => other,
+    })
+    .await
+}
+
+/// A request body that notes when it has ended.
+struct Ended<S> {
+    body: S,
+    ended: Rc<Cell<bool>>,
+}
+
+impl<S: Stream<Item = Result<Bytes, PayloadError>> + Unpin> Stream for Ended<S> {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        if self.ended.get() {
+            return Poll::Ready(None);
+        }
+        let next = self.body.poll_next_unpin(cx);
+        if let Poll::Ready(None) = next {
+            self.ended.set(true);
+        }
+        next
+    }
 }
 
 /// What a part's headers say.

@@ -4,7 +4,6 @@
 
 use actix_web::http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use actix_web::web::Bytes;
-use futures_util::StreamExt;
 use pincluster_model::Timestamp;
 
 use crate::options;
@@ -47,19 +46,19 @@ pub fn multipart(data: &[u8]) {
     let chunk = if split == 0 { body.len().max(1) } else { usize::from(split) };
     let reads: Vec<Result<Bytes, actix_web::error::PayloadError>> =
         body.chunks(chunk).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
-    let mut multipart = actix_multipart::Multipart::new(&headers, futures_util::stream::iter(reads));
+    let mut parts = crate::add::Parts::new(&headers, futures_util::stream::iter(reads));
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread().build() else {
         return;
     };
     runtime.block_on(async move {
-        while let Some(field) = multipart.next().await {
+        while let Some(field) = parts.next_field().await {
             let Ok(mut field) = field else {
                 return;
             };
             if let Ok(part) = crate::add::Part::of(&field) {
                 let _ = part.hidden();
             }
-            while let Some(chunk) = field.next().await {
+            while let Some(chunk) = parts.next_chunk(&mut field).await {
                 if chunk.is_err() {
                     return;
                 }
