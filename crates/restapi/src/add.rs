@@ -21,8 +21,9 @@ use std::task::{Context as TaskContext, Poll};
 
 use actix_multipart::MultipartError;
 use actix_web::error::PayloadError;
-use actix_web::http::header::HeaderMap;
+use actix_web::http::header::{HeaderMap, CONTENT_TYPE};
 use actix_web::http::StatusCode;
+use actix_web::mime;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::{Stream, StreamExt};
@@ -42,6 +43,8 @@ use crate::Context;
 const MAX_PARTS: usize = 100_000;
 /// Output lines waiting for the client.
 const OUTPUT_QUEUE: usize = 16;
+/// The shortest multipart boundary read (clients use 16 to 70 characters).
+const MIN_BOUNDARY: usize = 4;
 /// With `progress=true`: one progress line per this many bytes of a file.
 const PROGRESS_EVERY: u64 = 1024 * 1024;
 
@@ -54,7 +57,7 @@ pub(crate) async fn add(
 ) -> Result<HttpResponse, ApiError> {
     let request = AddRequest::parse(req.query_string(), Timestamp::now())?;
     let caller = user_name(&user)?;
-    let multipart = Parts::new(req.headers(), payload);
+    let multipart = Parts::new(req.headers(), payload)?;
     let stream = request.stream;
     let (tx, mut rx) = mpsc::channel(OUTPUT_QUEUE);
     // The payload is tied to this worker thread: the import runs beside the
@@ -244,13 +247,25 @@ pub(crate) struct Parts {
 }
 
 impl Parts {
-    pub(crate) fn new<S>(headers: &HeaderMap, body: S) -> Parts
+    /// Reads `body` with the boundary of the `Content-Type` in `headers`. A boundary shorter
+    /// than [`MIN_BOUNDARY`] is refused: actix-multipart 0.7 slices lines by the boundary's
+    /// length while it skips to the first one, and panics on short lines with a short boundary.
+    pub(crate) fn new<S>(headers: &HeaderMap, body: S) -> Result<Parts, ApiError>
     where
         S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
     {
+        // Read the way actix-multipart reads it; a type it cannot read is its error to report.
+        let boundary = headers
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<mime::Mime>().ok())
+            .and_then(|mime| mime.get_param(mime::BOUNDARY).map(|b| b.as_str().len()));
+        if boundary.is_some_and(|len| len < MIN_BOUNDARY) {
+            return Err(ApiError::bad(format!("the multipart boundary is shorter than {MIN_BOUNDARY} characters")));
+        }
         let ended = Rc::new(Cell::new(false));
         let watched = Ended { body, ended: ended.clone() };
-        Parts { multipart: actix_multipart::Multipart::new(headers, watched), ended }
+        Ok(Parts { multipart: actix_multipart::Multipart::new(headers, watched), ended })
     }
 
     /// The next part.

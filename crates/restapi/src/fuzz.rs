@@ -46,7 +46,9 @@ pub fn multipart(data: &[u8]) {
     let chunk = if split == 0 { body.len().max(1) } else { usize::from(split) };
     let reads: Vec<Result<Bytes, actix_web::error::PayloadError>> =
         body.chunks(chunk).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
-    let mut parts = crate::add::Parts::new(&headers, futures_util::stream::iter(reads));
+    let Ok(mut parts) = crate::add::Parts::new(&headers, futures_util::stream::iter(reads)) else {
+        return;
+    };
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread().build() else {
         return;
     };
