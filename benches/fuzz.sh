@@ -71,7 +71,7 @@ for target in "${targets[@]}"; do
     fresh="$target_dir/merge/$target"
     rm -rf "$fresh" && mkdir -p "$fresh"
     cp "$fuzz_dir/corpus/$target"/seed-* "$fresh/" 2>/dev/null || true
-    FUZZ_TARGET="$target" "$bin" -merge=1 -timeout=10 -rss_limit_mb=2048 "$fresh" \
+    FUZZ_TARGET="$target" "$bin" -set_cover_merge=1 -timeout=10 -rss_limit_mb=2048 "$fresh" \
       "$fuzz_dir/corpus/$target" "$work" >"$log.merge" 2>&1
     rm -rf "${fuzz_dir:?}/corpus/$target" && cp -r "$fresh" "$fuzz_dir/corpus/$target"
   fi
