@@ -4,6 +4,8 @@
 #   benches/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]      default: 60 s, every target
 #   MERGE=1 benches/fuzz.sh 1800                          a long campaign, then minimize the
 #                                                         committed corpora with what it found
+#                                                         (at most CORPUS_BUDGET bytes of finds
+#                                                         per target, default 24 KiB)
 #
 # Harness: libFuzzer through the `libfuzzer-sys` crate, on the stable toolchain: the code is
 # instrumented with LLVM's SanitizerCoverage pass (`-Cpasses=sancov-module`, the flags cargo-fuzz
@@ -73,6 +75,12 @@ for target in "${targets[@]}"; do
     cp "$fuzz_dir/corpus/$target"/seed-* "$fresh/" 2>/dev/null || true
     FUZZ_TARGET="$target" "$bin" -set_cover_merge=1 -timeout=10 -rss_limit_mb=2048 "$fresh" \
       "$fuzz_dir/corpus/$target" "$work" >"$log.merge" 2>&1
+    # Keep the committed corpus small: the seeds, then the smallest finds within the budget.
+    budget=${CORPUS_BUDGET:-24576}
+    total=$(cat "$fresh"/seed-* 2>/dev/null | wc -c)
+    find "$fresh" -type f ! -name 'seed-*' -printf '%s %p\n' | sort -n | while read -r size path; do
+      if [ $((total + size)) -le "$budget" ]; then total=$((total + size)); else rm "$path"; fi
+    done
     rm -rf "${fuzz_dir:?}/corpus/$target" && cp -r "$fresh" "$fuzz_dir/corpus/$target"
   fi
 done
