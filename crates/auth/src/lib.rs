@@ -18,6 +18,9 @@
 mod authenticator;
 mod credentials;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 mod token;
 
 pub use authenticator::{AuthUser, Authenticator, TokenOptions, Users, ANONYMOUS_USER};

@@ -10,6 +10,9 @@
 
 mod car;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 mod handler;
 mod limits;
 pub mod metrics;

@@ -25,20 +25,26 @@ const V2_HEADER: usize = 40;
 /// [`CarImporter::finish`]. Memory stays bounded by one section (≤ 2 MiB plus its CID).
 pub struct CarImporter {
     sink: BlockSink,
-    buffer: Vec<u8>,
-    state: State,
-    roots: Vec<Cid>,
-    /// Bytes of the stream consumed so far (for error messages and CAR v2 offsets).
-    offset: u64,
+    reader: CarReader,
 }
 
 impl std::fmt::Debug for CarImporter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CarImporter")
-            .field("offset", &self.offset)
+            .field("offset", &self.reader.offset)
             .field("blocks", &self.sink.blocks)
             .finish_non_exhaustive()
     }
+}
+
+/// The parser behind [`CarImporter`], without a block store: push bytes with
+/// [`CarReader::extend`], then take the verified blocks with [`CarReader::step`].
+pub(crate) struct CarReader {
+    buffer: Vec<u8>,
+    state: State,
+    roots: Vec<Cid>,
+    /// Bytes of the stream consumed so far (for error messages and CAR v2 offsets).
+    offset: u64,
 }
 
 enum State {
@@ -59,13 +65,7 @@ enum State {
 impl Node {
     /// Starts a CAR import into this node's block store.
     pub fn car_importer(&self) -> CarImporter {
-        CarImporter {
-            sink: BlockSink::new(self),
-            buffer: Vec::new(),
-            state: State::Header,
-            roots: Vec::new(),
-            offset: 0,
-        }
+        CarImporter { sink: BlockSink::new(self), reader: CarReader::new() }
     }
 }
 
@@ -73,18 +73,10 @@ impl CarImporter {
     /// Pushes the next bytes of the CAR stream; complete blocks are verified and written.
     pub async fn write(&mut self, mut data: &[u8]) -> Result<(), IpfsError> {
         while !data.is_empty() {
-            // Take at most what the current item still needs, so the buffer stays bounded.
-            let want = self.wanted()?;
-            if matches!(self.state, State::Done) {
-                self.offset += data.len() as u64;
-                return Ok(());
+            self.reader.extend(&mut data)?;
+            while let Some((cid, block)) = self.reader.step()? {
+                self.sink.put(cid, block).await?;
             }
-            let missing = want.saturating_sub(self.buffer.len()).max(1);
-            let take = missing.min(data.len());
-            let (head, rest) = data.split_at(take);
-            self.buffer.extend_from_slice(head);
-            data = rest;
-            self.step().await?;
         }
         Ok(())
     }
@@ -92,7 +84,41 @@ impl CarImporter {
     /// Ends the stream: fails when it stopped inside a header or a section; otherwise syncs
     /// every written block and returns the header's roots.
     pub async fn finish(mut self) -> Result<Imported, IpfsError> {
-        self.step().await?;
+        while let Some((cid, block)) = self.reader.step()? {
+            self.sink.put(cid, block).await?;
+        }
+        let roots = self.reader.finish()?;
+        let (blocks, bytes) = (self.sink.blocks, self.sink.bytes);
+        let protection = self.sink.finish().await?;
+        Ok(Imported { entries: Vec::new(), roots, blocks, bytes, protection })
+    }
+}
+
+impl CarReader {
+    pub(crate) fn new() -> CarReader {
+        CarReader { buffer: Vec::new(), state: State::Header, roots: Vec::new(), offset: 0 }
+    }
+
+    /// Buffers the start of `data`, at most what the current item still needs (so the buffer
+    /// stays bounded), and advances `data` past it. Call [`CarReader::step`] after each call.
+    pub(crate) fn extend(&mut self, data: &mut &[u8]) -> Result<(), IpfsError> {
+        let want = self.wanted()?;
+        if matches!(self.state, State::Done) {
+            self.offset += data.len() as u64;
+            *data = &[];
+            return Ok(());
+        }
+        let missing = want.saturating_sub(self.buffer.len()).max(1);
+        let take = missing.min(data.len());
+        let (head, rest) = data.split_at(take);
+        self.buffer.extend_from_slice(head);
+        *data = rest;
+        Ok(())
+    }
+
+    /// After the last [`CarReader::step`]: the header's roots, or an error when the stream
+    /// stopped inside a header or a section.
+    pub(crate) fn finish(self) -> Result<Vec<Cid>, IpfsError> {
         let complete = match self.state {
             State::Sections { end: None } => self.buffer.is_empty(),
             State::Done => true,
@@ -108,9 +134,7 @@ impl CarImporter {
                 self.offset
             )));
         }
-        let (blocks, bytes) = (self.sink.blocks, self.sink.bytes);
-        let protection = self.sink.finish().await?;
-        Ok(Imported { entries: Vec::new(), roots: self.roots, blocks, bytes, protection })
+        Ok(self.roots)
     }
 
     /// How many buffered bytes the current item needs at least (a guess while its length
@@ -130,17 +154,18 @@ impl CarImporter {
         Ok(wanted.min(MAX_CAR_BLOCK + MAX_CID + 16))
     }
 
-    /// Consumes every complete item in the buffer.
-    async fn step(&mut self) -> Result<(), IpfsError> {
+    /// Consumes complete items in the buffer up to the next block section, and returns that
+    /// block once its hash is checked; `None` when the buffer holds no complete item.
+    pub(crate) fn step(&mut self) -> Result<Option<(Cid, Vec<u8>)>, IpfsError> {
         loop {
             match self.state {
                 State::Done => {
                     self.buffer.clear();
-                    return Ok(());
+                    return Ok(None);
                 }
                 State::V2Header => {
                     if self.buffer.len() < V2_HEADER {
-                        return Ok(());
+                        return Ok(None);
                     }
                     let u64_at = |at: usize| {
                         let mut bytes = [0u8; 8];
@@ -162,7 +187,7 @@ impl CarImporter {
                         usize::try_from(until.saturating_sub(self.offset)).unwrap_or(usize::MAX).min(self.buffer.len());
                     self.consume(skip);
                     if self.offset < until {
-                        return Ok(());
+                        return Ok(None);
                     }
                     self.state = State::InnerHeader { payload_end };
                 }
@@ -175,7 +200,7 @@ impl CarImporter {
                     }
                     let (len, used) = match crate::varint::read(&self.buffer) {
                         Ok(Some(prefix)) => prefix,
-                        Ok(None) => return Ok(()),
+                        Ok(None) => return Ok(None),
                         Err(e) => return Err(self.error(&format!("invalid length prefix: {e}"))),
                     };
                     let limit = match self.state {
@@ -190,18 +215,20 @@ impl CarImporter {
                         return Err(self.error("empty item"));
                     }
                     if self.buffer.len() < used + len {
-                        return Ok(());
+                        return Ok(None);
                     }
                     let item = self.buffer[used..used + len].to_vec();
                     self.consume(used + len);
-                    self.item(item).await?;
+                    if let Some(block) = self.item(item)? {
+                        return Ok(Some(block));
+                    }
                 }
             }
         }
     }
 
-    /// Handles one length-prefixed item.
-    async fn item(&mut self, item: Vec<u8>) -> Result<(), IpfsError> {
+    /// Handles one length-prefixed item; a block section's block is returned.
+    fn item(&mut self, item: Vec<u8>) -> Result<Option<(Cid, Vec<u8>)>, IpfsError> {
         match self.state {
             State::Header => {
                 let (version, roots) = self.header(&item)?;
@@ -224,9 +251,9 @@ impl CarImporter {
                 self.roots = roots;
                 self.state = State::Sections { end: Some(payload_end) };
             }
-            _ => self.section(item).await?,
+            _ => return self.section(item).map(Some),
         }
-        Ok(())
+        Ok(None)
     }
 
     fn header(&self, item: &[u8]) -> Result<(u64, Vec<Cid>), IpfsError> {
@@ -255,7 +282,7 @@ impl CarImporter {
         Ok((version, roots))
     }
 
-    async fn section(&mut self, item: Vec<u8>) -> Result<(), IpfsError> {
+    fn section(&self, item: Vec<u8>) -> Result<(Cid, Vec<u8>), IpfsError> {
         let mut reader = std::io::Cursor::new(&item[..]);
         let cid =
             Cid::read_bytes(&mut reader).map_err(|e| self.error(&format!("invalid CID in a block section: {e}")))?;
@@ -273,9 +300,7 @@ impl CarImporter {
         if !matches {
             return Err(self.error(&format!("block {cid} does not match its hash (corrupt or forged data)")));
         }
-        let data = data.to_vec();
-        drop(item);
-        self.sink.put(cid, data).await
+        Ok((cid, data.to_vec()))
     }
 
     fn consume(&mut self, n: usize) {

@@ -28,6 +28,9 @@ mod bootstrap;
 mod car;
 mod dht;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 mod gc;
 mod import;
 mod local;
@@ -38,8 +41,6 @@ mod varint;
 mod walk;
 
 pub use bitswap::Traffic;
-#[doc(hidden)]
-pub use bitswap::{bitswap_decode, DecodeError as BitswapDecodeError};
 pub use blockfile::set_block_reserve;
 pub use bytes::Bytes;
 pub use car::{CarImporter, MAX_CAR_BLOCK};

@@ -6,6 +6,9 @@
 //! goes through the tracker so the content is fetched or released.
 
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 mod handlers;
 mod query;
 mod wire;

@@ -19,8 +19,11 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context as TaskContext, Poll};
 
+use actix_multipart::MultipartError;
 use actix_web::error::PayloadError;
+use actix_web::http::header::{HeaderMap, CONTENT_TYPE};
 use actix_web::http::StatusCode;
+use actix_web::mime;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::{Stream, StreamExt};
@@ -43,6 +46,8 @@ const MAX_PARTS: usize = 100_000;
 const MAX_FRAMING: u64 = 1024 * 1024;
 /// Output lines waiting for the client.
 const OUTPUT_QUEUE: usize = 16;
+/// The shortest multipart boundary read (clients use 16 to 70 characters).
+const MIN_BOUNDARY: usize = 4;
 /// With `progress=true`: one progress line per this many bytes of a file.
 const PROGRESS_EVERY: u64 = 1024 * 1024;
 
@@ -55,16 +60,14 @@ pub(crate) async fn add(
 ) -> Result<HttpResponse, ApiError> {
     let request = AddRequest::parse(req.query_string(), Timestamp::now())?;
     let caller = user_name(&user)?;
-    let meter = Rc::new(Meter::default());
-    let metered = Metered { inner: payload, meter: meter.clone() };
-    let multipart = actix_multipart::Multipart::new(req.headers(), metered);
+    let multipart = Parts::new(req.headers(), payload)?;
     let stream = request.stream;
     let (tx, mut rx) = mpsc::channel(OUTPUT_QUEUE);
     // The payload is tied to this worker thread: the import runs beside the
     // response on the same thread, reading the body while output is sent.
     actix_web::rt::spawn(async move {
         let mut output = Output { tx: tx.clone(), stream, collected: Vec::new() };
-        let result = run(&ctx, &caller, &request, multipart, &meter, &mut output).await;
+        let result = run(&ctx, &caller, &request, multipart, &mut output).await;
         let last = match result {
             Ok(()) if stream => return,
             Ok(()) => serde_json::to_vec(&output.collected)
@@ -120,8 +123,7 @@ async fn run(
     ctx: &web::Data<Context>,
     caller: &UserName,
     request: &AddRequest,
-    mut multipart: actix_multipart::Multipart,
-    meter: &Meter,
+    mut multipart: Parts,
     output: &mut Output,
 ) -> Result<(), ApiError> {
     let limit = ctx.options.max_upload_bytes;
@@ -133,9 +135,8 @@ async fn run(
     let imported = if request.car {
         let mut car = ctx.tracker.car_importer();
         let mut name = None;
-        while let Some(field) = multipart.next().await {
+        while let Some(field) = multipart.next_field().await {
             let mut field = field.map_err(bad_multipart)?;
-            meter.progress();
             let part = Part::of(&field)?;
             if part.directory {
                 continue;
@@ -143,9 +144,8 @@ async fn run(
             if name.is_some() {
                 return Err(ApiError::bad("format=car takes exactly one file: this upload has several"));
             }
-            while let Some(chunk) = field.next().await {
+            while let Some(chunk) = multipart.next_chunk(&mut field).await {
                 let chunk = chunk.map_err(bad_multipart)?;
-                meter.progress();
                 read = counted(read, chunk.len(), limit)?;
                 car.write(&chunk).await.map_err(import_error)?;
             }
@@ -165,9 +165,8 @@ async fn run(
         imported
     } else {
         let mut importer = ctx.tracker.importer(request.import).map_err(import_error)?;
-        while let Some(field) = multipart.next().await {
+        while let Some(field) = multipart.next_field().await {
             let mut field = field.map_err(bad_multipart)?;
-            meter.progress();
             let part = Part::of(&field)?;
             parts += 1;
             if parts > MAX_PARTS {
@@ -177,7 +176,6 @@ async fn run(
                 // Read through here, so its bytes count as the client's.
                 while let Some(chunk) = field.next().await {
                     read = counted(read, chunk.map_err(bad_multipart)?.len(), limit)?;
-                    meter.progress();
                 }
                 continue;
             }
@@ -188,9 +186,8 @@ async fn run(
             importer.start_file(&part.path).map_err(import_error)?;
             let mut file_bytes = 0u64;
             let mut next_progress = PROGRESS_EVERY;
-            while let Some(chunk) = field.next().await {
+            while let Some(chunk) = multipart.next_chunk(&mut field).await {
                 let chunk = chunk.map_err(bad_multipart)?;
-                meter.progress();
                 read = counted(read, chunk.len(), limit)?;
                 file_bytes += chunk.len() as u64;
                 importer.write(&chunk).await.map_err(import_error)?;
@@ -245,15 +242,120 @@ async fn pin_roots(
     Ok(())
 }
 
+/// The parts of a multipart body.
+///
+/// actix-multipart 0.7 can answer `Pending` once the body has ended (when it is cut right after
+/// a `\r` or inside a boundary) and then never wakes: the import task would wait forever, with
+/// its blocks kept from garbage collection. The body is watched for its end, and a wait after
+/// it is the error a truncated body should have been.
+///
+/// It also bounds what the parser may hold: the body is cut with an overflow error once more
+/// than [`MAX_FRAMING`] bytes arrive without a part or a chunk handed out, so a part header or
+/// boundary that never ends cannot fill memory.
+pub(crate) struct Parts {
+    multipart: actix_multipart::Multipart,
+    body: Rc<BodyState>,
+}
+
+impl Parts {
+    /// Reads `body` with the boundary of the `Content-Type` in `headers`. A boundary shorter
+    /// than [`MIN_BOUNDARY`] is refused: actix-multipart 0.7 slices lines by the boundary's
+    /// length while it skips to the first one, and panics on short lines with a short boundary.
+    pub(crate) fn new<S>(headers: &HeaderMap, body: S) -> Result<Parts, ApiError>
+    where
+        S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
+    {
+        // Read the way actix-multipart reads it; a type it cannot read is its error to report.
+        let boundary = headers
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<mime::Mime>().ok())
+            .and_then(|mime| mime.get_param(mime::BOUNDARY).map(|b| b.as_str().len()));
+        if boundary.is_some_and(|len| len < MIN_BOUNDARY) {
+            return Err(ApiError::bad(format!("the multipart boundary is shorter than {MIN_BOUNDARY} characters")));
+        }
+        let state = Rc::new(BodyState::default());
+        let watched = Watched { body, state: state.clone() };
+        Ok(Parts { multipart: actix_multipart::Multipart::new(headers, watched), body: state })
+    }
+
+    /// The next part.
+    pub(crate) async fn next_field(&mut self) -> Option<Result<actix_multipart::Field, MultipartError>> {
+        self.body.handed_out(&mut self.multipart).await
+    }
+
+    /// The next chunk of `field`'s content.
+    pub(crate) async fn next_chunk(&self, field: &mut actix_multipart::Field) -> Option<Result<Bytes, MultipartError>> {
+        self.body.handed_out(field).await
+    }
+}
+
+/// What is known of the body under the parser: whether it ended, the bytes received, and how
+/// many of them had arrived when the parser last handed something out.
+#[derive(Default)]
+struct BodyState {
+    ended: Cell<bool>,
+    received: Cell<u64>,
+    mark: Cell<u64>,
+}
+
+impl BodyState {
+    /// The next item of `stream` (the parser's), or [`MultipartError::Incomplete`] when it waits
+    /// after the body ended. An item handed out consumes what the parser held.
+    async fn handed_out<S, T>(&self, stream: &mut S) -> Option<Result<T, MultipartError>>
+    where
+        S: Stream<Item = Result<T, MultipartError>> + Unpin,
+    {
+        let next = std::future::poll_fn(|cx| match stream.poll_next_unpin(cx) {
+            Poll::Pending if self.ended.get() => Poll::Ready(Some(Err(MultipartError::Incomplete))),
+            other => other,
+        })
+        .await;
+        if let Some(Ok(_)) = next {
+            self.mark.set(self.received.get());
+        }
+        next
+    }
+}
+
+/// A request body that notes its end and what arrives, for [`Parts`].
+struct Watched<S> {
+    body: S,
+    state: Rc<BodyState>,
+}
+
+impl<S: Stream<Item = Result<Bytes, PayloadError>> + Unpin> Stream for Watched<S> {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let state = self.state.clone();
+        if state.ended.get() {
+            return Poll::Ready(None);
+        }
+        let next = self.body.poll_next_unpin(cx);
+        match &next {
+            Poll::Ready(None) => state.ended.set(true),
+            Poll::Ready(Some(Ok(chunk))) => {
+                state.received.set(state.received.get() + chunk.len() as u64);
+                if state.received.get() - state.mark.get() > MAX_FRAMING {
+                    return Poll::Ready(Some(Err(PayloadError::Overflow)));
+                }
+            }
+            _ => {}
+        }
+        next
+    }
+}
+
 /// What a part's headers say.
-struct Part {
+pub(crate) struct Part {
     /// `/`-separated, without leading or trailing slashes.
     path: String,
     directory: bool,
 }
 
 impl Part {
-    fn of(field: &actix_multipart::Field) -> Result<Part, ApiError> {
+    pub(crate) fn of(field: &actix_multipart::Field) -> Result<Part, ApiError> {
         let disposition = field.content_disposition();
         let raw = disposition.and_then(|d| d.get_filename()).ok_or_else(|| {
             let name = disposition.and_then(|d| d.get_name()).unwrap_or_default();
@@ -275,7 +377,7 @@ impl Part {
     }
 
     /// Below the top level with a name starting with a dot, as `ipfs add` skips without `--hidden`.
-    fn hidden(&self) -> bool {
+    pub(crate) fn hidden(&self) -> bool {
         self.path.split('/').skip(1).any(|name| name.starts_with('.'))
     }
 }
@@ -319,46 +421,6 @@ fn bad_multipart(error: actix_multipart::MultipartError) -> ApiError {
             "the upload has more than {MAX_FRAMING} bytes of boundaries and part headers in a row"
         )),
         other => ApiError::bad(format!("cannot read the multipart body: {other}")),
-    }
-}
-
-/// Raw body bytes received since the multipart parser last handed out a
-/// part or a chunk of one: what it may be holding in memory (a part's
-/// headers, a boundary line).
-#[derive(Default)]
-struct Meter {
-    received: Cell<u64>,
-    mark: Cell<u64>,
-}
-
-impl Meter {
-    /// The parser handed something out: what it held is consumed.
-    fn progress(&self) {
-        self.mark.set(self.received.get());
-    }
-}
-
-/// The request body, cut with an overflow error once more than
-/// [`MAX_FRAMING`] bytes arrive without the parser handing anything out, so
-/// a part header or boundary that never ends cannot fill memory.
-struct Metered {
-    inner: web::Payload,
-    meter: Rc<Meter>,
-}
-
-impl Stream for Metered {
-    type Item = Result<Bytes, PayloadError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
-        let item = std::task::ready!(Pin::new(&mut self.inner).poll_next(cx));
-        if let Some(Ok(chunk)) = &item {
-            let meter = &self.meter;
-            meter.received.set(meter.received.get() + chunk.len() as u64);
-            if meter.received.get() - meter.mark.get() > MAX_FRAMING {
-                return Poll::Ready(Some(Err(PayloadError::Overflow)));
-            }
-        }
-        Poll::Ready(item)
     }
 }
 

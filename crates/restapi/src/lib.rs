@@ -11,6 +11,9 @@ mod add;
 mod cluster;
 mod error;
 mod expiry;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 mod members;
 mod options;
 mod pins;

@@ -49,7 +49,6 @@ use tokio::task::JoinHandle;
 use engine::{Action, Asked, Engine, Event, Key, Received};
 use message::{Message, WireBlock, MAX_MESSAGE_BYTES};
 
-pub use message::DecodeError;
 
 use crate::varint::{self, FrameError};
 use crate::IpfsError;
@@ -82,13 +81,6 @@ const OUTBOX_SOFT: usize = pb::MAX_ITEMS;
 const OUTBOX_ITEMS: usize = OUTBOX_SOFT + 2 * pb::MAX_ITEMS;
 /// Bytes of block data per outgoing message (a single larger block goes alone).
 const BLOCKS_PER_MESSAGE_BYTES: usize = 1024 * 1024;
-
-/// Decodes one Bitswap message body (no length prefix) with the limits of the network path and
-/// returns how many items (wants, blocks, presences) it holds. Side-effect free; for fuzzing.
-#[doc(hidden)]
-pub fn bitswap_decode(body: &[u8]) -> Result<usize, DecodeError> {
-    Message::decode(Bytes::copy_from_slice(body)).map(|m| m.items())
-}
 
 /// Handle to the Bitswap tasks of one node.
 pub(crate) struct Bitswap {
