@@ -49,7 +49,6 @@ use tokio::task::JoinHandle;
 use engine::{Action, Asked, Engine, Event, Key, Received};
 use message::{Message, WireBlock, MAX_MESSAGE_BYTES};
 
-
 use crate::varint::{self, FrameError};
 use crate::IpfsError;
 
