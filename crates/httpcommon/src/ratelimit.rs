@@ -86,7 +86,8 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
             }
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / limit.per_second))
+            // A tiny configured rate may mean a wait beyond what a Duration holds.
+            Err(Duration::try_from_secs_f64((1.0 - bucket.tokens) / limit.per_second).unwrap_or(Duration::MAX))
         }
     }
 
@@ -110,12 +111,21 @@ pub(crate) fn address_key(ip: IpAddr) -> IpAddr {
 
 /// Whole seconds for `Retry-After`, at least 1.
 pub(crate) fn retry_after_secs(wait: Duration) -> u64 {
-    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+    wait.as_secs().saturating_add(u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tiny_rate_waits_as_long_as_a_duration_holds() {
+        let limiter = Limiter::with_max_keys(RateLimit { per_second: 1e-300, burst: 1 }, 4);
+        assert_eq!(limiter.check(&1u8, true), Ok(()));
+        let wait = limiter.check(&1u8, true).expect_err("the bucket is empty");
+        assert_eq!(wait, Duration::MAX);
+        assert_eq!(retry_after_secs(wait), u64::MAX);
+    }
 
     #[test]
     fn a_burst_then_refusals_with_the_wait() {
